@@ -1,0 +1,258 @@
+//! Provider benchmark: a key-value get and a one-row SQL select, each (a) through the provider,
+//! driven over HTTP via the provider-probe component on a real host, and (b) made directly from
+//! native Rust against the same Redis and Postgres, in the same run. The ratio is the figure.
+//! Nothing here passes or fails on a timing.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+const CONCURRENCY: usize = 8;
+const CALLS: usize = 4000;
+
+struct Report {
+    name: &'static str,
+    /// Calls that failed (reported, never hidden; latencies cover the successful ones).
+    failed: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs `CALLS` calls of `call` over `CONCURRENCY` threads; latencies per call.
+fn measure(
+    name: &'static str,
+    call: impl Fn() -> Result<()> + Send + Sync + 'static,
+) -> Result<Report> {
+    let call = Arc::new(call);
+    for _ in 0..100 {
+        call()?; // warm-up: connections, instances, caches
+    }
+    let started = Instant::now();
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let call = call.clone();
+            std::thread::spawn(move || -> Vec<Result<Duration>> {
+                (0..CALLS / CONCURRENCY)
+                    .map(|_| {
+                        let t = Instant::now();
+                        call().map(|()| t.elapsed())
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(CALLS);
+    let mut failed = 0;
+    for worker in workers {
+        for outcome in worker.join().expect("worker thread") {
+            match outcome {
+                Ok(latency) => latencies.push(latency),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{name}: call failed: {e:#}");
+                }
+            }
+        }
+    }
+    anyhow::ensure!(!latencies.is_empty(), "{name}: every call failed");
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(Report {
+        name,
+        failed,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    })
+}
+
+fn print(through: &Report, native: &Report) {
+    for r in [through, native] {
+        row(r);
+    }
+    println!(
+        "{:<44} {:>9.2}x throughput of native; p50 {:.1}x native\n",
+        "  ratio",
+        through.per_second / native.per_second,
+        through.p50.as_secs_f64() / native.p50.as_secs_f64()
+    );
+}
+
+fn row(r: &Report) {
+    println!(
+        "{:<44} {:>9.0} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   failed {}",
+        r.name,
+        r.per_second,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.failed
+    );
+}
+
+/// Gateway overhead for an authenticated request (issue 5): `/health` touches nothing behind
+/// the gateway; an authenticated route whose service is not deployed costs the token check, the
+/// rate-limit check (a Redis get and compare-and-swap) and routing, and stops there (503); and
+/// `/auth/validate` adds the forward to a component.
+fn gateway(agent: &ureq::Agent) -> Result<()> {
+    let gateway = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
+    let password = std::env::var("PM_SEED_ADMIN_PASSWORD").context("PM_SEED_ADMIN_PASSWORD")?;
+    let login: serde_json::Value = agent
+        .post(&format!("{gateway}/auth/login"))
+        .send_json(json!({ "email": "testuser@test.com", "password": password }))?
+        .into_json()?;
+    let bearer = format!("Bearer {}", login["token"].as_str().context("no token")?);
+    let health = {
+        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
+        measure("GET /health (no token, nothing behind)", move || {
+            agent.get(&url).call()?;
+            Ok(())
+        })?
+    };
+    let checked = {
+        let (agent, url, bearer) = (
+            agent.clone(),
+            format!("{gateway}/api/billing/accounts/x"),
+            bearer.clone(),
+        );
+        measure(
+            "token + rate limit + routing, no forward",
+            move || match agent.get(&url).set("authorization", &bearer).call() {
+                Err(ureq::Error::Status(503, _)) => Ok(()),
+                other => Err(anyhow::anyhow!(
+                    "expected 503 (billing is not deployed), got {other:?}"
+                )),
+            },
+        )?
+    };
+    let forwarded = {
+        let (agent, url, bearer) = (agent.clone(), format!("{gateway}/auth/validate"), bearer);
+        measure("token + rate limit + forward to auth", move || {
+            agent.get(&url).set("authorization", &bearer).call()?;
+            Ok(())
+        })?
+    };
+    for r in [&health, &checked, &forwarded] {
+        row(r);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{:<44} p50 +{:.2} ms, p99 +{:.2} ms over /health\n",
+        "  authenticated overhead (no forward)",
+        ms(checked.p50) - ms(health.p50),
+        ms(checked.p99) - ms(health.p99)
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let probe =
+        std::env::var("PM_PROBE_URL").context("PM_PROBE_URL: run with `cargo xtask bench`")?;
+    let database = std::env::var("PM_DATABASE").context("PM_DATABASE")?;
+    let prefix = std::env::var("PM_KEY_PREFIX").context("PM_KEY_PREFIX")?;
+    let agent = ureq::AgentBuilder::new()
+        .max_idle_connections_per_host(CONCURRENCY)
+        .timeout(Duration::from_secs(10))
+        .build();
+    println!("{CALLS} calls per case, {CONCURRENCY} concurrent callers\n");
+    gateway(&agent)?;
+
+    // What HTTP → host → component costs before any provider call (a 404 the component makes).
+    let baseline = {
+        let (agent, url) = (agent.clone(), format!("{probe}/no-such-route"));
+        measure(
+            "HTTP→component only, no provider call",
+            move || match agent.get(&url).call() {
+                Err(ureq::Error::Status(404, _)) => Ok(()),
+                other => Err(anyhow::anyhow!("expected 404, got {other:?}")),
+            },
+        )?
+    };
+    row(&baseline);
+    println!();
+
+    // Key-value get of one small value.
+    let url = format!("{probe}/kv/bench-key");
+    agent.put(&url).send_string("value-of-bench-key")?;
+    let through = {
+        let (agent, url) = (agent.clone(), url.clone());
+        measure("kv get via redis provider (HTTP→component)", move || {
+            agent.get(&url).call()?;
+            Ok(())
+        })?
+    };
+    let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    let key = format!("{prefix}probe:bench-key");
+    let native = measure("kv get, native redis-rs", move || {
+        with_connection(&client, |connection| {
+            let _: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(connection)?;
+            Ok(())
+        })
+    })?;
+    print(&through, &native);
+
+    // One-row select by primary key.
+    let sql = |statement: &str, params: serde_json::Value| -> Result<()> {
+        agent
+            .post(&format!("{probe}/sql/query"))
+            .send_json(json!({ "sql": statement, "params": params }))?;
+        Ok(())
+    };
+    sql(
+        "CREATE TABLE IF NOT EXISTS bench_rows (id int8 PRIMARY KEY, name text)",
+        json!([]),
+    )?;
+    sql(
+        "INSERT INTO bench_rows VALUES (1, 'one') ON CONFLICT DO NOTHING",
+        json!([]),
+    )?;
+    let through = {
+        let (agent, probe) = (agent.clone(), probe.clone());
+        measure("one-row select via postgres provider", move || {
+            agent.post(&format!("{probe}/sql/query")).send_json(json!({
+                "sql": "SELECT id, name FROM bench_rows WHERE id = $1",
+                "params": [{ "type": "int8", "value": 1 }]
+            }))?;
+            Ok(())
+        })?
+    };
+    let runtime = Arc::new(tokio::runtime::Runtime::new()?);
+    let pool = runtime.block_on(
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(CONCURRENCY as u32)
+            .connect(&format!(
+                "postgres://postgres@127.0.0.1:5432/{database}?options=-csearch_path%3Dprobe"
+            )),
+    )?;
+    let native = measure("one-row select, native sqlx", move || {
+        runtime.block_on(async {
+            let _: (i64, String) = sqlx::query_as("SELECT id, name FROM bench_rows WHERE id = $1")
+                .bind(1i64)
+                .fetch_one(&pool)
+                .await?;
+            Ok(())
+        })
+    })?;
+    print(&through, &native);
+    Ok(())
+}
+
+thread_local! {
+    static CONNECTION: std::cell::RefCell<Option<redis::Connection>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One Redis connection per benchmark thread (made on first use), as a pool would give.
+fn with_connection(
+    client: &redis::Client,
+    f: impl FnOnce(&mut redis::Connection) -> Result<()>,
+) -> Result<()> {
+    CONNECTION.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(client.get_connection()?);
+        }
+        f(slot.as_mut().expect("connection was just made"))
+    })
+}

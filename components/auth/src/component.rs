@@ -1,0 +1,98 @@
+//! WIT glue: `pm:platform/service` in, `routes::handle` out; the `Store` is Postgres through
+//! the `wasmcloud:postgres` link and configuration through wasi:config.
+use wasmcloud_component::wasi::config::store as config;
+use wasmcloud_component::HostRng;
+
+use crate::credentials::Email;
+use crate::routes::{self, Caller, Store, UserRecord};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "auth",
+        path: "../../wit",
+        with: {
+            "wasi:config/store@0.2.0-draft": wasmcloud_component::wasi::config::store,
+            "pm:platform/types@0.1.0": platform_wit::types,
+        },
+        generate_all,
+    });
+}
+
+use bindings::wasmcloud::postgres::query::query;
+use bindings::wasmcloud::postgres::types::{PgValue, QueryError, ResultRow};
+
+struct Auth;
+
+bindings::export!(Auth with_types_in bindings);
+
+impl bindings::exports::pm::platform::service::Guest for Auth {
+    fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
+        let caller = request.principal.as_ref().map(|p| Caller {
+            subject: p.subject.clone(),
+            role: p.role.clone(),
+        });
+        let response = match platform_wit::into_http(request) {
+            Ok(request) => routes::handle(&Postgres, &request, caller.as_ref()),
+            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
+        };
+        platform_wit::from_http(response)
+    }
+}
+
+struct Postgres;
+
+fn describe(e: QueryError) -> String {
+    match e {
+        QueryError::InvalidParams(m) | QueryError::InvalidQuery(m) | QueryError::Unexpected(m) => m,
+    }
+}
+
+fn text(row: &ResultRow, column: &str) -> Option<String> {
+    row.iter()
+        .find(|e| e.column_name == column)
+        .and_then(|e| match &e.value {
+            PgValue::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+}
+
+impl Store for Postgres {
+    fn find(&self, email: &Email) -> Result<Option<UserRecord>, String> {
+        let rows = query(
+            "SELECT id::text AS id, email, password_hash, role FROM users WHERE lower(email) = $1",
+            &[PgValue::Text(email.as_str().to_string())],
+        )
+        .map_err(describe)?;
+        Ok(rows.first().and_then(|row| {
+            Some(UserRecord {
+                id: text(row, "id")?,
+                email: text(row, "email")?,
+                password_hash: text(row, "password_hash")?,
+                role: text(row, "role")?,
+            })
+        }))
+    }
+
+    fn insert(&self, user: &UserRecord) -> Result<bool, String> {
+        let rows = query(
+            "INSERT INTO users (id, email, password_hash, role) VALUES ($1::uuid, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING id::text AS id",
+            &[
+                PgValue::Text(user.id.clone()),
+                PgValue::Text(user.email.clone()),
+                PgValue::Text(user.password_hash.clone()),
+                PgValue::Text(user.role.clone()),
+            ],
+        )
+        .map_err(describe)?;
+        Ok(!rows.is_empty())
+    }
+
+    fn config(&self, key: &str) -> Option<String> {
+        config::get(key).ok().flatten()
+    }
+
+    fn new_id(&self) -> String {
+        HostRng::generate_guid().to_string()
+    }
+}

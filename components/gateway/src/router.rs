@@ -1,0 +1,434 @@
+//! Which answer a request gets. The gateway's own routes (`/health`) are answered here; every
+//! other known path is authenticated, rate limited and forwarded to its component through
+//! `Platform`, which the wasm glue implements with WIT imports and tests with fakes.
+use crate::docs::{self, Health};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use kit::tokens::{Claims, TokenError, Tokens};
+use kit::{response, Problem};
+
+use crate::ratelimit::{self, BucketStore, Decision, Limit};
+use crate::routes::{self, Access};
+
+/// Version reported by `/health`, taken from the crate so it always matches the build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the gateway needs from its surroundings.
+pub trait Platform {
+    /// A configuration value (wasi:config), e.g. `jwt_secret`.
+    fn config(&self, key: &str) -> Option<String>;
+    fn buckets(&self) -> &dyn BucketStore;
+    fn now_ms(&self) -> u64;
+    /// Sends the request to the component linked as `link`, with the path it should see.
+    fn forward(
+        &self,
+        link: &str,
+        request: &Request<Vec<u8>>,
+        path: &str,
+        principal: Option<&Claims>,
+    ) -> Result<Response<Vec<u8>>, String>;
+}
+
+pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    let path = request.uri().path();
+    let method = request.method();
+    if path == "/health" {
+        return only(method, &[Method::GET, Method::HEAD], path, || {
+            response::json(
+                StatusCode::OK,
+                &Health {
+                    status: "UP",
+                    service: "gateway",
+                    version: VERSION,
+                },
+            )
+        });
+    }
+    if path == "/api-docs" || path.starts_with("/api-docs/") {
+        return only(method, &[Method::GET], path, || {
+            api_docs(platform, path.trim_start_matches("/api-docs"))
+        });
+    }
+    let Some((route, forwarded_path)) = routes::resolve(path) else {
+        return response::problem(&Problem::not_found(format!("no route for {method} {path}")));
+    };
+    forward(platform, request, route, &forwarded_path).unwrap_or_else(|answer| answer)
+}
+
+fn forward(
+    platform: &dyn Platform,
+    request: &Request<Vec<u8>>,
+    route: &routes::Route,
+    path: &str,
+) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+    let tokens = tokens(platform)?;
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let verified = tokens.verify_header(authorization);
+
+    // Rate limit first (by verified subject, else client address), so bad tokens are limited too.
+    let client = match &verified {
+        Ok(claims) => format!("sub:{}", claims.sub),
+        Err(_) => format!("addr:{}", client_address(request)),
+    };
+    rate_limit(platform, &client)?;
+
+    let principal = match (route.access, verified) {
+        (Access::Public, verified) => verified.ok(),
+        (_, Err(e)) => return Err(unauthorized(&e)),
+        (Access::Role(role), Ok(claims)) if claims.role != role => {
+            return Err(response::problem(&Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("this route needs the {role} role"),
+            )))
+        }
+        (_, Ok(claims)) => Some(claims),
+    };
+    platform
+        .forward(route.link, request, path, principal.as_ref())
+        .map_err(|e| {
+            response::problem(&Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the {} service did not answer: {e}", route.link),
+            ))
+        })
+}
+
+/// `/api-docs` (everything) or `/api-docs/{service}` (one service's own document).
+fn api_docs(platform: &dyn Platform, rest: &str) -> Response<Vec<u8>> {
+    let request = docs::document_request();
+    match rest.trim_matches('/') {
+        "" => {
+            let documents: Vec<Vec<u8>> = docs::services()
+                .into_iter()
+                .filter_map(|service| {
+                    platform
+                        .forward(service, &request, "/openapi.json", None)
+                        .ok()
+                })
+                .filter(|response| response.status() == StatusCode::OK)
+                .map(Response::into_body)
+                .collect();
+            docs::merged(&documents)
+        }
+        service if docs::services().contains(&service) => platform
+            .forward(service, &request, "/openapi.json", None)
+            .unwrap_or_else(|e| {
+                response::problem(&Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the {service} service did not answer: {e}"),
+                ))
+            }),
+        other => docs::unknown_service(other),
+    }
+}
+
+fn tokens(platform: &dyn Platform) -> Result<Tokens, Response<Vec<u8>>> {
+    let misconfigured = |why: String| {
+        response::problem(&Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("gateway misconfigured: {why}"),
+        ))
+    };
+    let secret = platform
+        .config("jwt_secret")
+        .ok_or_else(|| misconfigured("no jwt_secret configured".into()))?;
+    let issuer = platform
+        .config("jwt_issuer")
+        .unwrap_or_else(|| "patient-management".into());
+    Tokens::new(secret.as_bytes(), &issuer).map_err(misconfigured)
+}
+
+fn unauthorized(error: &TokenError) -> Response<Vec<u8>> {
+    let mut answer = response::problem(&Problem::new(StatusCode::UNAUTHORIZED, error.to_string()));
+    answer
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    answer
+}
+
+/// The host's http-server does not tell components the peer address, so a proxy's
+/// `X-Forwarded-For` is used when present; otherwise all anonymous callers share one bucket.
+fn client_address(request: &Request<Vec<u8>>) -> String {
+    request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or("anonymous")
+        .to_string()
+}
+
+fn limit(platform: &dyn Platform) -> Limit {
+    let number = |key: &str, default: f64| {
+        platform
+            .config(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+            .unwrap_or(default)
+    };
+    Limit {
+        per_second: number("rate_limit_per_second", 5.0),
+        burst: number("rate_limit_burst", 5.0) as u32,
+    }
+}
+
+fn rate_limit(platform: &dyn Platform, client: &str) -> Result<(), Response<Vec<u8>>> {
+    match ratelimit::check(
+        platform.buckets(),
+        limit(platform),
+        client,
+        platform.now_ms(),
+    ) {
+        Ok(Decision::Allow) => Ok(()),
+        Ok(Decision::Deny { retry_after_secs }) => {
+            let mut answer = response::problem(&Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("rate limit exceeded; retry after {retry_after_secs} s"),
+            ));
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            Err(answer)
+        }
+        // The limiter protects the services; when its store is away, serving beats refusing
+        // everyone (as Spring's RedisRateLimiter in the seed does).
+        Err(e) => {
+            eprintln!("rate limiter unavailable, allowing {client}: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Runs `handler` when `method` is one of `allowed`, else answers 405 naming the allowed ones.
+fn only(
+    method: &Method,
+    allowed: &[Method],
+    path: &str,
+    handler: impl FnOnce() -> Response<Vec<u8>>,
+) -> Response<Vec<u8>> {
+    if allowed.contains(method) {
+        return handler();
+    }
+    let mut answer = response::problem(&Problem::method_not_allowed(method.as_str(), path));
+    let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+        answer.headers_mut().insert(header::ALLOW, value);
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::memory::Memory;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[derive(Default)]
+    struct Fake {
+        buckets: Memory,
+        forwarded: RefCell<Vec<(String, String, Option<String>)>>,
+        config: HashMap<&'static str, String>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let mut fake = Fake::default();
+            fake.config.insert("jwt_secret", SECRET.into());
+            fake.config.insert("rate_limit_burst", "100".into());
+            fake
+        }
+    }
+
+    impl Platform for Fake {
+        fn config(&self, key: &str) -> Option<String> {
+            self.config.get(key).cloned()
+        }
+        fn buckets(&self) -> &dyn BucketStore {
+            &self.buckets
+        }
+        fn now_ms(&self) -> u64 {
+            1_000_000
+        }
+        fn forward(
+            &self,
+            link: &str,
+            _: &Request<Vec<u8>>,
+            path: &str,
+            p: Option<&Claims>,
+        ) -> Result<Response<Vec<u8>>, String> {
+            self.forwarded
+                .borrow_mut()
+                .push((link.into(), path.into(), p.map(|c| c.sub.clone())));
+            Ok(response::json(StatusCode::OK, &"forwarded"))
+        }
+    }
+
+    fn token(role: &str) -> String {
+        let tokens = Tokens::new(SECRET.as_bytes(), "patient-management").unwrap();
+        tokens
+            .issue("nurse@clinic.test", role, kit::tokens::now(), 600)
+            .unwrap()
+            .0
+    }
+
+    fn call(
+        platform: &Fake,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Response<Vec<u8>> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(t) = bearer {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        handle(platform, &builder.body(Vec::new()).unwrap())
+    }
+
+    #[test]
+    fn health_and_unknown_routes() {
+        let fake = Fake::new();
+        assert_eq!(
+            call(&fake, Method::GET, "/health", None).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&fake, Method::POST, "/health", None).status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let missing = call(&fake, Method::GET, "/nope", None);
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            missing.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn protected_routes_need_a_valid_token_and_the_right_role() {
+        let fake = Fake::new();
+        let no_token = call(&fake, Method::GET, "/api/patients", None);
+        assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(no_token.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(
+            call(&fake, Method::GET, "/api/patients", Some("garbage")).status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(
+                &fake,
+                Method::GET,
+                "/api/analytics/summary",
+                Some(&token("CLINICIAN"))
+            )
+            .status(),
+            StatusCode::FORBIDDEN
+        );
+        assert!(
+            fake.forwarded.borrow().is_empty(),
+            "nothing reached a component"
+        );
+
+        assert_eq!(
+            call(
+                &fake,
+                Method::GET,
+                "/api/patients/1",
+                Some(&token("CLINICIAN"))
+            )
+            .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(
+                &fake,
+                Method::GET,
+                "/api/analytics/summary",
+                Some(&token("ADMIN"))
+            )
+            .status(),
+            StatusCode::OK
+        );
+        let forwarded = fake.forwarded.borrow();
+        assert_eq!(
+            forwarded[0],
+            (
+                "patients".into(),
+                "/patients/1".into(),
+                Some("nurse@clinic.test".into())
+            )
+        );
+        assert_eq!(forwarded[1].0, "analytics");
+    }
+
+    #[test]
+    fn public_routes_pass_a_valid_principal_along() {
+        let fake = Fake::new();
+        assert_eq!(
+            call(&fake, Method::POST, "/auth/login", None).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&fake, Method::POST, "/auth/users", Some(&token("ADMIN"))).status(),
+            StatusCode::OK
+        );
+        let forwarded = fake.forwarded.borrow();
+        assert_eq!(forwarded[0], ("auth".into(), "/login".into(), None));
+        assert_eq!(forwarded[1].2.as_deref(), Some("nurse@clinic.test"));
+    }
+
+    #[test]
+    fn over_the_limit_is_429_with_retry_after() {
+        let mut fake = Fake::new();
+        fake.config.insert("rate_limit_burst", "2".into());
+        let t = token("ADMIN");
+        assert_eq!(
+            call(&fake, Method::GET, "/api/patients", Some(&t)).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&fake, Method::GET, "/api/patients", Some(&t)).status(),
+            StatusCode::OK
+        );
+        let limited = call(&fake, Method::GET, "/api/patients", Some(&t));
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn api_docs_are_public_and_unknown_services_are_404() {
+        let fake = Fake::new();
+        assert_eq!(
+            call(&fake, Method::GET, "/api-docs", None).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&fake, Method::GET, "/api-docs/auth", None).status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&fake, Method::GET, "/api-docs/nope", None).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            fake.forwarded.borrow().last().unwrap(),
+            &("auth".into(), "/openapi.json".into(), None)
+        );
+    }
+
+    #[test]
+    fn a_missing_signing_key_is_503_not_a_pass() {
+        let mut fake = Fake::new();
+        fake.config.remove("jwt_secret");
+        assert_eq!(
+            call(&fake, Method::GET, "/api/patients", Some("x")).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

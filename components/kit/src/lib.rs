@@ -1,0 +1,12 @@
+//! Helpers every component shares, free of any WIT or wasm detail so they compile and are
+//! unit-tested natively. Components keep their WIT glue thin and call into these.
+#[cfg(feature = "openapi")]
+pub mod openapi;
+pub mod pg_float;
+pub mod problem;
+pub mod response;
+pub mod time;
+#[cfg(feature = "tokens")]
+pub mod tokens;
+
+pub use problem::Problem;

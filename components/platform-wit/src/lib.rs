@@ -1,0 +1,107 @@
+//! `pm:platform/types` generated once for every component (each component's own bindings map
+//! the package's types here with `with:`), plus the conversions between those records and the
+//! `http` crate's types that the components' plain-Rust handlers use.
+#[cfg(target_arch = "wasm32")]
+mod generated {
+    wit_bindgen::generate!({ world: "platform-types", path: "../../wit" });
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use generated::pm::platform::types;
+
+/// Who made a request, as the gateway established it from a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub role: String,
+}
+
+/// Carried in the request extensions of converted requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+#[cfg(target_arch = "wasm32")]
+mod convert {
+    use super::{types, Principal, RequestId};
+
+    /// A forwarded request as an `http::Request`; principal and request id ride in extensions.
+    pub fn into_http(request: types::Request) -> Result<http::Request<Vec<u8>>, String> {
+        let uri = match &request.query {
+            Some(q) if !q.is_empty() => format!("{}?{q}", request.path),
+            _ => request.path.clone(),
+        };
+        let mut builder = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(uri);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut converted = builder.body(request.body).map_err(|e| e.to_string())?;
+        if let Some(p) = request.principal {
+            converted.extensions_mut().insert(Principal {
+                subject: p.subject,
+                role: p.role,
+            });
+        }
+        converted
+            .extensions_mut()
+            .insert(RequestId(request.request_id));
+        Ok(converted)
+    }
+
+    /// Headers as the records carry them; values that are not text are dropped.
+    fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect()
+    }
+
+    pub fn from_http(response: http::Response<Vec<u8>>) -> types::Response {
+        let (parts, body) = response.into_parts();
+        types::Response {
+            status: parts.status.as_u16(),
+            headers: header_pairs(&parts.headers),
+            body,
+        }
+    }
+
+    /// The gateway's side: an `http::Request` (already checked) into the record it forwards.
+    pub fn to_record(
+        request: &http::Request<Vec<u8>>,
+        path: &str,
+        principal: Option<&Principal>,
+        request_id: &str,
+    ) -> types::Request {
+        types::Request {
+            method: request.method().as_str().to_string(),
+            path: path.to_string(),
+            query: request.uri().query().map(str::to_string),
+            headers: header_pairs(request.headers()),
+            body: request.body().clone(),
+            principal: principal.map(|p| types::Principal {
+                subject: p.subject.clone(),
+                role: p.role.clone(),
+            }),
+            request_id: request_id.to_string(),
+        }
+    }
+
+    pub fn response_from_record(response: types::Response) -> http::Response<Vec<u8>> {
+        let mut converted = http::Response::new(response.body);
+        *converted.status_mut() =
+            http::StatusCode::from_u16(response.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        for (name, value) in response.headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(name),
+                http::HeaderValue::try_from(value),
+            ) {
+                converted.headers_mut().append(name, value);
+            }
+        }
+        converted
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use convert::*;

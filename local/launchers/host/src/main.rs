@@ -1,0 +1,103 @@
+//! One wasmCloud host for the patient-management lattice, built on the `wasmcloud-host` crate.
+//!
+//! Why a launcher of our own instead of the `wasmcloud` binary: the binary is distributed from
+//! GitHub releases, which this project cannot reach; the crate is on crates.io. The launcher
+//! sets exactly what the platform relies on: files may be loaded (images are `file://` paths
+//! produced by the build), the built-in http-server provider is on, and labels come from flags
+//! or the environment so several hosts with different labels (`zone=a`, `zone=b`) can join one
+//! lattice and wadm's spread scalers can place components by label.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wasmcloud_host::wasmbus::{host_config::Host as HostConfig, Features, Host};
+
+#[derive(Parser, Debug)]
+#[command(name = "pm-host", about = "wasmCloud host for the patient-management lattice")]
+struct Args {
+    /// NATS server carrying the lattice's control and RPC traffic (NATS 2.10+ with JetStream).
+    #[arg(long, env = "PM_NATS_URL", default_value = "nats://127.0.0.1:4223")]
+    nats_url: wasmcloud_host::url::Url,
+    /// Lattice name; every host, wadm and wash of one deployment must agree on it.
+    #[arg(long, env = "WASMCLOUD_LATTICE", default_value = "default")]
+    lattice: String,
+    /// Host label as key=value; repeat the flag for several labels.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Labels from the environment, comma separated: `zone=a,tier=web`.
+    #[arg(long, env = "PM_HOST_LABELS", default_value = "")]
+    labels_env: String,
+    /// Address of the host's admin endpoint (`/livez`, `/readyz`), used as a readiness check.
+    #[arg(long, env = "PM_HOST_ADMIN")]
+    http_admin: Option<SocketAddr>,
+    /// Timeout for every RPC (component-to-component and component-to-provider) call.
+    #[arg(long, env = "PM_RPC_TIMEOUT_MS", default_value_t = 2000)]
+    rpc_timeout_ms: u64,
+    /// Log as JSON lines (one object per event) instead of human-readable text.
+    #[arg(long, env = "PM_STRUCTURED_LOGGING", default_value_t = false)]
+    structured_logging: bool,
+}
+
+fn parse_labels(args: &Args) -> anyhow::Result<HashMap<String, String>> {
+    let from_env = args.labels_env.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let mut labels = HashMap::new();
+    for raw in args.labels.iter().map(String::as_str).chain(from_env) {
+        let Some((key, value)) = raw.split_once('=') else {
+            bail!("label `{raw}` is not of the form key=value");
+        };
+        if key.is_empty() {
+            bail!("label `{raw}` has an empty key");
+        }
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_env("PM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,cranelift_codegen=warn,wasmtime=warn"));
+    if args.structured_logging {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let labels = parse_labels(&args)?;
+
+    let config = HostConfig {
+        ctl_nats_url: args.nats_url.clone(),
+        rpc_nats_url: args.nats_url.clone(),
+        rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
+        lattice: args.lattice.clone().into(),
+        labels,
+        allow_file_load: true,
+        enable_structured_logging: args.structured_logging,
+        http_admin: args.http_admin,
+        experimental_features: Features::new().enable_builtin_http_server(),
+        ..Default::default()
+    };
+    let (host, shutdown) = Host::new(config)
+        .await
+        .with_context(|| format!("failed to start host on {} (lattice {})", args.nats_url, args.lattice))?;
+    tracing::info!(lattice = %args.lattice, nats = %args.nats_url, "host started");
+
+    tokio::select! {
+        stopped = host.stopped() => {
+            stopped.context("host stopped with an error")?;
+            tracing::info!("host stopped by a lattice command");
+        }
+        _ = shutdown_signal() => tracing::info!("shutdown requested"),
+    }
+    // Stop components and providers cleanly so wadm sees them leave at once.
+    shutdown.await.context("host shutdown failed")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+}

@@ -1,0 +1,125 @@
+//! Builds what the manifests reference under `build/`: every `X.wasm` is the workspace package
+//! `X` compiled for wasm32-wasip2, every `X.par.gz` the native package `X` packed as a provider
+//! archive. The manifests decide what gets built, so the two cannot disagree.
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::process::run_visible;
+use crate::tools::Tools;
+use crate::{manifest, paths, step};
+
+/// Manifests whose artifacts `up` and `test` build.
+pub const MANIFESTS: [&str; 2] = [
+    "wadm/patient-management.yaml",
+    "tests/manifests/provider-probe.yaml",
+];
+
+pub fn artifacts(tools: &Tools) -> Result<()> {
+    let mut wanted = Vec::new();
+    for path in MANIFESTS {
+        let text = fs::read_to_string(paths::repo().join(path))
+            .with_context(|| format!("reading {path}"))?;
+        wanted.extend(manifest::artifacts(&text));
+    }
+    wanted.sort();
+    wanted.dedup();
+    let of_kind = |kind: &str| -> Vec<manifest::Artifact> {
+        wanted.iter().filter(|a| a.kind == kind).cloned().collect()
+    };
+    fs::create_dir_all(paths::build())?;
+    components(&of_kind("wasm"))?;
+    providers(tools, &of_kind("par.gz"))
+}
+
+fn packages(artifacts: &[manifest::Artifact]) -> Vec<String> {
+    let mut names: Vec<String> = artifacts.iter().map(|a| a.package.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn cargo_build(packages: &[String], target: Option<&str>) -> Result<()> {
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(paths::repo())
+        .args(["build", "--release"]);
+    if let Some(target) = target {
+        cargo.args(["--target", target]);
+    }
+    for name in packages {
+        cargo.args(["-p", name]);
+    }
+    run_visible(&mut cargo)
+}
+
+fn components(artifacts: &[manifest::Artifact]) -> Result<()> {
+    let names = packages(artifacts);
+    if names.is_empty() {
+        return Ok(());
+    }
+    step(&format!(
+        "building components for wasm32-wasip2: {}",
+        names.join(", ")
+    ));
+    cargo_build(&names, Some("wasm32-wasip2"))?;
+    for artifact in artifacts {
+        let built = paths::repo()
+            .join("target/wasm32-wasip2/release")
+            .join(format!("{}.wasm", artifact.package.replace('-', "_")));
+        let destination = paths::build().join(&artifact.path);
+        fs::create_dir_all(destination.parent().context("artifact path")?)?;
+        fs::copy(&built, &destination).with_context(|| format!("copying {}", built.display()))?;
+    }
+    Ok(())
+}
+
+fn providers(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
+    let names = packages(artifacts);
+    if names.is_empty() {
+        return Ok(());
+    }
+    step(&format!("building providers: {}", names.join(", ")));
+    cargo_build(&names, None)?;
+    for artifact in artifacts {
+        let name = &artifact.package;
+        let binary = paths::repo().join("target/release").join(name);
+        let archive = paths::build().join(&artifact.path);
+        if newer(&archive, &binary) {
+            continue;
+        }
+        fs::create_dir_all(archive.parent().context("artifact path")?)?;
+        step(&format!(
+            "packing {name} as the provider archive build/{}",
+            artifact.path
+        ));
+        run_visible(
+            Command::new(&tools.wash)
+                .args([
+                    "par",
+                    "create",
+                    "--vendor",
+                    "patient-management",
+                    "--compress",
+                    "--name",
+                    name,
+                    "--binary",
+                ])
+                .arg(&binary)
+                .arg("--destination")
+                .arg(&archive)
+                // Signing keys for the archive live in the tool cache, not in ~/.wash.
+                .arg("--directory")
+                .arg(paths::cache().join("keys")),
+        )?;
+    }
+    Ok(())
+}
+
+/// True when `a` exists and was modified after `b`.
+fn newer(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a > b)
+}

@@ -1,0 +1,284 @@
+//! `cargo xtask <command>`: the project's automation (the cargo-xtask pattern: Rust, not long
+//! shell scripts). See `cargo xtask help`.
+mod build;
+mod manifest;
+mod net;
+mod paths;
+mod process;
+mod services;
+mod stack;
+mod tools;
+
+use std::process::{Command, ExitCode};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use stack::{Stack, StackConfig};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  up [--hosts N] [--http-port P] [--rate-limit R]
+                                   install what is missing, build, start the lattice on
+                                   127.0.0.1 and deploy the application (gateway on :4004);
+                                   R replaces the 5 requests/s, burst 5 per-client limit
+  down                             stop everything `up` started
+  test                             unit tests, then end-to-end tests on a lattice of their own
+  tools                            only install/build the tools (wash, host, wadm, NATS)
+  wash <args>                      run the cached wash against the lattice `up` started
+  status                           hosts and applications of that lattice
+  bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
+
+environment: PM_NATS_URL (use this NATS instead of starting one), PM_CACHE_DIR (tool cache)";
+
+/// The lattice `up` manages; tests use their own.
+const DEV_LATTICE: &str = "default";
+const DEV_NATS_PORT: u16 = 4223;
+
+fn started() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Progress line, with the time since the command started.
+pub fn step(message: &str) {
+    eprintln!("==> [{:>4}s] {message}", started().elapsed().as_secs());
+}
+
+fn main() -> ExitCode {
+    started();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    let (command, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match command {
+        "up" => up(rest),
+        "down" => Stack::existing(DEV_LATTICE).map_or_else(
+            |_| {
+                step("nothing to stop: no lattice was brought up from this checkout");
+                Ok(())
+            },
+            |stack| stack.down(),
+        ),
+        "test" => test(),
+        "bench" => bench(),
+        "tools" => tools::ensure_all().map(|_| ()),
+        // Used by the outage tests: take a lattice's broker down and bring it back.
+        "broker" => match rest {
+            [action, lattice] if action == "stop" => Stack::existing(lattice)?.stop_broker(),
+            [action, lattice] if action == "start" => {
+                Stack::existing(lattice)?.start_broker(&tools::ensure_all()?)
+            }
+            _ => bail!("usage: cargo xtask broker <stop|start> <lattice>"),
+        },
+        "wash" => {
+            let tools = tools::ensure_all()?;
+            let stack = Stack::existing(DEV_LATTICE)?;
+            process::run_visible(stack.wash(&tools).args(rest))
+        }
+        "status" => {
+            let tools = tools::ensure_all()?;
+            let stack = Stack::existing(DEV_LATTICE)?;
+            process::run_visible(stack.wash(&tools).args(["get", "hosts"]))?;
+            process::run_visible(stack.wash(&tools).args(["app", "list"]))
+        }
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let value = args
+                .get(i + 1)
+                .with_context(|| format!("{name} needs a value"))?;
+            value
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name}: `{value}` is not valid"))
+        }
+    }
+}
+
+fn external_nats() -> Result<Option<std::net::SocketAddr>> {
+    let Ok(url) = std::env::var("PM_NATS_URL") else {
+        return Ok(None);
+    };
+    let hostport = url.trim_start_matches("nats://");
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .with_context(|| format!("PM_NATS_URL `{url}` is not host:port"))?
+        .next()
+        .with_context(|| format!("PM_NATS_URL `{url}` resolves to no address"))?;
+    Ok(Some(addr))
+}
+
+fn up(args: &[String]) -> Result<()> {
+    let hosts: usize = flag(args, "--hosts", 1)?;
+    if !(1..=16).contains(&hosts) {
+        bail!("--hosts must be between 1 and 16");
+    }
+    let stack = Stack::new(StackConfig {
+        lattice: DEV_LATTICE.into(),
+        nats_port: DEV_NATS_PORT,
+        external_nats: external_nats()?,
+        http_port: flag(args, "--http-port", 4004)?,
+        probe_port: 4014,
+        broker_port: 9092,
+        database: manifest::DEFAULT_DATABASE.into(),
+        key_prefix: manifest::DEFAULT_KEY_PREFIX.into(),
+        rate_limit: match flag(args, "--rate-limit", 0u32)? {
+            0 => None,
+            n => Some(n),
+        },
+        hosts,
+    });
+    // Fail on bad configuration before spending minutes on builds.
+    stack.preflight()?;
+    if let Some(addr) = stack.config.external_nats {
+        net::require_usable_nats(&net::nats_info(addr)?, addr)?;
+    }
+    services::ensure_all()?;
+    let tools = tools::ensure_all()?;
+    build::artifacts(&tools)?;
+    stack.up(&tools)?;
+    deploy_platform(&stack, &tools)?;
+    let gateway = stack.gateway_addr();
+    step("the platform is up");
+    println!(
+        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/health)\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
+        stack.config.lattice,
+        stack.nats_addr(),
+        manifest::APP_NAME,
+        stack.dir.display()
+    );
+    Ok(())
+}
+
+fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
+    stack.put_secrets(tools)?;
+    let manifest = paths::repo().join(build::MANIFESTS[0]);
+    stack.deploy(tools, &manifest, manifest::APP_NAME, || {
+        stack.gateway_healthy()
+    })
+}
+
+/// Unit tests, then the end-to-end suite against a lattice of its own.
+fn test() -> Result<()> {
+    step("unit tests");
+    process::run_visible(Command::new("cargo").current_dir(paths::repo()).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "e2e",
+        "--exclude",
+        "bench",
+    ]))?;
+    let validator = tools::openapi_validator()?;
+    on_test_stack("pmtest", |stack, env| {
+        step(&format!(
+            "end-to-end tests against lattice `{}`",
+            stack.config.lattice
+        ));
+        process::run_visible(
+            Command::new("cargo")
+                .current_dir(paths::repo())
+                .args(["test", "-p", "e2e"])
+                .envs(env)
+                .env("PM_OPENAPI_VALIDATOR_PATH", &validator),
+        )
+    })
+}
+
+/// The benchmarks in bench/, against a lattice of their own.
+fn bench() -> Result<()> {
+    on_test_stack("pmbench", |_, env| {
+        step("provider benchmark");
+        process::run_visible(
+            Command::new("cargo")
+                .current_dir(paths::repo())
+                .args(["run", "--release", "-p", "bench"])
+                .envs(env),
+        )
+    })
+}
+
+/// Brings up a lattice with its own name, NATS, ports, database and key prefix, deploys the
+/// platform and the provider probe, runs `f` with the environment that describes the stack, and
+/// tears it all down whatever the outcome (keeping the logs when `f` failed).
+fn on_test_stack(
+    name: &str,
+    f: impl FnOnce(&Stack, Vec<(&str, String)>) -> Result<()>,
+) -> Result<()> {
+    services::ensure_all()?;
+    let tools = tools::ensure_all()?;
+    build::artifacts(&tools)?;
+    let run_id = std::process::id();
+    let lattice = format!("{name}-{run_id}");
+    let stack = Stack::new(StackConfig {
+        lattice: lattice.clone(),
+        nats_port: net::free_port()?,
+        external_nats: None,
+        http_port: net::free_port()?,
+        probe_port: net::free_port()?,
+        broker_port: net::free_port()?,
+        database: format!("{name}_{run_id}"),
+        key_prefix: format!("{lattice}:"),
+        // Benchmarks measure the request path, not the limiter's refusals.
+        rate_limit: (name == "pmbench").then_some(1_000_000),
+        hosts: 1,
+    });
+    let outcome = (|| {
+        stack.up(&tools)?;
+        deploy_platform(&stack, &tools)?;
+        stack.deploy(
+            &tools,
+            &paths::repo().join(build::MANIFESTS[1]),
+            "provider-probe",
+            || stack.probe_ready(),
+        )?;
+        let env = vec![
+            ("PM_GATEWAY_URL", format!("http://{}", stack.gateway_addr())),
+            (
+                "PM_PROBE_URL",
+                format!("http://127.0.0.1:{}", stack.config.probe_port),
+            ),
+            ("PM_XTASK", std::env::current_exe()?.display().to_string()),
+            ("PM_LATTICE", lattice.clone()),
+            ("PM_NATS_ADDR", stack.nats_addr().to_string()),
+            ("PM_KAFKA_BROKERS", stack.broker_addr().to_string()),
+            ("PM_DATABASE", stack.config.database.clone()),
+            ("PM_KEY_PREFIX", stack.config.key_prefix.clone()),
+            ("PM_SEED_ADMIN_PASSWORD", stack::seed_admin_password()),
+            (
+                "PM_JWT_SECRET_FILE",
+                stack.dir.join("jwt.secret").display().to_string(),
+            ),
+        ];
+        f(&stack, env)
+    })();
+    stack.down()?;
+    stack.drop_data();
+    if outcome.is_ok() {
+        let _ = std::fs::remove_dir_all(&stack.dir);
+    } else {
+        step(&format!("logs kept in {}", stack.dir.display()));
+    }
+    outcome
+}

@@ -1,0 +1,221 @@
+//! The wadm manifest in `wadm/` is the source of truth. A stack deploys a rendered copy: image
+//! paths made absolute (the copy lives elsewhere) and the gateway's listen port set to the
+//! stack's, so a test lattice never collides with the one on 4004.
+use std::path::Path;
+
+use anyhow::{ensure, Result};
+
+pub const APP_NAME: &str = "patient-management";
+pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:4004";
+pub const DEFAULT_BROKER_ADDRESS: &str = "127.0.0.1:9092";
+/// The provider probe's listener (test manifest only).
+pub const DEFAULT_PROBE_ADDRESS: &str = "127.0.0.1:4014";
+/// The manifest's database and key prefix for local runs; a test stack swaps in its own so its
+/// data never mixes with a running platform's or another test run's.
+pub const DEFAULT_DATABASE: &str = "patient_management";
+pub const DEFAULT_KEY_PREFIX: &str = "patient-management:";
+
+/// Where one stack's manifest differs from the checked-in one.
+pub struct Overrides {
+    pub http_port: u16,
+    pub probe_port: u16,
+    pub broker_port: u16,
+    pub database: String,
+    pub key_prefix: String,
+    /// Requests per second and burst per client, for a bench lattice that must not measure 429s.
+    pub rate_limit: Option<u32>,
+}
+
+pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<String> {
+    ensure!(
+        text.contains(DEFAULT_HTTP_ADDRESS) || text.contains(DEFAULT_PROBE_ADDRESS),
+        "the manifest names neither {DEFAULT_HTTP_ADDRESS} nor {DEFAULT_PROBE_ADDRESS}; update xtask"
+    );
+    let text = text
+        .replace(
+            DEFAULT_HTTP_ADDRESS,
+            &format!("127.0.0.1:{}", overrides.http_port),
+        )
+        .replace(
+            DEFAULT_PROBE_ADDRESS,
+            &format!("127.0.0.1:{}", overrides.probe_port),
+        )
+        .replace(
+            DEFAULT_BROKER_ADDRESS,
+            &format!("127.0.0.1:{}", overrides.broker_port),
+        )
+        .replace(DEFAULT_DATABASE, &overrides.database)
+        .replace(DEFAULT_KEY_PREFIX, &overrides.key_prefix);
+    let text = match overrides.rate_limit {
+        Some(n) => text
+            .replace(
+                "rate_limit_per_second: \"5\"",
+                &format!("rate_limit_per_second: \"{n}\""),
+            )
+            .replace(
+                "rate_limit_burst: \"5\"",
+                &format!("rate_limit_burst: \"{n}\""),
+            ),
+        None => text,
+    };
+    Ok(absolute_file_urls(&text, manifest_dir))
+}
+
+/// `file://../build/x.wasm` (relative to the manifest, as `wash app deploy` reads it) becomes
+/// `file:///abs/build/x.wasm`.
+fn absolute_file_urls(text: &str, base: &Path) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("file://") {
+        let (before, after) = rest.split_at(at + "file://".len());
+        out.push_str(before);
+        if !after.starts_with('/') {
+            let end = after
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(after.len());
+            let joined = base.join(&after[..end]);
+            out.push_str(&normalize(&joined));
+            rest = &after[end..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resolves `.` and `..` without touching the file system (the file may not be built yet).
+fn normalize(path: &Path) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.to_str().unwrap_or_default().split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// An artifact a manifest expects under `build/`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Artifact {
+    /// Path below `build/`, e.g. `gateway.wasm` or `probe/redis-provider.par.gz`.
+    pub path: String,
+    /// The workspace package that produces it (the file stem).
+    pub package: String,
+    /// `wasm` (a component) or `par.gz` (a provider archive).
+    pub kind: String,
+}
+
+/// The artifacts a manifest's `file://.../build/...` images name. A provider archive may sit in
+/// a subdirectory: the host caches provider binaries by image path, so two applications on one
+/// host need two paths for the same provider.
+pub fn artifacts(text: &str) -> Vec<Artifact> {
+    let mut found = Vec::new();
+    for chunk in text.split("file://").skip(1) {
+        let path: String = chunk
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        let Some((_, below)) = path.split_once("build/") else {
+            continue;
+        };
+        let file = below.rsplit('/').next().unwrap_or(below);
+        for kind in ["wasm", "par.gz"] {
+            if let Some(package) = file.strip_suffix(&format!(".{kind}")) {
+                found.push(Artifact {
+                    path: below.to_string(),
+                    package: package.to_string(),
+                    kind: kind.to_string(),
+                });
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "image: file://../build/gateway.wasm\n\
+        image: file:///already/abs.wasm\n\
+        image: \"file://../../build/redis.par.gz\"\n\
+        address: 127.0.0.1:4004\n\
+        BROKERS: 127.0.0.1:9092\n\
+        POSTGRES_DATABASE: patient_management\n\
+        KEY_PREFIX: \"patient-management:\"\n";
+
+    fn overrides() -> Overrides {
+        Overrides {
+            http_port: 5555,
+            probe_port: 6666,
+            broker_port: 7777,
+            database: "pm_t1".into(),
+            key_prefix: "t1:".into(),
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn renders_absolute_paths_ports_and_data_names() {
+        let out = render(SAMPLE, Path::new("/repo/wadm"), &overrides()).unwrap();
+        assert!(
+            out.contains("image: file:///repo/build/gateway.wasm\n"),
+            "{out}"
+        );
+        assert!(out.contains("file:///already/abs.wasm"));
+        assert!(out.contains("\"file:///build/redis.par.gz\""), "{out}");
+        assert!(out.contains("address: 127.0.0.1:5555"));
+        assert!(out.contains("BROKERS: 127.0.0.1:7777"));
+        assert!(out.contains("POSTGRES_DATABASE: pm_t1\n"));
+        assert!(out.contains("KEY_PREFIX: \"t1:\""));
+    }
+
+    #[test]
+    fn a_bench_lattice_lifts_the_rate_limit() {
+        let text =
+            "address: 127.0.0.1:4004\nrate_limit_per_second: \"5\"\nrate_limit_burst: \"5\"\n";
+        let out = render(
+            text,
+            Path::new("/r/wadm"),
+            &Overrides {
+                rate_limit: Some(900),
+                ..overrides()
+            },
+        )
+        .unwrap();
+        assert!(
+            out.contains("rate_limit_per_second: \"900\"")
+                && out.contains("rate_limit_burst: \"900\""),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn refuses_a_manifest_without_the_gateway_address() {
+        assert!(render("image: x", Path::new("/repo/wadm"), &overrides()).is_err());
+    }
+
+    #[test]
+    fn lists_artifacts_once_with_their_subdirectories() {
+        let text = format!("{SAMPLE}image: file://../../build/probe/redis.par.gz\nimage: file://../build/gateway.wasm\n");
+        let found: Vec<(String, String, String)> = artifacts(&text)
+            .into_iter()
+            .map(|a| (a.path, a.package, a.kind))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("gateway.wasm".into(), "gateway".into(), "wasm".into()),
+                ("probe/redis.par.gz".into(), "redis".into(), "par.gz".into()),
+                ("redis.par.gz".into(), "redis".into(), "par.gz".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Background processes the stack starts: each has a pid file and a log file in the stack's
+//! directory, so `down` (from any later shell) can find and stop exactly what `up` started.
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+pub struct Daemon {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Daemon {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
+    }
+
+    fn pid_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.pid", self.name))
+    }
+
+    /// The pid from the pid file, if that process still runs the program we started.
+    pub fn running_pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.pid_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let program = fs::read_to_string(self.dir.join(format!("{}.program", self.name))).ok()?;
+        is_alive(pid, program.trim()).then_some(pid)
+    }
+
+    /// Starts `command` detached (own process group, so a terminal's Ctrl-C on `cargo xtask`
+    /// does not take the lattice down with it), output appended to the log file.
+    pub fn spawn(&self, command: &mut Command) -> Result<u32> {
+        fs::create_dir_all(&self.dir)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("failed to start {}", self.name))?;
+        let pid = child.id();
+        fs::write(self.pid_path(), pid.to_string())?;
+        let exe = Path::new(&program)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned());
+        fs::write(
+            self.dir.join(format!("{}.program", self.name)),
+            exe.unwrap_or(program),
+        )?;
+        Ok(pid)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`; then the same for any of its
+    /// children still running (a host's providers, should the host die without stopping them).
+    /// Harmless when not running.
+    pub fn stop(&self, grace: Duration) -> Result<bool> {
+        let Some(pid) = self.running_pid() else {
+            let _ = fs::remove_file(self.pid_path());
+            return Ok(false);
+        };
+        let program = fs::read_to_string(self.dir.join(format!("{}.program", self.name)))?;
+        let children = children_of(pid);
+        terminate(pid, program.trim(), grace);
+        for (child, child_program) in children {
+            terminate(child, &child_program, grace);
+        }
+        let _ = fs::remove_file(self.pid_path());
+        Ok(true)
+    }
+
+    /// The last `n` lines of the log, for error messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+fn terminate(pid: u32, program: &str, grace: Duration) {
+    if !is_alive(pid, program) {
+        return;
+    }
+    signal(pid, "TERM");
+    let deadline = Instant::now() + grace;
+    while is_alive(pid, program) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if is_alive(pid, program) {
+        signal(pid, "KILL");
+    }
+}
+
+/// Direct children of `parent` with their argv[0], from /proc.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            ppid == Some(parent.to_string().as_str())
+        })
+        .map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            (pid, String::from_utf8_lossy(argv0).into_owned())
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Alive and not a zombie, and running `program` (guards against a recycled pid).
+pub fn is_alive(pid: u32, program: &str) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 3 (after the parenthesised command name) is the state; Z and X are dead.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(argv0).ends_with(program)
+}
+
+/// Runs a command to completion, failing with its output when it fails.
+pub fn run(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("failed to run {:?}", command.get_program()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} failed ({}):\n{}{}",
+            command.get_program(),
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// Runs a command with its output shown, failing when it fails.
+pub fn run_visible(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("failed to run {:?}", command.get_program()))?;
+    anyhow::ensure!(
+        status.success(),
+        "{:?} failed ({status})",
+        command.get_program()
+    );
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! One lattice on this machine: a NATS with JetStream, wadm, N wasmCloud hosts and the deployed
+//! application. `up` is idempotent (it reuses whatever of its own already runs) and `down`
+//! stops exactly what `up` started, so both are safe to run twice.
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::net::{self, loopback};
+use crate::process::{run, Daemon};
+use crate::tools::Tools;
+use crate::{manifest, paths, step};
+
+/// Zones handed to hosts in turn, as the `zone` label wadm's spread scalers select on.
+const ZONES: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub lattice: String,
+    /// Our own NATS port; ignored when `external_nats` is set.
+    pub nats_port: u16,
+    /// A NATS the user runs (PM_NATS_URL); we check it and never start or stop it.
+    pub external_nats: Option<SocketAddr>,
+    pub http_port: u16,
+    /// The provider probe's listener (only deployed by tests).
+    pub probe_port: u16,
+    /// The Kafka-compatible broker (tansu) this stack runs.
+    pub broker_port: u16,
+    /// Postgres database and Redis key prefix of this stack's data.
+    pub database: String,
+    pub key_prefix: String,
+    /// Overrides the manifest's per-client rate limit (benchmarks only).
+    pub rate_limit: Option<u32>,
+    pub hosts: usize,
+}
+
+pub struct Stack {
+    pub config: StackConfig,
+    pub dir: PathBuf,
+}
+
+impl Stack {
+    pub fn new(config: StackConfig) -> Self {
+        let dir = paths::stack(&config.lattice);
+        Self { config, dir }
+    }
+
+    /// Reopens a stack `up` recorded earlier (its NATS address is kept in the stack dir).
+    pub fn existing(lattice: &str) -> Result<Self> {
+        let dir = paths::stack(lattice);
+        let saved = fs::read_to_string(dir.join("nats.addr"))
+            .with_context(|| format!("no lattice `{lattice}` was brought up from this checkout"))?;
+        let addr: SocketAddr = saved.trim().parse()?;
+        let config = StackConfig {
+            lattice: lattice.to_string(),
+            nats_port: addr.port(),
+            external_nats: None,
+            http_port: read_port(&dir, "http.port", 4004),
+            probe_port: 4014,
+            broker_port: read_port(&dir, "broker.port", 9092),
+            database: manifest::DEFAULT_DATABASE.into(),
+            key_prefix: manifest::DEFAULT_KEY_PREFIX.into(),
+            rate_limit: None,
+            hosts: 0,
+        };
+        Ok(Self { config, dir })
+    }
+
+    pub fn nats_addr(&self) -> SocketAddr {
+        self.config
+            .external_nats
+            .unwrap_or_else(|| loopback(self.config.nats_port))
+    }
+
+    pub fn broker_addr(&self) -> SocketAddr {
+        loopback(self.config.broker_port)
+    }
+
+    pub fn gateway_addr(&self) -> SocketAddr {
+        loopback(self.config.http_port)
+    }
+
+    /// Environment that points `wash` at this lattice.
+    pub fn wash(&self, tools: &Tools) -> Command {
+        let mut command = Command::new(&tools.wash);
+        command
+            .env("WASMCLOUD_CTL_HOST", self.nats_addr().ip().to_string())
+            .env("WASMCLOUD_CTL_PORT", self.nats_addr().port().to_string())
+            .env("WASMCLOUD_LATTICE", &self.config.lattice)
+            // wash keeps contexts and plugins under ~/.wash; keep ours out of the user's.
+            .env("WASH_HOME", paths::cache().join("wash-home"));
+        command
+    }
+
+    fn nats(&self) -> Daemon {
+        Daemon::new(&self.dir, "nats")
+    }
+    fn broker(&self) -> Daemon {
+        Daemon::new(&self.dir, "broker")
+    }
+    fn wadm(&self) -> Daemon {
+        Daemon::new(&self.dir, "wadm")
+    }
+    fn host(&self, index: usize) -> Daemon {
+        Daemon::new(&self.dir, &format!("host-{index}"))
+    }
+
+    fn running_hosts(&self) -> Vec<usize> {
+        (1..=16)
+            .filter(|i| self.host(*i).running_pid().is_some())
+            .collect()
+    }
+
+    /// Refuses to start when a port we need belongs to someone else, before anything starts.
+    pub fn preflight(&self) -> Result<()> {
+        // The port may be taken by this very stack's gateway (a second `up`), by nothing else.
+        let ours = !self.running_hosts().is_empty()
+            && read_port(&self.dir, "http.port", 0) == self.config.http_port;
+        if !ours && net::port_taken(self.config.http_port) {
+            bail!(
+                "port {} is already in use by another process; the gateway cannot listen there. \
+                 Stop that process or choose another port with --http-port.",
+                self.config.http_port
+            );
+        }
+        if self.broker().running_pid().is_none() && net::port_taken(self.config.broker_port) {
+            bail!(
+                "port {} is already in use by another process; the Kafka-compatible broker cannot \
+                 listen there. Stop that process or free the port.",
+                self.config.broker_port
+            );
+        }
+        Ok(())
+    }
+
+    pub fn up(&self, tools: &Tools) -> Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        self.preflight()?;
+        self.ensure_nats(tools)?;
+        fs::write(self.dir.join("nats.addr"), self.nats_addr().to_string())?;
+        fs::write(
+            self.dir.join("http.port"),
+            self.config.http_port.to_string(),
+        )?;
+        fs::write(
+            self.dir.join("broker.port"),
+            self.config.broker_port.to_string(),
+        )?;
+        self.ensure_broker(tools)?;
+        self.ensure_wadm(tools)?;
+        for index in 1..=self.config.hosts {
+            self.ensure_host(tools, index)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_nats(&self, tools: &Tools) -> Result<()> {
+        let addr = self.nats_addr();
+        if self.config.external_nats.is_some()
+            || self.nats().running_pid().is_none() && net::port_taken(addr.port())
+        {
+            // Not ours: use it only if it can carry a lattice.
+            let info = net::nats_info(addr)?;
+            net::require_usable_nats(&info, addr)?;
+            step(&format!(
+                "using the NATS {} already listening on {addr}",
+                info.version
+            ));
+            return Ok(());
+        }
+        if self.nats().running_pid().is_some() {
+            step(&format!("NATS already running on {addr}"));
+            return Ok(());
+        }
+        step(&format!(
+            "starting NATS {} with JetStream on {addr}",
+            crate::tools::NATS_VERSION
+        ));
+        self.nats().spawn(
+            Command::new(&tools.nats_server)
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &addr.port().to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.dir.join("jetstream"))
+                .args(["-n", &format!("pm-{}", self.config.lattice)]),
+        )?;
+        self.wait_alive(
+            &self.nats(),
+            "NATS to accept connections",
+            Duration::from_secs(15),
+            || Ok(net::nats_info(addr).is_ok_and(|i| i.jetstream)),
+        )
+    }
+
+    pub fn stop_broker(&self) -> Result<()> {
+        self.broker().stop(Duration::from_secs(10))?;
+        step(&format!(
+            "broker of lattice `{}` stopped",
+            self.config.lattice
+        ));
+        Ok(())
+    }
+
+    pub fn start_broker(&self, tools: &Tools) -> Result<()> {
+        self.ensure_broker(tools)
+    }
+
+    fn ensure_broker(&self, tools: &Tools) -> Result<()> {
+        let addr = self.broker_addr();
+        if self.broker().running_pid().is_some() {
+            step(&format!(
+                "Kafka-compatible broker already running on {addr}"
+            ));
+            return Ok(());
+        }
+        step(&format!(
+            "starting the Kafka-compatible broker (tansu, in-memory storage) on {addr}"
+        ));
+        let url = format!("tcp://{addr}");
+        self.broker().spawn(
+            Command::new(&tools.tansu)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .env("CLUSTER_ID", format!("pm-{}", self.config.lattice)),
+        )?;
+        self.wait_alive(
+            &self.broker(),
+            "the broker to accept connections",
+            Duration::from_secs(30),
+            || Ok(net::listening(addr, Duration::from_millis(300))),
+        )
+    }
+
+    fn ensure_wadm(&self, tools: &Tools) -> Result<()> {
+        if self.wadm().running_pid().is_some() {
+            step("wadm already running");
+            return Ok(());
+        }
+        step("starting wadm");
+        self.wadm().spawn(
+            Command::new(&tools.wadm)
+                .env("WADM_NATS_SERVER", self.nats_addr().to_string())
+                .env("WADM_STRUCTURED_LOGGING", "true"),
+        )?;
+        // wadm answers its API over NATS once its streams and consumers exist.
+        self.wait_alive(
+            &self.wadm(),
+            "wadm to answer `wash app list`",
+            Duration::from_secs(60),
+            || Ok(run(self.wash(tools).args(["app", "list"])).is_ok()),
+        )
+    }
+
+    fn ensure_host(&self, tools: &Tools, index: usize) -> Result<()> {
+        let daemon = self.host(index);
+        if daemon.running_pid().is_some() {
+            step(&format!("host {index} already running"));
+            return Ok(());
+        }
+        let zone = ZONES[(index - 1) % ZONES.len()];
+        let admin = loopback(net::free_port()?);
+        step(&format!(
+            "starting wasmCloud host {index} (zone={zone}, lattice {})",
+            self.config.lattice
+        ));
+        daemon.spawn(
+            Command::new(&tools.host)
+                .arg("--nats-url")
+                .arg(format!("nats://{}", self.nats_addr()))
+                .args(["--lattice", &self.config.lattice])
+                .args([
+                    "--label",
+                    &format!("zone={zone}"),
+                    "--label",
+                    &format!("pm.host={index}"),
+                ])
+                .arg("--http-admin")
+                .arg(admin.to_string())
+                .args(["--structured-logging"]),
+        )?;
+        self.wait_alive(
+            &daemon,
+            &format!("host {index} to be ready"),
+            Duration::from_secs(60),
+            || Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200)),
+        )
+    }
+
+    /// Polls `ready`, failing at once (with the log's tail) if the process died meanwhile.
+    fn wait_alive(
+        &self,
+        daemon: &Daemon,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        net::wait_for(what, timeout, || {
+            if daemon.running_pid().is_none() {
+                bail!(
+                    "{} exited; last log lines:\n{}",
+                    daemon.name,
+                    daemon.log_tail(20)
+                );
+            }
+            ready()
+        })
+        .with_context(|| format!("see {}", daemon.log_path().display()))
+    }
+
+    /// Deploys a manifest (with this stack's ports and data names) and waits until `ready`
+    /// answers true; a manifest identical to the one deployed before is not deployed again.
+    pub fn deploy(
+        &self,
+        tools: &Tools,
+        source: &Path,
+        app: &str,
+        ready: impl Fn() -> bool,
+    ) -> Result<()> {
+        let text = fs::read_to_string(source)?;
+        let overrides = manifest::Overrides {
+            http_port: self.config.http_port,
+            probe_port: self.config.probe_port,
+            broker_port: self.config.broker_port,
+            database: self.config.database.clone(),
+            key_prefix: self.config.key_prefix.clone(),
+            rate_limit: self.config.rate_limit,
+        };
+        let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
+        let target = self.dir.join(source.file_name().context("manifest path")?);
+        let unchanged = fs::read_to_string(&target).is_ok_and(|old| old == rendered);
+        if unchanged && ready() {
+            step(&format!(
+                "{app} already deployed and serving; manifest unchanged"
+            ));
+            return Ok(());
+        }
+        fs::write(&target, &rendered)?;
+        step(&format!("deploying {app} with wadm"));
+        run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
+        // Serving is not enough: wadm must also have put every link and provider in place.
+        let settled = || ready() && self.app_deployed(tools, app);
+        net::wait_for(&format!("{app} to serve"), Duration::from_secs(180), || Ok(settled())).map_err(|e| {
+            let status = run(self.wash(tools).args(["app", "status", app]))
+                .unwrap_or_else(|e| e.to_string());
+            e.context(format!(
+                "the application did not come up.\n`wash app status`:\n{status}\nhost log tail:\n{}",
+                self.host(1).log_tail(15)
+            ))
+        })
+    }
+
+    /// wadm reports every scaler of `app` deployed.
+    fn app_deployed(&self, tools: &Tools, app: &str) -> bool {
+        let Ok(out) = run(self.wash(tools).args(["app", "status", app, "-o", "json"])) else {
+            return false;
+        };
+        serde_json::from_str::<serde_json::Value>(out.trim())
+            .is_ok_and(|v| v["status"]["status"]["type"] == "deployed")
+    }
+
+    pub fn gateway_healthy(&self) -> bool {
+        net::http_get(self.gateway_addr(), "/health").is_ok_and(|(status, _)| status == 200)
+    }
+
+    /// The probe answers only once its component and key-value link work.
+    pub fn probe_ready(&self) -> bool {
+        net::http_get(loopback(self.config.probe_port), "/delivered/readiness")
+            .is_ok_and(|(status, _)| status == 200)
+    }
+
+    /// Stops hosts, then wadm, then NATS (only a NATS we started). Safe when nothing runs.
+    pub fn down(&self) -> Result<()> {
+        let mut stopped = Vec::new();
+        let hosts = (1..=16).map(|i| self.host(i));
+        for daemon in hosts.chain([self.wadm(), self.broker(), self.nats()]) {
+            if daemon.stop(Duration::from_secs(15))? {
+                stopped.push(daemon.name.clone());
+            }
+        }
+        if stopped.is_empty() {
+            step(&format!(
+                "lattice `{}`: nothing was running",
+                self.config.lattice
+            ));
+        } else {
+            step(&format!(
+                "lattice `{}`: stopped {}",
+                self.config.lattice,
+                stopped.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read_port(dir: &Path, file: &str, default: u16) -> u16 {
+    fs::read_to_string(dir.join(file))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Stack {
+    /// Removes a test stack's database and Redis keys (best effort: a leftover is harmless,
+    /// since every run uses fresh names).
+    pub fn drop_data(&self) {
+        let database = &self.config.database;
+        let dropped = run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")));
+        if let Err(e) = dropped {
+            step(&format!("could not drop test database {database}: {e:#}"));
+        }
+        let pattern = format!("{}*", self.config.key_prefix);
+        let script = format!("redis-cli -h 127.0.0.1 --scan --pattern '{pattern}' | xargs -r redis-cli -h 127.0.0.1 del > /dev/null");
+        if let Err(e) = run(Command::new("sh").args(["-c", &script])) {
+            step(&format!("could not remove test keys {pattern}: {e:#}"));
+        }
+    }
+}
+
+/// The seed admin's password when `PM_SEED_ADMIN_PASSWORD` is unset: the documented local
+/// fixture of SPEC.md (`testuser@test.com` / `password123`), not a secret.
+pub const DEFAULT_SEED_ADMIN_PASSWORD: &str = "password123";
+
+pub fn seed_admin_password() -> String {
+    std::env::var("PM_SEED_ADMIN_PASSWORD")
+        .unwrap_or_else(|_| DEFAULT_SEED_ADMIN_PASSWORD.to_string())
+}
+
+impl Stack {
+    /// The lattice's signing key: 32 random bytes made once per stack and kept (mode 600) in its
+    /// directory, so tokens stay valid across restarts; never printed.
+    fn jwt_secret(&self) -> Result<String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("jwt.secret");
+        if let Ok(secret) = fs::read_to_string(&path) {
+            return Ok(secret.trim().to_string());
+        }
+        let mut bytes = [0u8; 32];
+        fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?
+            .write_all(secret.as_bytes())?;
+        Ok(secret)
+    }
+
+    /// `platform-secrets`, the named config the manifest's components reference for what must not
+    /// be in the repository.
+    pub fn put_secrets(&self, tools: &Tools) -> Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let secret = self.jwt_secret()?;
+        run(self
+            .wash(tools)
+            .args(["config", "put", "platform-secrets"])
+            .arg(format!("jwt_secret={secret}"))
+            .arg(format!("seed_admin_password={}", seed_admin_password())))
+        .map(|_| ())
+        .context("storing platform-secrets on the lattice")
+    }
+}

@@ -1,0 +1,193 @@
+//! Kafka capability provider (rdkafka). Components publish through
+//! `wasmcloud:messaging/consumer`; for each provider→component link with `TOPICS`, a consumer
+//! in its own group delivers records to the component's `wasmcloud:messaging/handler`, in
+//! partition order, committing an offset only after the handler returned success (at least
+//! once). A failed delivery is retried with backoff until it succeeds.
+mod deliver;
+mod settings;
+mod subject;
+mod topics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use provider_support::LinkKey;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::sync::{Mutex, RwLock};
+use wasmcloud_provider_sdk::{
+    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
+    Provider, ProviderInitConfig,
+};
+
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+use settings::{Settings, Subscription};
+
+pub mod bindings {
+    wit_bindgen_wrpc::generate!({
+        world: "kafka-provider",
+        path: "../../wit",
+        generate_all,
+    });
+}
+
+#[derive(Clone, Default)]
+pub struct KafkaProvider {
+    provider_config: Arc<RwLock<HashMap<String, String>>>,
+    /// Publishing settings and producer per component link.
+    publishers: Arc<RwLock<HashMap<LinkKey, Arc<Publisher>>>>,
+    /// Running deliveries per provider→component link; dropping one stops its consumer.
+    deliveries: Arc<Mutex<HashMap<LinkKey, deliver::Delivery>>>,
+}
+
+struct Publisher {
+    settings: Settings,
+    producer: FutureProducer,
+    topics: topics::Ensured,
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    provider_support::init_logging();
+    let provider = KafkaProvider::default();
+    let shutdown = run_provider(provider.clone(), "kafka-provider").await?;
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await?;
+    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve).await
+}
+
+impl Provider for KafkaProvider {
+    async fn init(&self, config: impl ProviderInitConfig) -> anyhow::Result<()> {
+        *self.provider_config.write().await = config.get_config().clone();
+        Ok(())
+    }
+
+    /// A component links to us to publish.
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let key = LinkKey::new(link.source_id, link.link_name);
+        let publisher = Settings::resolve(link.config, &*self.provider_config.read().await)
+            .and_then(|settings| {
+                let producer: FutureProducer = ClientConfig::new()
+                    .set("bootstrap.servers", &settings.brokers)
+                    .set(
+                        "message.timeout.ms",
+                        settings.timeout.as_millis().to_string(),
+                    )
+                    .set("enable.idempotence", "false")
+                    .create()?;
+                Ok(Publisher {
+                    settings,
+                    producer,
+                    topics: topics::Ensured::default(),
+                })
+            });
+        match publisher {
+            Ok(p) => {
+                tracing::info!(link = %key, brokers = %p.settings.brokers, "publishing link ready");
+                self.publishers.write().await.insert(key, Arc::new(p));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(link = %key, error = %format!("{e:#}"), "rejected Kafka publishing link");
+                Err(e)
+            }
+        }
+    }
+
+    /// We link to a component to deliver the topics named in the link's config.
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let key = LinkKey::new(link.target_id, link.link_name);
+        let resolved = Settings::resolve(link.config, &*self.provider_config.read().await)
+            .and_then(|s| Ok((s, Subscription::from_link(link.config, link.target_id)?)));
+        let (settings, subscription) = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(link = %key, error = %format!("{e:#}"), "rejected Kafka delivery link");
+                return Err(e);
+            }
+        };
+        let delivery = deliver::Delivery::start(key.clone(), settings, subscription)?;
+        // Replacing a link stops the old consumer first (dropping it aborts its task).
+        self.deliveries.lock().await.insert(key, delivery);
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.publishers
+            .write()
+            .await
+            .remove(&LinkKey::new(info.get_source_id(), info.get_link_name()));
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.deliveries
+            .lock()
+            .await
+            .remove(&LinkKey::new(info.get_target_id(), info.get_link_name()));
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        self.deliveries.lock().await.clear();
+        self.publishers.write().await.clear();
+        Ok(())
+    }
+}
+
+impl bindings::exports::wasmcloud::messaging::consumer::Handler<Option<Context>> for KafkaProvider {
+    async fn request(
+        &self,
+        _cx: Option<Context>,
+        _subject: String,
+        _body: Bytes,
+        _timeout_ms: u32,
+    ) -> anyhow::Result<Result<BrokerMessage, String>> {
+        Ok(Err(
+            "request/reply is not supported on Kafka; use publish".into()
+        ))
+    }
+
+    async fn publish(
+        &self,
+        cx: Option<Context>,
+        msg: BrokerMessage,
+    ) -> anyhow::Result<Result<(), String>> {
+        let Some(key) = LinkKey::from_context(cx.as_ref()) else {
+            return Ok(Err("call without a component identity".into()));
+        };
+        let Some(publisher) = self.publishers.read().await.get(&key).cloned() else {
+            return Ok(Err(format!(
+                "no usable Kafka link for {key}; see the provider log"
+            )));
+        };
+        Ok(publisher.publish(&msg).await)
+    }
+}
+
+impl Publisher {
+    async fn publish(&self, msg: &BrokerMessage) -> Result<(), String> {
+        let subject = subject::parse(&msg.subject)?;
+        self.topics.ensure(&self.settings, subject.topic).await?;
+        let mut record = FutureRecord::to(subject.topic).payload(msg.body.as_ref());
+        if let Some(key) = subject.key {
+            record = record.key(key);
+        }
+        let send = self.producer.send(record, self.settings.timeout);
+        match tokio::time::timeout(
+            self.settings.timeout + std::time::Duration::from_millis(200),
+            send,
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(format!("kafka unavailable: {e}")),
+            Err(_) => Err(format!(
+                "kafka unavailable: no acknowledgement within {:?}",
+                self.settings.timeout
+            )),
+        }
+    }
+}

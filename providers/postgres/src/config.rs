@@ -1,0 +1,211 @@
+//! A link's connection settings, read from link config (and secrets, which win when present).
+//! Validated once when the link arrives, so a bad value is reported naming the link instead of
+//! surfacing later as a confusing query error.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Never logged (`Debug` of the options redacts it through `redacted`).
+    pub password: Option<String>,
+    pub database: String,
+    pub tls_required: bool,
+    pub pool_size: u32,
+    /// The component's own schema: set as search_path on every connection and created on link.
+    pub schema: Option<String>,
+    /// Directory of sqlx migrations (`<version>_<name>.sql`) applied to the schema on link.
+    pub migrations: Option<String>,
+    /// Create the database when it does not exist (local runs and tests).
+    pub create_database: bool,
+    /// How long a call waits for a connection before answering with an error.
+    pub acquire_timeout: Duration,
+}
+
+fn get<'a>(
+    config: &'a HashMap<String, String>,
+    secrets: &'a HashMap<String, String>,
+    key: &str,
+) -> Option<&'a str> {
+    secrets
+        .get(key)
+        .or_else(|| config.get(key))
+        .map(String::as_str)
+        .map(str::trim)
+}
+
+fn parse<T: std::str::FromStr>(value: Option<&str>, key: &str, default: T) -> Result<T> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{key}: `{v}` is not a valid value")),
+    }
+}
+
+/// Schema names end up in SQL text (`SET search_path`), so only plain identifiers pass.
+pub fn valid_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+impl LinkSettings {
+    pub fn from_link(
+        config: &HashMap<String, String>,
+        secrets: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let database = get(config, secrets, "POSTGRES_DATABASE")
+            .filter(|d| !d.is_empty())
+            .context("POSTGRES_DATABASE is required")?
+            .to_string();
+        let schema = get(config, secrets, "POSTGRES_SCHEMA").filter(|s| !s.is_empty());
+        if let Some(schema) = schema {
+            if !valid_identifier(schema) {
+                bail!("POSTGRES_SCHEMA `{schema}` must be a lower-case identifier");
+            }
+        }
+        if config.contains_key("POSTGRES_PASSWORD") && !secrets.contains_key("POSTGRES_PASSWORD") {
+            tracing::warn!("POSTGRES_PASSWORD comes from plain link config; prefer a wadm secret outside local runs");
+        }
+        let pool_size = parse(
+            get(config, secrets, "POSTGRES_POOL_SIZE"),
+            "POSTGRES_POOL_SIZE",
+            8u32,
+        )?;
+        if pool_size == 0 {
+            bail!("POSTGRES_POOL_SIZE must be at least 1");
+        }
+        Ok(Self {
+            host: get(config, secrets, "POSTGRES_HOST")
+                .unwrap_or("127.0.0.1")
+                .to_string(),
+            port: parse(get(config, secrets, "POSTGRES_PORT"), "POSTGRES_PORT", 5432)?,
+            username: get(config, secrets, "POSTGRES_USERNAME")
+                .unwrap_or("postgres")
+                .to_string(),
+            password: get(config, secrets, "POSTGRES_PASSWORD").map(str::to_string),
+            database,
+            tls_required: parse(
+                get(config, secrets, "POSTGRES_TLS_REQUIRED"),
+                "POSTGRES_TLS_REQUIRED",
+                false,
+            )?,
+            pool_size,
+            schema: schema.map(str::to_string),
+            migrations: get(config, secrets, "POSTGRES_MIGRATIONS")
+                .filter(|m| !m.is_empty())
+                .map(|m| m.strip_prefix("file://").unwrap_or(m).to_string()),
+            create_database: parse(
+                get(config, secrets, "POSTGRES_CREATE_DATABASE"),
+                "POSTGRES_CREATE_DATABASE",
+                false,
+            )?,
+            acquire_timeout: Duration::from_millis(parse(
+                get(config, secrets, "POSTGRES_TIMEOUT_MS"),
+                "POSTGRES_TIMEOUT_MS",
+                1500u64,
+            )?),
+        })
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.connect_options_for(&self.database)
+    }
+
+    /// Options for another database on the same server (`postgres`, to create ours).
+    pub fn connect_options_for(&self, database: &str) -> PgConnectOptions {
+        let mut options = PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.username)
+            .database(database)
+            .ssl_mode(if self.tls_required {
+                PgSslMode::Require
+            } else {
+                PgSslMode::Prefer
+            })
+            .application_name("pm-postgres-provider");
+        if let Some(password) = &self.password {
+            options = options.password(password);
+        }
+        options
+    }
+
+    /// `user@host:port/database` for log lines: never the password.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.username, self.host, self.port, self.database
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use provider_support::map_of as map;
+
+    #[test]
+    fn defaults_and_required_database() {
+        let err = LinkSettings::from_link(&map(&[]), &map(&[])).unwrap_err();
+        assert!(err.to_string().contains("POSTGRES_DATABASE"));
+        let s = LinkSettings::from_link(&map(&[("POSTGRES_DATABASE", "pm")]), &map(&[])).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.pool_size),
+            ("127.0.0.1", 5432, 8)
+        );
+        assert_eq!(s.describe(), "postgres@127.0.0.1:5432/pm");
+    }
+
+    #[test]
+    fn secrets_win_over_config_and_password_is_not_described() {
+        let s = LinkSettings::from_link(
+            &map(&[
+                ("POSTGRES_DATABASE", "pm"),
+                ("POSTGRES_PASSWORD", "from-config"),
+            ]),
+            &map(&[("POSTGRES_PASSWORD", "from-secret")]),
+        )
+        .unwrap();
+        assert_eq!(s.password.as_deref(), Some("from-secret"));
+        assert!(!s.describe().contains("secret"));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_key() {
+        let bad_port = LinkSettings::from_link(
+            &map(&[("POSTGRES_DATABASE", "pm"), ("POSTGRES_PORT", "x")]),
+            &map(&[]),
+        );
+        assert!(bad_port.unwrap_err().to_string().contains("POSTGRES_PORT"));
+        let bad_schema = LinkSettings::from_link(
+            &map(&[("POSTGRES_DATABASE", "pm"), ("POSTGRES_SCHEMA", "a;drop")]),
+            &map(&[]),
+        );
+        assert!(bad_schema
+            .unwrap_err()
+            .to_string()
+            .contains("POSTGRES_SCHEMA"));
+    }
+
+    #[test]
+    fn migrations_path_accepts_file_urls() {
+        let s = LinkSettings::from_link(
+            &map(&[
+                ("POSTGRES_DATABASE", "pm"),
+                ("POSTGRES_MIGRATIONS", "file:///repo/m"),
+            ]),
+            &map(&[]),
+        )
+        .unwrap();
+        assert_eq!(s.migrations.as_deref(), Some("/repo/m"));
+    }
+}

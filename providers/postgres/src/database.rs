@@ -1,0 +1,221 @@
+//! One linked component's database: a lazily connecting pool, the component's schema, and its
+//! migrations, applied once (and retried on the next call until they succeed, so a database that
+//! was down at link time is picked up when it returns).
+use std::path::Path;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor};
+use tokio::sync::Mutex;
+
+use crate::bindings::wasmcloud::postgres::types::{PgValue, QueryError, ResultRow};
+use crate::config::LinkSettings;
+use crate::values;
+
+pub struct Database {
+    pub settings: LinkSettings,
+    pool: PgPool,
+    /// Whether schema and migrations are in place; the mutex makes concurrent first calls wait
+    /// for one migration run instead of racing.
+    prepared: Mutex<bool>,
+}
+
+/// sqlx errors → the interface's errors. A statement Postgres rejected is `invalid-query`
+/// prefixed with its SQLSTATE (`23505: duplicate key ...`) so components can tell a conflict
+/// from a bug; anything about reaching the database is `unexpected` ("unavailable"), which
+/// components answer with 503.
+pub fn map_error(error: sqlx::Error) -> QueryError {
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db
+                .code()
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|| "XX000".into());
+            let message = format!("{code}: {}", db.message());
+            if server_side_trouble(&code) {
+                QueryError::Unexpected(format!("database unavailable: {message}"))
+            } else {
+                QueryError::InvalidQuery(message)
+            }
+        }
+        sqlx::Error::ColumnNotFound(c) => {
+            QueryError::InvalidQuery(format!("42703: column {c} not found"))
+        }
+        sqlx::Error::Encode(e) | sqlx::Error::Decode(e) => QueryError::InvalidParams(e.to_string()),
+        other => QueryError::Unexpected(format!("database unavailable: {other}")),
+    }
+}
+
+/// SQLSTATEs that say the database cannot serve us (connection, credentials, resources, shutdown,
+/// missing database): the caller did nothing wrong, so they surface as "unavailable" (503).
+fn server_side_trouble(code: &str) -> bool {
+    matches!(&code[..code.len().min(2)], "08" | "28" | "53" | "57") || code == "3D000"
+}
+
+impl Database {
+    pub fn new(settings: LinkSettings) -> Self {
+        let schema = settings.schema.clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    if let Some(schema) = schema {
+                        // `schema` passed `valid_identifier`, so it is safe in SQL text.
+                        conn.execute(format!("SET search_path TO {schema}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(settings.connect_options());
+        Self {
+            settings,
+            pool,
+            prepared: Mutex::new(false),
+        }
+    }
+
+    /// Creates the database (if asked), the schema and runs migrations, once.
+    pub async fn prepare(&self) -> Result<&PgPool, QueryError> {
+        let mut prepared = self.prepared.lock().await;
+        if !*prepared {
+            self.create_database().await?;
+            if let Some(schema) = &self.settings.schema {
+                self.pool
+                    .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                    .await
+                    .map_err(map_error)?;
+            }
+            if let Some(dir) = &self.settings.migrations {
+                let migrator = sqlx::migrate::Migrator::new(Path::new(dir))
+                    .await
+                    .map_err(|e| {
+                        QueryError::Unexpected(format!("migrations in {dir} cannot be read: {e}"))
+                    })?;
+                migrator.run(&self.pool).await.map_err(|e| match e {
+                    sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
+                    other => QueryError::Unexpected(format!("migration failed: {other}")),
+                })?;
+                tracing::info!(database = %self.settings.describe(), dir, "migrations applied");
+            }
+            *prepared = true;
+        }
+        Ok(&self.pool)
+    }
+
+    async fn create_database(&self) -> Result<(), QueryError> {
+        if !self.settings.create_database {
+            return Ok(());
+        }
+        let name = &self.settings.database;
+        if !crate::config::valid_identifier(name) {
+            return Err(QueryError::InvalidParams(format!(
+                "POSTGRES_CREATE_DATABASE needs a lower-case identifier as database name, not `{name}`"
+            )));
+        }
+        let mut admin =
+            sqlx::PgConnection::connect_with(&self.settings.connect_options_for("postgres"))
+                .await
+                .map_err(map_error)?;
+        let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut admin)
+            .await
+            .map_err(map_error)?;
+        if exists.is_none() {
+            match admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+            {
+                // 42P04: another provider instance created it a moment ago.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                other => {
+                    other.map_err(map_error)?;
+                    tracing::info!(database = %name, "database created");
+                }
+            }
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Vec<PgValue>,
+    ) -> Result<Vec<ResultRow>, QueryError> {
+        let pool = self.prepare().await?;
+        let query = bind_all(sqlx::query(sql), params)?;
+        let rows = query.fetch_all(pool).await.map_err(map_error)?;
+        decode_all(&rows)
+    }
+
+    pub async fn batch(&self, sql: &str) -> Result<(), QueryError> {
+        let pool = self.prepare().await?;
+        sqlx::raw_sql(sql).execute(pool).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    /// Every statement in one transaction; the first failure rolls all of them back.
+    pub async fn transaction(
+        &self,
+        statements: Vec<(String, Vec<PgValue>)>,
+    ) -> Result<Vec<Vec<ResultRow>>, QueryError> {
+        let pool = self.prepare().await?;
+        let mut tx = pool.begin().await.map_err(map_error)?;
+        let mut results = Vec::with_capacity(statements.len());
+        for (index, (sql, params)) in statements.iter().enumerate() {
+            let query = bind_all(sqlx::query(sql), params.clone())?;
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| match map_error(e) {
+                    QueryError::InvalidQuery(m) => {
+                        QueryError::InvalidQuery(format!("{m} (statement {})", index + 1))
+                    }
+                    other => other,
+                })?;
+            results.push(decode_all(&rows)?);
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(results)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn bind_all<'q>(
+    mut query: values::Query<'q>,
+    params: Vec<PgValue>,
+) -> Result<values::Query<'q>, QueryError> {
+    for (index, value) in params.into_iter().enumerate() {
+        query = values::bind(query, value)
+            .map_err(|m| QueryError::InvalidParams(format!("parameter ${}: {m}", index + 1)))?;
+    }
+    Ok(query)
+}
+
+fn decode_all(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ResultRow>, QueryError> {
+    rows.iter()
+        .map(values::decode_row)
+        .collect::<Result<_, _>>()
+        .map_err(QueryError::InvalidQuery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_side_trouble;
+
+    #[test]
+    fn credentials_and_connection_errors_are_unavailable_not_bad_queries() {
+        for code in ["28000", "28P01", "08006", "57P01", "53300", "3D000"] {
+            assert!(server_side_trouble(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02"] {
+            assert!(!server_side_trouble(code), "{code}");
+        }
+    }
+}

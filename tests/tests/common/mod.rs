@@ -1,0 +1,185 @@
+//! Helpers for end-to-end tests. They need a running lattice: `cargo xtask test` starts one and
+//! sets PM_GATEWAY_URL; run by hand after `cargo xtask up` with
+//! `PM_GATEWAY_URL=http://127.0.0.1:4004 cargo test -p e2e`.
+#![allow(dead_code)]
+
+/// Base URL of the gateway under test. Panics (failing the test) when unset, so the suite can
+/// never pass without having talked to a lattice.
+pub fn gateway() -> String {
+    std::env::var("PM_GATEWAY_URL")
+        .expect("PM_GATEWAY_URL is not set: run the end-to-end tests with `cargo xtask test`")
+}
+
+pub type Headers = Vec<(String, String)>;
+
+/// GET returning status, headers (lower-cased names) and the JSON body (Null when not JSON),
+/// for any status code.
+pub fn get(url: &str) -> (u16, Headers, serde_json::Value) {
+    into_parts(ureq::get(url).call())
+}
+
+pub fn into_parts(
+    result: Result<ureq::Response, ureq::Error>,
+) -> (u16, Headers, serde_json::Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed before an HTTP answer: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .map(|name| {
+            let value = response.header(&name).unwrap_or_default().to_string();
+            (name.to_ascii_lowercase(), value)
+        })
+        .collect();
+    let text = response.into_string().unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Base URL of the provider probe (deployed by `cargo xtask test` beside the platform).
+pub fn probe() -> String {
+    std::env::var("PM_PROBE_URL")
+        .expect("PM_PROBE_URL is not set: run the end-to-end tests with `cargo xtask test`")
+}
+
+/// Any method with an optional JSON body; returns status, headers and JSON body for any status.
+pub fn send(
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, Headers, serde_json::Value) {
+    let request = ureq::request(method, url).timeout(std::time::Duration::from_secs(30));
+    into_parts(match body {
+        Some(json) => request.send_json(json.clone()),
+        None => request.call(),
+    })
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` every 100 ms until it returns Some or `timeout` passes (then panics with `what`).
+pub fn eventually<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A caller with its own rate-limit identity: its own `X-Forwarded-For` while anonymous, its own
+/// user once logged in, so parallel tests never share a bucket.
+pub struct Client {
+    pub forwarded_for: String,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub fn anonymous() -> Self {
+        Self {
+            forwarded_for: unique("client"),
+            token: None,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, Headers, serde_json::Value) {
+        let mut request = ureq::request(method, &format!("{}{path}", gateway()))
+            .timeout(std::time::Duration::from_secs(30))
+            .set("x-forwarded-for", &self.forwarded_for);
+        if let Some(token) = &self.token {
+            request = request.set("authorization", &format!("Bearer {token}"));
+        }
+        into_parts(match body {
+            Some(json) => request.send_json(json.clone()),
+            None => request.call(),
+        })
+    }
+
+    /// Like `request`, but waits out a 429 (for set-up steps, not for what a test asserts).
+    pub fn patiently(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, Headers, serde_json::Value) {
+        for _ in 0..30 {
+            let answer = self.request(method, path, body);
+            if answer.0 != 429 {
+                return answer;
+            }
+            let wait = answer
+                .1
+                .iter()
+                .find(|(k, _)| k == "retry-after")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(1);
+            std::thread::sleep(std::time::Duration::from_secs(wait));
+        }
+        panic!("{method} {path} stayed rate limited");
+    }
+
+    pub fn login(email: &str, password: &str) -> Self {
+        let mut client = Self::anonymous();
+        let (status, _, body) = client.patiently(
+            "POST",
+            "/auth/login",
+            Some(&serde_json::json!({ "email": email, "password": password })),
+        );
+        assert_eq!(status, 200, "login of {email}: {body}");
+        client.token = Some(body["token"].as_str().expect("token").to_string());
+        client
+    }
+
+    pub fn seed_admin() -> Self {
+        let password =
+            std::env::var("PM_SEED_ADMIN_PASSWORD").unwrap_or_else(|_| "password123".into());
+        Self::login("testuser@test.com", &password)
+    }
+
+    /// A fresh user with `role`, logged in.
+    pub fn new_user(role: &str) -> Self {
+        let email = format!("{}@clinic.test", unique("staff"));
+        let password = "correct horse battery";
+        let (status, _, body) = Self::seed_admin().patiently(
+            "POST",
+            "/auth/users",
+            Some(&serde_json::json!({ "email": email, "password": password, "role": role })),
+        );
+        assert_eq!(status, 201, "creating {role} {email}: {body}");
+        Self::login(&email, password)
+    }
+}

@@ -1,0 +1,96 @@
+//! The gateway answers over real HTTP on a real lattice (issue: foundation).
+mod common;
+
+use common::{gateway, get};
+
+#[test]
+fn health_is_200_and_names_the_version() {
+    let (status, headers, body) = get(&format!("{}/health", gateway()));
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "UP");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        headers.iter().any(|(k, _)| k == "x-request-id"),
+        "no x-request-id in {headers:?}"
+    );
+}
+
+#[test]
+fn unknown_route_is_problem_json_404() {
+    let (status, headers, body) = get(&format!("{}/no/such/route", gateway()));
+    assert_eq!(status, 404);
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(content_type, Some("application/problem+json"));
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["detail"], "no route for GET /no/such/route");
+}
+
+#[test]
+fn client_request_id_is_echoed() {
+    let response = ureq::get(&format!("{}/health", gateway()))
+        .set("x-request-id", "e2e-echo-42")
+        .call()
+        .expect("health answers");
+    assert_eq!(response.header("x-request-id"), Some("e2e-echo-42"));
+}
+
+#[test]
+fn a_body_over_1_mib_is_413_problem_json() {
+    let body = vec![b'x'; 1024 * 1024 + 1];
+    let (status, headers, problem) = common::into_parts(
+        ureq::post(&format!("{}/auth/login", gateway()))
+            .set("content-type", "application/json")
+            .send_bytes(&body),
+    );
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["status"], 413);
+    assert!(
+        headers.iter().any(|(k, _)| k == "x-request-id"),
+        "errors carry a request id too"
+    );
+}
+
+fn validate_openapi(path: &str) -> serde_json::Value {
+    let (status, _, document) = get(&format!("{}{path}", gateway()));
+    assert_eq!(status, 200, "{path}: {document}");
+    let file = std::env::temp_dir().join(format!("{}.json", common::unique("openapi")));
+    std::fs::write(&file, document.to_string()).unwrap();
+    let validator = std::env::var("PM_OPENAPI_VALIDATOR_PATH")
+        .expect("PM_OPENAPI_VALIDATOR_PATH: run with `cargo xtask test`");
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .env("PYTHONPATH", validator)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "{path} is not a valid OpenAPI document:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    document
+}
+
+#[test]
+fn openapi_documents_are_served_and_valid() {
+    let all = validate_openapi("/api-docs");
+    assert!(all["paths"]["/health"].is_object());
+    assert!(
+        all["paths"]["/auth/login"].is_object(),
+        "auth's paths are merged in"
+    );
+    let auth = validate_openapi("/api-docs/auth");
+    for path in ["/auth/login", "/auth/validate", "/auth/users"] {
+        assert!(
+            auth["paths"][path].is_object(),
+            "{path} missing from auth's document"
+        );
+    }
+    let (status, _, _) = get(&format!("{}/api-docs/no-such-service", gateway()));
+    assert_eq!(status, 404);
+}
