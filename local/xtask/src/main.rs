@@ -3,6 +3,7 @@
 mod build;
 mod manifest;
 mod net;
+mod patches;
 mod paths;
 mod process;
 mod services;
@@ -76,6 +77,9 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test(),
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
+        // The `--config` argument that builds against our fixed wrpc-transport-nats (see
+        // local/xtask/src/patches.rs), for building the launchers by hand.
+        "patch-config" => patches::cargo_config().map(|c| println!("{c}")),
         // Used by the outage tests: take a lattice's broker down and bring it back.
         "broker" => match rest {
             [action, lattice] if action == "stop" => Stack::existing(lattice)?.stop_broker(),

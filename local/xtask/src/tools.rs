@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::paths;
+use crate::{paths, patches};
 use crate::process::{run, run_visible};
 use crate::step;
 
@@ -184,9 +184,10 @@ fn cargo_install(
 /// The host and wadm launchers (`local/launchers`), cached by a hash of their sources.
 pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     let source = paths::repo().join("local/launchers");
+    let patch = patches::cargo_config()?;
     let dir = paths::cache()
         .join("launchers")
-        .join(format!("{:016x}", source_hash(&source)?));
+        .join(format!("{:016x}", source_hash(&source, &patch)?));
     let (host, wadm) = (dir.join("pm-host"), dir.join("pm-wadm"));
     if host.exists() && wadm.exists() {
         return Ok((host, wadm));
@@ -196,7 +197,7 @@ pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     let target = paths::cache().join("launchers-target");
     run_visible(
         Command::new("cargo")
-            .args(["build", "--release", "--locked", "--manifest-path"])
+            .args(["build", "--release", "--locked", "--config", &patch, "--manifest-path"])
             .arg(source.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             // wasmcloud-host 0.27.1 does not compile on rustc 1.95 ("queries overflow the depth
@@ -216,8 +217,8 @@ pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     Ok((host, wadm))
 }
 
-/// FNV-1a over every file's relative path and contents, in a stable order.
-fn source_hash(root: &Path) -> Result<u64> {
+/// FNV-1a over `extra` and every file's relative path and contents, in a stable order.
+fn source_hash(root: &Path, extra: &str) -> Result<u64> {
     let mut files = Vec::new();
     collect_files(root, &mut files)?;
     files.sort();
@@ -225,6 +226,9 @@ fn source_hash(root: &Path) -> Result<u64> {
         bail!("no launcher sources under {}", root.display());
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in extra.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
     for file in files {
         let rel = file.strip_prefix(root)?.to_string_lossy().into_owned();
         for byte in rel.bytes().chain(fs::read(&file)?) {

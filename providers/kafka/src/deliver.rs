@@ -16,6 +16,10 @@ use crate::{subject, topics};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one handler call may take before it counts as failed and is redelivered. A lost
+/// wRPC reply must not stall the partition forever (at least once: the handler may see the
+/// message again, which consumers dedupe by event id).
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running delivery; dropping it stops the consumer.
 pub struct Delivery(JoinHandle<()>);
@@ -98,11 +102,15 @@ async fn deliver_until_accepted(
     let mut attempt = 1u32;
     loop {
         let outcome = match get_connection().get_wrpc_client(&link.component).await {
-            Ok(wrpc) => match handler::handle_message(&wrpc, None, message).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => format!("handler refused: {e}"),
-                Err(e) => format!("handler unreachable: {e:#}"),
-            },
+            Ok(wrpc) => {
+                let call = handler::handle_message(&wrpc, None, message);
+                match tokio::time::timeout(HANDLER_TIMEOUT, call).await {
+                    Ok(Ok(Ok(()))) => return,
+                    Ok(Ok(Err(e))) => format!("handler refused: {e}"),
+                    Ok(Err(e)) => format!("handler unreachable: {e:#}"),
+                    Err(_) => format!("handler gave no answer within {HANDLER_TIMEOUT:?}"),
+                }
+            }
             Err(e) => format!("no wRPC client: {e:#}"),
         };
         tracing::warn!(link = %link, subject = %message.subject, partition, offset, attempt, error = %outcome, "delivery failed; redelivering");
