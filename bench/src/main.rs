@@ -94,7 +94,7 @@ fn row(r: &Report) {
 
 /// Gateway overhead for an authenticated request (issue 5): `/health` touches nothing behind
 /// the gateway; an authenticated route whose service is not deployed costs the token check, the
-/// rate-limit check (a Redis get and compare-and-swap) and routing, and stops there (503); and
+/// rate-limit check (one atomic token-bucket call to Redis) and routing, and stops there (503); and
 /// `/auth/validate` adds the forward to a component.
 fn gateway(agent: &ureq::Agent) -> Result<()> {
     let gateway = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
@@ -114,7 +114,7 @@ fn gateway(agent: &ureq::Agent) -> Result<()> {
     let checked = {
         let (agent, url, bearer) = (
             agent.clone(),
-            format!("{gateway}/api/billing/accounts/x"),
+            format!("{gateway}/api/appointments"),
             bearer.clone(),
         );
         measure(
@@ -122,7 +122,7 @@ fn gateway(agent: &ureq::Agent) -> Result<()> {
             move || match agent.get(&url).set("authorization", &bearer).call() {
                 Err(ureq::Error::Status(503, _)) => Ok(()),
                 other => Err(anyhow::anyhow!(
-                    "expected 503 (billing is not deployed), got {other:?}"
+                    "expected 503 (appointments is not deployed yet), got {other:?}"
                 )),
             },
         )?

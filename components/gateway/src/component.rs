@@ -1,6 +1,5 @@
 //! WIT glue: wasi:http in, `router::handle`, and the `Platform` the router needs, made of the
 //! gateway's imports. Nothing here decides an answer.
-use std::cell::OnceCell;
 use std::io::Read;
 
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -8,19 +7,18 @@ use kit::tokens::Claims;
 use kit::{response, Problem};
 use wasmcloud_component::http::{self, ErrorCode, IncomingRequest, OutgoingBody, Server};
 use wasmcloud_component::wasi::config::store as config;
-use wasmcloud_component::wasi::keyvalue::store;
 use wasmcloud_component::wasmcloud::bus::lattice;
 use wasmcloud_component::HostRng;
 
-use crate::ratelimit::BucketStore;
+use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::{request_id, router};
+use bindings::pm::platform::token_bucket;
 
 mod bindings {
     wit_bindgen::generate!({
         world: "gateway",
         path: "../../wit",
         with: {
-            "wasi:keyvalue/store@0.2.0-draft": wasmcloud_component::wasi::keyvalue::store,
             "wasi:config/store@0.2.0-draft": wasmcloud_component::wasi::config::store,
             "wasmcloud:bus/lattice@2.0.0": wasmcloud_component::wasmcloud::bus::lattice,
             "pm:platform/types@0.1.0": platform_wit::types,
@@ -31,7 +29,7 @@ mod bindings {
 
 /// Requests with a larger body are refused with 413 (SPEC.md: body over 1 MiB).
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// Key-value bucket of the rate limiter (keys get the link's prefix in Redis).
+/// Bucket namespace of the rate limiter in the key-value store (keys get the link's prefix).
 const BUCKET: &str = "gateway";
 
 struct Gateway;
@@ -46,7 +44,7 @@ impl Server for Gateway {
             Ok(bytes) => router::handle(
                 &WasmPlatform {
                     request_id: id.clone(),
-                    buckets: Buckets::default(),
+                    buckets: RedisBuckets,
                 },
                 &Request::from_parts(parts, bytes),
             ),
@@ -81,49 +79,27 @@ fn read_limited(body: impl Read) -> Result<Vec<u8>, Problem> {
 
 struct WasmPlatform {
     request_id: String,
-    buckets: Buckets,
+    buckets: RedisBuckets,
 }
 
-/// The rate limiter's store: Redis through the key-value and kv-cas links.
-#[derive(Default)]
-struct Buckets {
-    /// Whether both links exist, asked once per request: a call over a link that does not
-    /// exist (yet: wadm is still linking) traps the whole request, while an error here lets the
-    /// limiter fail open as documented.
-    linked: OnceCell<Result<(), String>>,
-}
+/// The rate limiter's buckets: Redis through the `token-bucket` link to the key-value provider.
+struct RedisBuckets;
 
-impl Buckets {
-    fn linked(&self) -> Result<(), String> {
-        self.linked
-            .get_or_init(|| {
-                let interfaces = vec![
-                    lattice::CallTargetInterface::new("wasi", "keyvalue", "store"),
-                    lattice::CallTargetInterface::new("pm", "platform", "kv-cas"),
-                ];
-                lattice::set_link_name("default", interfaces)
-                    .map_err(|e| format!("rate-limit store not linked: {e}"))
-            })
-            .clone()
-    }
-}
-
-impl BucketStore for Buckets {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.linked()?;
-        store::open(BUCKET)
-            .and_then(|b| b.get(key))
-            .map_err(|e| format!("{e:?}"))
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, String> {
-        self.linked()?;
-        bindings::pm::platform::kv_cas::compare_and_swap(BUCKET, key, expected, new)
+impl Buckets for RedisBuckets {
+    fn take(&self, client: &str, limit: Limit) -> Result<Decision, String> {
+        // A call over a link that does not exist (yet: wadm is still linking) traps the whole
+        // request; asking first turns that into an error the limiter can fail open on.
+        let interface = lattice::CallTargetInterface::new("pm", "platform", "token-bucket");
+        lattice::set_link_name("default", vec![interface])
+            .map_err(|e| format!("rate-limit store not linked: {e}"))?;
+        let limit = token_bucket::Limit {
+            per_second: limit.per_second,
+            burst: limit.burst,
+        };
+        match token_bucket::take(BUCKET, client, limit)? {
+            token_bucket::Decision::Allow => Ok(Decision::Allow),
+            token_bucket::Decision::Deny(wait_ms) => Ok(Decision::from_wait_ms(Some(wait_ms))),
+        }
     }
 }
 
@@ -132,14 +108,8 @@ impl router::Platform for WasmPlatform {
         config::get(key).ok().flatten()
     }
 
-    fn buckets(&self) -> &dyn BucketStore {
+    fn buckets(&self) -> &dyn Buckets {
         &self.buckets
-    }
-
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
     }
 
     fn forward(

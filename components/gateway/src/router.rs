@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use kit::tokens::{Claims, TokenError, Tokens};
 use kit::{response, Problem};
 
-use crate::ratelimit::{self, BucketStore, Decision, Limit};
+use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::routes::{self, Access};
 
 /// Version reported by `/health`, taken from the crate so it always matches the build.
@@ -16,8 +16,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub trait Platform {
     /// A configuration value (wasi:config), e.g. `jwt_secret`.
     fn config(&self, key: &str) -> Option<String>;
-    fn buckets(&self) -> &dyn BucketStore;
-    fn now_ms(&self) -> u64;
+    fn buckets(&self) -> &dyn Buckets;
     /// Sends the request to the component linked as `link`, with the path it should see.
     fn forward(
         &self,
@@ -162,27 +161,9 @@ fn client_address(request: &Request<Vec<u8>>) -> String {
         .to_string()
 }
 
-fn limit(platform: &dyn Platform) -> Limit {
-    let number = |key: &str, default: f64| {
-        platform
-            .config(key)
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| *v > 0.0)
-            .unwrap_or(default)
-    };
-    Limit {
-        per_second: number("rate_limit_per_second", 5.0),
-        burst: number("rate_limit_burst", 5.0) as u32,
-    }
-}
-
 fn rate_limit(platform: &dyn Platform, client: &str) -> Result<(), Response<Vec<u8>>> {
-    match ratelimit::check(
-        platform.buckets(),
-        limit(platform),
-        client,
-        platform.now_ms(),
-    ) {
+    let limit = Limit::from_config(|key| platform.config(key));
+    match platform.buckets().take(client, limit) {
         Ok(Decision::Allow) => Ok(()),
         Ok(Decision::Deny { retry_after_secs }) => {
             let mut answer = response::problem(&Problem::new(
@@ -250,11 +231,8 @@ mod tests {
         fn config(&self, key: &str) -> Option<String> {
             self.config.get(key).cloned()
         }
-        fn buckets(&self) -> &dyn BucketStore {
+        fn buckets(&self) -> &dyn Buckets {
             &self.buckets
-        }
-        fn now_ms(&self) -> u64 {
-            1_000_000
         }
         fn forward(
             &self,

@@ -1,5 +1,6 @@
 //! Redis capability provider. Serves `wrpc:keyvalue/{store,atomics,batch}@0.2.0-draft` (what
-//! the host forwards a component's `wasi:keyvalue` imports as) and `pm:platform/kv-cas`.
+//! the host forwards a component's `wasi:keyvalue` imports as), `pm:platform/kv-cas` and
+//! `pm:platform/token-bucket`.
 //! One connection manager per link; it reconnects by itself after Redis comes back, and every
 //! call is bounded by the link's timeout so a dead Redis yields an error, never a hang.
 mod settings;
@@ -16,6 +17,7 @@ use wasmcloud_provider_sdk::{
     Provider,
 };
 
+use bindings::exports::pm::platform::token_bucket::{Decision, Limit};
 use bindings::exports::wrpc::keyvalue::store::{Error, KeyResponse};
 use settings::LinkSettings;
 use store::Store;
@@ -209,6 +211,14 @@ impl bindings::exports::wrpc::keyvalue::batch::Handler<Option<Context>> for Redi
     }
 }
 
+/// Our own interfaces answer errors as plain strings.
+fn message(e: Error) -> String {
+    match e {
+        Error::Other(m) => m,
+        other => format!("{other:?}"),
+    }
+}
+
 impl bindings::exports::pm::platform::kv_cas::Handler<Option<Context>> for RedisProvider {
     async fn compare_and_swap(
         &self,
@@ -218,16 +228,31 @@ impl bindings::exports::pm::platform::kv_cas::Handler<Option<Context>> for Redis
         expected: Option<Bytes>,
         new: Bytes,
     ) -> anyhow::Result<Result<bool, String>> {
-        Ok(match self.store(cx).await {
-            Ok(s) => {
-                s.compare_and_swap(&bucket, &key, expected.as_deref(), &new)
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-        .map_err(|e| match e {
-            Error::Other(m) => m,
-            other => format!("{other:?}"),
-        }))
+        let answer: Result<Result<bool, Error>, anyhow::Error> = with_store!(self, cx, |s| s
+            .compare_and_swap(&bucket, &key, expected.as_deref(), &new));
+        answer.map(|r| r.map_err(message))
+    }
+}
+
+impl bindings::exports::pm::platform::token_bucket::Handler<Option<Context>> for RedisProvider {
+    async fn take(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+        limit: Limit,
+    ) -> anyhow::Result<Result<Decision, String>> {
+        let answer: Result<Result<Option<u64>, Error>, anyhow::Error> =
+            with_store!(self, cx, |s| s.take_token(
+                &bucket,
+                &key,
+                limit.per_second,
+                limit.burst,
+                None
+            ));
+        answer.map(|r| {
+            r.map(|wait| wait.map_or(Decision::Allow, Decision::Deny))
+                .map_err(message)
+        })
     }
 }

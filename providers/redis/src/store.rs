@@ -25,12 +25,40 @@ end
 return 1
 "#;
 
+/// GCRA, the token bucket kept as one number per key: the "theoretical arrival time" (ms) at
+/// which the bucket would be full again. ARGV[1] = ms per token, ARGV[2] = burst, ARGV[3] = now
+/// in ms or "" for the server's clock (tests pin it). Returns {1, 0} when a token was taken,
+/// {0, ms until one is available} otherwise. The key expires once the bucket is full again, so
+/// idle clients cost nothing. Running in Redis makes take-and-update atomic and orders every
+/// caller on one clock.
+const TOKEN_BUCKET_SCRIPT: &str = r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[3])
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
+if tat < now then tat = now end
+local allowed_from = tat - interval * (burst - 1)
+if now < allowed_from then
+  return {0, math.ceil(allowed_from - now)}
+end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.max(1, math.ceil(next_tat - now)))
+return {1, 0}
+"#;
+
 pub struct Store {
     pub settings: LinkSettings,
     client: redis::Client,
     /// Made on first use: a Redis that is down at link time must not fail the link.
     connection: OnceCell<ConnectionManager>,
     cas: redis::Script,
+    token_bucket: redis::Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -45,6 +73,7 @@ impl Store {
             client,
             connection: OnceCell::new(),
             cas: redis::Script::new(CAS_SCRIPT),
+            token_bucket: redis::Script::new(TOKEN_BUCKET_SCRIPT),
         })
     }
 
@@ -202,6 +231,35 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Takes a token from bucket `key`; `Ok(None)` when taken, `Ok(Some(ms))` when the caller
+    /// must wait that long. `now_ms` pins the clock (tests); `None` uses the server's.
+    pub async fn take_token(
+        &self,
+        bucket: &str,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+        now_ms: Option<u64>,
+    ) -> Result<Option<u64>, Error> {
+        if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
+            return Err(Error::Other(format!(
+                "a token bucket needs a positive rate and burst (got {per_second}/s, burst {burst})"
+            )));
+        }
+        let key = self.settings.key(bucket, key);
+        let mut invocation = self.token_bucket.key(key);
+        invocation
+            .arg(1000.0 / per_second)
+            .arg(burst)
+            .arg(now_ms.map(|n| n.to_string()).unwrap_or_default());
+        let (taken, wait_ms): (i64, i64) = self
+            .call(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok((taken != 1).then_some(wait_ms.max(0) as u64))
+    }
+}
+
 /// Escapes Redis glob metacharacters so a prefix matches literally.
 fn escape_glob(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -212,4 +270,92 @@ fn escape_glob(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Against the machine's Redis (127.0.0.1:6379 or `PM_TEST_REDIS_URL`), keys under a prefix of
+/// this process so parallel runs never meet.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> Store {
+        let url = std::env::var("PM_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let config = std::collections::HashMap::from([
+            ("URL".to_string(), url),
+            (
+                "KEY_PREFIX".to_string(),
+                format!("pm-unit-{}-{name}:", std::process::id()),
+            ),
+        ]);
+        Store::new(LinkSettings::from_link(&config, &Default::default()).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_burst_passes_then_one_token_per_interval() {
+        let s = store("burst");
+        let take = |now| s.take_token("b", "c", 5.0, 5, Some(now));
+        for _ in 0..5 {
+            assert_eq!(take(1_000_000).await.unwrap(), None);
+        }
+        assert_eq!(take(1_000_000).await.unwrap(), Some(200));
+        assert_eq!(take(1_000_100).await.unwrap(), Some(100));
+        assert_eq!(take(1_000_200).await.unwrap(), None, "one token back after 200 ms");
+        assert!(take(1_000_200).await.unwrap().is_some());
+        assert_eq!(
+            s.take_token("b", "other", 5.0, 5, Some(1_000_000)).await.unwrap(),
+            None,
+            "every key has its own bucket"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_seeds_ten_requests_100ms_apart_see_a_refusal() {
+        let s = store("seed");
+        let mut refused = 0;
+        for i in 0..10 {
+            if s.take_token("b", "c", 5.0, 5, Some(5_000_000 + i * 100)).await.unwrap().is_some() {
+                refused += 1;
+            }
+        }
+        // The burst of 5 plus one token back per 200 ms covers the first nine; the tenth, at
+        // 900 ms, finds the bucket empty.
+        assert_eq!(refused, 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_never_overspend_on_the_server_clock() {
+        let s = std::sync::Arc::new(store("concurrent"));
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.take_token("b", "shared", 0.001, 5, None).await })
+            })
+            .collect();
+        let mut taken = 0;
+        for task in tasks {
+            if task.await.unwrap().unwrap().is_none() {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 5, "a rate of one per 1000 s refills nothing during the test");
+    }
+
+    #[tokio::test]
+    async fn a_full_bucket_leaves_no_key_behind() {
+        let s = store("expiry");
+        assert_eq!(s.take_token("b", "c", 1000.0, 1, None).await.unwrap(), None);
+        // The key lives until the bucket is full again: one token at 1000/s is 1 ms.
+        let key = s.settings.key("b", "c");
+        let mut c = s.connection().await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+        assert!((0..=2).contains(&ttl) || ttl == -2, "ttl {ttl}");
+    }
+
+    #[tokio::test]
+    async fn a_nonsense_limit_is_an_error_not_a_pass() {
+        let s = store("nonsense");
+        assert!(s.take_token("b", "c", 0.0, 5, None).await.is_err());
+        assert!(s.take_token("b", "c", 5.0, 0, None).await.is_err());
+    }
 }
