@@ -54,22 +54,45 @@ fn validate_without_a_token_is_401() {
     assert_eq!(status, 401, "{body}");
 }
 
+/// One path under each protected prefix of SPEC.md's gateway table.
+const PROTECTED: [&str; 5] = [
+    "/api/patients",
+    "/api/patients/123e4567-e89b-12d3-a456-426614174000",
+    "/api/billing/accounts/123e4567-e89b-12d3-a456-426614174000",
+    "/api/appointments",
+    "/api/analytics/summary",
+];
+
+/// The status of every protected route with `token`, all of them the same or the test fails.
 fn protected_route_answer(token: &str) -> u16 {
     let client = Client {
         forwarded_for: unique("c"),
         token: Some(token.to_string()),
     };
-    client.patiently("GET", "/api/patients", None).0
+    let statuses: Vec<u16> = PROTECTED
+        .iter()
+        .map(|path| client.patiently("GET", path, None).0)
+        .collect();
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        unauthorized == 0 || unauthorized == PROTECTED.len(),
+        "routes disagree about one token: {:?}",
+        PROTECTED.iter().zip(&statuses).collect::<Vec<_>>()
+    );
+    statuses[0]
 }
 
 #[test]
 fn protected_routes_refuse_missing_tampered_none_and_expired_tokens() {
-    let (status, headers, body) = Client::anonymous().patiently("GET", "/api/patients", None);
-    assert_eq!(status, 401, "{body}");
-    assert_eq!(
-        headers.iter().find(|(k, _)| k == "content-type").unwrap().1,
-        "application/problem+json"
-    );
+    let anonymous = Client::anonymous();
+    for path in PROTECTED {
+        let (status, headers, body) = anonymous.patiently("GET", path, None);
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        assert_eq!(
+            headers.iter().find(|(k, _)| k == "content-type").unwrap().1,
+            "application/problem+json"
+        );
+    }
 
     let token = Client::new_user("CLINICIAN").token.unwrap();
     let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();

@@ -7,22 +7,10 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{eventually, probe, send, unique};
+use common::{eventually, probe, send, unique, xtask};
 use serde_json::json;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn xtask(args: &[&str]) {
-    let xtask =
-        std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
-    let lattice = std::env::var("PM_LATTICE").expect("PM_LATTICE is not set");
-    let status = Command::new(xtask)
-        .args(args)
-        .arg(lattice)
-        .status()
-        .expect("xtask runs");
-    assert!(status.success(), "xtask {args:?} failed");
-}
 
 fn publish(key: &str, id: &str) -> u16 {
     let body = json!({ "subject": format!("probe-events/{key}"), "body": { "id": id } });

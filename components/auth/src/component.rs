@@ -13,13 +13,15 @@ mod bindings {
         with: {
             "wasi:config/store@0.2.0-draft": wasmcloud_component::wasi::config::store,
             "pm:platform/types@0.1.0": platform_wit::types,
+            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
         },
         generate_all,
     });
 }
 
 use bindings::wasmcloud::postgres::query::query;
-use bindings::wasmcloud::postgres::types::{PgValue, QueryError, ResultRow};
+use platform_wit::postgres_types::{PgValue, QueryError};
+use platform_wit::sql::{self, text};
 
 struct Auth;
 
@@ -42,18 +44,7 @@ impl bindings::exports::pm::platform::service::Guest for Auth {
 struct Postgres;
 
 fn describe(e: QueryError) -> String {
-    match e {
-        QueryError::InvalidParams(m) | QueryError::InvalidQuery(m) | QueryError::Unexpected(m) => m,
-    }
-}
-
-fn text(row: &ResultRow, column: &str) -> Option<String> {
-    row.iter()
-        .find(|e| e.column_name == column)
-        .and_then(|e| match &e.value {
-            PgValue::Text(t) => Some(t.clone()),
-            _ => None,
-        })
+    sql::message(&e).to_string()
 }
 
 impl Store for Postgres {

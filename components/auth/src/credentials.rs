@@ -3,35 +3,9 @@
 //! length. Errors name the field, for problem+json `errors`.
 use std::collections::BTreeMap;
 
+pub use kit::fields::Email;
+use kit::fields::required;
 use serde::Deserialize;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Email(String);
-
-impl Email {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let email = raw.trim().to_lowercase();
-        let (local, domain) = email
-            .split_once('@')
-            .ok_or("must be a valid email address")?;
-        let valid = !local.is_empty()
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !email.contains(char::is_whitespace)
-            && email.matches('@').count() == 1
-            && email.len() <= 254;
-        if valid {
-            Ok(Self(email))
-        } else {
-            Err("must be a valid email address".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -82,20 +56,6 @@ pub struct NewUser {
     pub email: Email,
     pub password: String,
     pub role: Role,
-}
-
-fn required<'a>(
-    errors: &mut BTreeMap<String, String>,
-    field: &str,
-    value: &'a Option<String>,
-) -> Option<&'a str> {
-    match value.as_deref() {
-        Some(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            errors.insert(field.into(), "is required".into());
-            None
-        }
-    }
 }
 
 impl Login {
@@ -161,17 +121,6 @@ impl NewUser {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            Email::parse("  TestUser@Test.com ").unwrap().as_str(),
-            "testuser@test.com"
-        );
-        for bad in ["", "no-at", "a@b", "a@.b", "a b@c.d", "a@b@c.d", "@c.d"] {
-            assert!(Email::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn new_users_report_every_bad_field() {

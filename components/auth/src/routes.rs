@@ -4,8 +4,9 @@
 use http::{header, Method, Request, Response, StatusCode};
 use kit::openapi::BearerAuth;
 use kit::tokens::{now, Tokens};
+use kit::request::json_body;
 use kit::{response, time, Problem};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::OpenApi;
 
 use crate::credentials::{Email, Login, LoginBody, NewUser, NewUserBody, Role};
@@ -67,27 +68,6 @@ fn unavailable(e: String) -> Problem {
 
 fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, detail)
-}
-
-/// JSON body of a request: 415 for another media type, 400 for bad JSON.
-pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Result<T, Problem> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be application/json",
-        ));
-    }
-    serde_json::from_slice(request.body()).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
 }
 
 fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {

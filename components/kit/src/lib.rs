@@ -2,8 +2,10 @@
 //! unit-tested natively. Components keep their WIT glue thin and call into these.
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod fields;
 pub mod pg_float;
 pub mod problem;
+pub mod request;
 pub mod response;
 pub mod time;
 #[cfg(feature = "tokens")]

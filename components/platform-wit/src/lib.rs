@@ -3,11 +3,49 @@
 //! `http` crate's types that the components' plain-Rust handlers use.
 #[cfg(target_arch = "wasm32")]
 mod generated {
-    wit_bindgen::generate!({ world: "platform-types", path: "../../wit" });
+    wit_bindgen::generate!({ world: "platform-types", path: "../../wit", generate_all });
 }
 
 #[cfg(target_arch = "wasm32")]
 pub use generated::pm::platform::types;
+/// `wasmcloud:postgres/types`, shared the same way, so row helpers are written once.
+#[cfg(target_arch = "wasm32")]
+pub use generated::wasmcloud::postgres::types as postgres_types;
+
+/// Reading rows and errors of `wasmcloud:postgres` the same way in every component.
+#[cfg(target_arch = "wasm32")]
+pub mod sql {
+    use super::postgres_types::{PgValue, QueryError, ResultRow};
+
+    /// A text column (components cast what they read to `::text` in SQL, so one reader does).
+    pub fn text(row: &ResultRow, column: &str) -> Option<String> {
+        row.iter()
+            .find(|e| e.column_name == column)
+            .and_then(|e| match &e.value {
+                PgValue::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+    }
+
+    pub fn message(e: &QueryError) -> &str {
+        match e {
+            QueryError::InvalidParams(m) | QueryError::InvalidQuery(m) | QueryError::Unexpected(m) => m,
+        }
+    }
+
+    /// The SQLSTATE the Postgres provider puts first in its messages (`23505: ...`).
+    pub fn sqlstate(e: &QueryError) -> Option<&str> {
+        message(e).split(':').next().filter(|c| c.len() == 5)
+    }
+
+    pub fn is_unique_violation(e: &QueryError) -> bool {
+        sqlstate(e) == Some("23505")
+    }
+
+    pub fn null_or_text(value: Option<&str>) -> PgValue {
+        value.map_or(PgValue::Null, |v| PgValue::Text(v.to_string()))
+    }
+}
 
 /// Who made a request, as the gateway established it from a verified token.
 #[derive(Clone, Debug, PartialEq, Eq)]

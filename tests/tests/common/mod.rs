@@ -3,6 +3,8 @@
 //! `PM_GATEWAY_URL=http://127.0.0.1:4004 cargo test -p e2e`.
 #![allow(dead_code)]
 
+pub mod events;
+
 /// Base URL of the gateway under test. Panics (failing the test) when unset, so the suite can
 /// never pass without having talked to a lattice.
 pub fn gateway() -> String {
@@ -182,4 +184,17 @@ impl Client {
         assert_eq!(status, 201, "creating {role} {email}: {body}");
         Self::login(&email, password)
     }
+}
+
+/// Runs `cargo xtask <args> <lattice under test>` (e.g. `broker stop`), as the outage tests do.
+pub fn xtask(args: &[&str]) {
+    let xtask =
+        std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
+    let lattice = std::env::var("PM_LATTICE").expect("PM_LATTICE is not set");
+    let status = std::process::Command::new(xtask)
+        .args(args)
+        .arg(lattice)
+        .status()
+        .expect("xtask runs");
+    assert!(status.success(), "xtask {args:?} failed");
 }

@@ -1,0 +1,116 @@
+//! WIT glue and SQL: `pm:platform/billing` for patients, `pm:platform/service` for the gateway.
+use kit::fields::parse_uuid;
+
+use crate::routes::{self, Account, Accounts};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "billing-service",
+        path: "../../wit",
+        with: {
+            "pm:platform/types@0.1.0": platform_wit::types,
+            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
+        },
+        generate_all,
+    });
+}
+
+use bindings::exports::pm::platform::billing::{self as api, BillingError};
+use bindings::wasmcloud::postgres::query::query;
+use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
+use platform_wit::sql::{self, text};
+
+struct Billing;
+
+bindings::export!(Billing with_types_in bindings);
+
+const COLUMNS: &str = "account_id::text AS account_id, patient_id::text AS patient_id, status, \
+     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at";
+
+fn account(row: &ResultRow) -> Option<Account> {
+    Some(Account {
+        account_id: text(row, "account_id")?,
+        patient_id: text(row, "patient_id")?,
+        status: text(row, "status")?,
+        created_at: text(row, "created_at")?,
+    })
+}
+
+fn to_api(a: Account) -> api::Account {
+    api::Account {
+        account_id: a.account_id,
+        patient_id: a.patient_id,
+        status: a.status,
+        created_at: a.created_at,
+    }
+}
+
+fn unavailable(e: QueryError) -> BillingError {
+    BillingError::Unavailable(sql::message(&e).to_string())
+}
+
+fn patient_id(raw: &str) -> Result<String, BillingError> {
+    parse_uuid(raw).ok_or_else(|| BillingError::Invalid(format!("`{raw}` is not a patient id (UUID)")))
+}
+
+/// The first row as an account, or `NotFound`.
+fn one(rows: Result<Vec<ResultRow>, QueryError>) -> Result<api::Account, BillingError> {
+    rows.map_err(unavailable)?
+        .first()
+        .and_then(account)
+        .map(to_api)
+        .ok_or(BillingError::NotFound)
+}
+
+fn t(value: &str) -> PgValue {
+    PgValue::Text(value.to_string())
+}
+
+impl api::Guest for Billing {
+    fn create_account(patient: String, name: String, email: String) -> Result<api::Account, BillingError> {
+        let patient = patient_id(&patient)?;
+        // Idempotent: a second call finds the account the first one opened.
+        let statement = format!(
+            "WITH opened AS (INSERT INTO accounts (account_id, patient_id, name, email) \
+                             VALUES (gen_random_uuid(), $1::uuid, $2, $3) \
+                             ON CONFLICT (patient_id) DO NOTHING RETURNING *) \
+             SELECT {COLUMNS} FROM opened \
+             UNION ALL SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"
+        );
+        one(query(&statement, &[t(&patient), t(&name), t(&email)]))
+    }
+
+    fn get_account(patient: String) -> Result<api::Account, BillingError> {
+        let patient = patient_id(&patient)?;
+        one(query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[t(&patient)]))
+    }
+
+    fn close_account(patient: String) -> Result<api::Account, BillingError> {
+        let patient = patient_id(&patient)?;
+        let statement = format!(
+            "UPDATE accounts SET status = 'CLOSED', closed_at = COALESCE(closed_at, now()) \
+             WHERE patient_id = $1::uuid RETURNING {COLUMNS}"
+        );
+        one(query(&statement, &[t(&patient)]))
+    }
+}
+
+impl bindings::exports::pm::platform::service::Guest for Billing {
+    fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
+        let response = match platform_wit::into_http(request) {
+            Ok(request) => routes::handle(&Postgres, &request),
+            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
+        };
+        platform_wit::from_http(response)
+    }
+}
+
+struct Postgres;
+
+impl Accounts for Postgres {
+    fn get(&self, patient: &str) -> Result<Option<Account>, String> {
+        let rows = query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[t(patient)])
+            .map_err(|e| sql::message(&e).to_string())?;
+        Ok(rows.first().and_then(account))
+    }
+}

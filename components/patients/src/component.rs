@@ -1,0 +1,361 @@
+//! WIT glue: `pm:platform/service` and `ticker` in; Postgres, the Redis cache, Kafka and billing
+//! out. The SQL lives here; what answer a request gets is decided in `routes`.
+use wasmcloud_component::wasi::keyvalue::{atomics, store};
+use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
+use wasmcloud_component::HostRng;
+
+use crate::events::{Delivery, OutboxEntry, TOPIC};
+use crate::listing::ListQuery;
+use crate::patient::{Patient, PatientInput};
+use crate::routes::{self, Cache, Platform, Store, WriteError};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "patients",
+        path: "../../wit",
+        with: {
+            "wasi:keyvalue/store@0.2.0-draft": wasmcloud_component::wasi::keyvalue::store,
+            "wasi:keyvalue/atomics@0.2.0-draft": wasmcloud_component::wasi::keyvalue::atomics,
+            "wasmcloud:messaging/consumer@0.2.0": wasmcloud_component::wasmcloud::messaging::consumer,
+            "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types,
+            "pm:platform/types@0.1.0": platform_wit::types,
+            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
+        },
+        generate_all,
+    });
+}
+
+use bindings::pm::platform::billing;
+use bindings::wasmcloud::postgres::query::query;
+use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
+use platform_wit::sql::{self, null_or_text, text};
+
+/// Key-value bucket of the cache (keys get the link's prefix; values its TTL).
+const CACHE_BUCKET: &str = "patients";
+const GENERATION_KEY: &str = "generation";
+/// Outbox rows one tick relays at most (the next tick takes the rest).
+const RELAY_BATCH: u32 = 50;
+
+struct Patients;
+
+bindings::export!(Patients with_types_in bindings);
+
+impl bindings::exports::pm::platform::service::Guest for Patients {
+    fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
+        let response = match platform_wit::into_http(request) {
+            Ok(request) => routes::handle(&Wasm, &request),
+            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
+        };
+        platform_wit::from_http(response)
+    }
+}
+
+impl bindings::exports::pm::platform::ticker::Guest for Patients {
+    /// Relays what earlier writes could not deliver (Kafka or billing was down), and every
+    /// billing call. Events go first and are settled before billing is called: a call to a
+    /// billing that is down fails the whole invocation, which must not undo settled events.
+    fn tick() -> Result<(), String> {
+        relay(None, "event", RELAY_BATCH)?;
+        relay(None, "billing", RELAY_BATCH).map(|_| ())
+    }
+}
+
+struct Wasm;
+
+impl Platform for Wasm {
+    fn store(&self) -> &dyn Store {
+        &Postgres
+    }
+    fn cache(&self) -> &dyn Cache {
+        &Redis
+    }
+    fn new_id(&self) -> String {
+        HostRng::generate_guid().to_string()
+    }
+    fn now_secs(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+    /// Publishes the write's event at once. Billing is left to the ticker: a billing that is
+    /// down would fail this invocation, and with it an answer whose write is committed.
+    fn relay(&self, patient_id: &str) {
+        if let Err(e) = relay(Some(patient_id), "event", RELAY_BATCH) {
+            eprintln!("outbox relay after writing {patient_id} deferred to the ticker: {e}");
+        }
+    }
+}
+
+struct Postgres;
+
+const COLUMNS: &str = "id::text AS id, name, email, address, date_of_birth::text AS date_of_birth, \
+                       registered_date::text AS registered_date";
+
+fn patient(row: &ResultRow) -> Option<Patient> {
+    Some(Patient {
+        id: text(row, "id")?,
+        name: text(row, "name")?,
+        email: text(row, "email")?,
+        address: text(row, "address")?,
+        date_of_birth: text(row, "date_of_birth")?,
+        registered_date: text(row, "registered_date")?,
+    })
+}
+
+fn describe(e: QueryError) -> String {
+    sql::message(&e).to_string()
+}
+
+fn write_error(e: QueryError) -> WriteError {
+    if sql::is_unique_violation(&e) {
+        WriteError::EmailTaken
+    } else {
+        WriteError::Unavailable(describe(e))
+    }
+}
+
+fn t(value: &str) -> PgValue {
+    PgValue::Text(value.to_string())
+}
+
+/// The outbox rows of a write as one `INSERT ... SELECT FROM (VALUES ...)` fragment's params,
+/// starting at `$first`: (id, patient id, channel, kind, payload) per row.
+fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>) -> String {
+    let rows: Vec<String> = outbox
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let n = first + i * 5;
+            params.extend([
+                t(&entry.id),
+                t(&entry.patient_id),
+                t(entry.delivery.channel()),
+                t(entry.delivery.kind()),
+                t(&entry.delivery.payload_json()),
+            ]);
+            format!("(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)", n + 1, n + 2, n + 3, n + 4)
+        })
+        .collect();
+    rows.join(", ")
+}
+
+impl Store for Postgres {
+    fn list(&self, q: &ListQuery) -> Result<(Vec<Patient>, u64), String> {
+        // One statement: the count and the page (the LEFT JOIN keeps the count on an empty page).
+        let order = format!("{} {}, id", q.sort_field.column(), if q.ascending { "ASC" } else { "DESC" });
+        let statement = format!(
+            "WITH matching AS (SELECT * FROM patients WHERE $1::text IS NULL OR name ILIKE $1), \
+                  total AS (SELECT count(*) AS n FROM matching), \
+                  page AS (SELECT {COLUMNS}, row_number() OVER (ORDER BY {order}) AS position \
+                           FROM matching ORDER BY {order} LIMIT $2::int8 OFFSET $3::int8) \
+             SELECT total.n::text AS total, page.* FROM total LEFT JOIN page ON true \
+             ORDER BY page.position"
+        );
+        let rows = query(
+            &statement,
+            &[
+                null_or_text(q.like_pattern().as_deref()),
+                t(&q.size.to_string()),
+                t(&q.offset().to_string()),
+            ],
+        )
+        .map_err(describe)?;
+        let total = rows
+            .first()
+            .and_then(|r| text(r, "total"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((rows.iter().filter_map(patient).collect(), total))
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Patient>, String> {
+        let rows = query(
+            &format!("SELECT {COLUMNS} FROM patients WHERE id = $1::uuid"),
+            &[t(id)],
+        )
+        .map_err(describe)?;
+        Ok(rows.first().and_then(patient))
+    }
+
+    fn insert(&self, p: &Patient, outbox: &[OutboxEntry]) -> Result<(), WriteError> {
+        let mut params = vec![
+            t(&p.id),
+            t(&p.name),
+            t(&p.email),
+            t(&p.address),
+            t(&p.date_of_birth),
+            t(&p.registered_date),
+        ];
+        let values = outbox_values(outbox, 7, &mut params);
+        let statement = format!(
+            "WITH p AS (INSERT INTO patients (id, name, email, address, date_of_birth, registered_date) \
+                        VALUES ($1::uuid, $2, $3, $4, $5::date, $6::date) RETURNING id), \
+                  o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
+                        SELECT * FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM p)) \
+             SELECT id::text AS id FROM p"
+        );
+        query(&statement, &params).map_err(write_error)?;
+        Ok(())
+    }
+
+    fn update(&self, id: &str, input: &PatientInput, outbox: &[OutboxEntry]) -> Result<Option<Patient>, WriteError> {
+        let registered = input.registered_date.map(|d| d.to_string());
+        let mut params = vec![
+            t(id),
+            t(&input.name),
+            t(input.email.as_str()),
+            t(&input.address),
+            t(&input.date_of_birth.to_string()),
+            null_or_text(registered.as_deref()),
+        ];
+        let values = outbox_values(outbox, 7, &mut params);
+        let statement = format!(
+            "WITH p AS (UPDATE patients SET name = $2, email = $3, address = $4, date_of_birth = $5::date, \
+                        registered_date = COALESCE($6::date, registered_date), updated_at = now() \
+                        WHERE id = $1::uuid RETURNING {COLUMNS}), \
+                  o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
+                        SELECT * FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM p)) \
+             SELECT * FROM p"
+        );
+        let rows = query(&statement, &params).map_err(write_error)?;
+        Ok(rows.first().and_then(patient))
+    }
+
+    fn delete(&self, id: &str, event_id: &str, close_id: &str, at: &str) -> Result<bool, String> {
+        // The event carries the deleted row's name and email, so it is built from that row.
+        let statement = "WITH p AS (DELETE FROM patients WHERE id = $1::uuid RETURNING id, name, email), \
+                 o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
+                       SELECT $2::uuid, p.id, 'event', 'event', jsonb_build_object( \
+                           'eventId', $3::text, 'eventType', 'PATIENT_DELETED', 'patientId', p.id::text, \
+                           'name', p.name, 'email', p.email, 'occurredAt', $4::text) FROM p \
+                       UNION ALL \
+                       SELECT $5::uuid, p.id, 'billing', 'billing-close', \
+                           jsonb_build_object('patientId', p.id::text) FROM p) \
+             SELECT id::text AS id FROM p";
+        let event_row = HostRng::generate_guid().to_string();
+        let rows = query(
+            statement,
+            &[t(id), t(&event_row), t(event_id), t(at), t(close_id)],
+        )
+        .map_err(describe)?;
+        Ok(!rows.is_empty())
+    }
+}
+
+struct Redis;
+
+fn cache_error(e: store::Error) -> String {
+    format!("{e:?}")
+}
+
+impl Cache for Redis {
+    fn generation(&self) -> Result<u64, String> {
+        let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
+        atomics::increment(&bucket, GENERATION_KEY, 0).map_err(cache_error)
+    }
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        store::open(CACHE_BUCKET).and_then(|b| b.get(key)).ok().flatten()
+    }
+    fn put(&self, key: &str, value: &[u8]) {
+        if let Err(e) = store::open(CACHE_BUCKET).and_then(|b| b.set(key, value)) {
+            eprintln!("patients cache: not stored: {e:?}");
+        }
+    }
+    fn bump(&self) -> Result<(), String> {
+        let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
+        atomics::increment(&bucket, GENERATION_KEY, 1).map(|_| ()).map_err(cache_error)
+    }
+}
+
+/// Claims up to `limit` undelivered outbox rows of `channel` (of one patient, or any), delivers them and
+/// deletes the delivered ones. A row is claimed only when no earlier row of its patient and
+/// channel is still waiting, so one patient's events (and billing calls) go out in order; a
+/// claim is a 30 s lease, so a relay that dies mid-way leaves rows for the next one.
+fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, String> {
+    let claimed = query(
+        "UPDATE outbox SET lease_until = now() + interval '30 seconds', attempts = attempts + 1 \
+         WHERE id IN (SELECT o.id FROM outbox o \
+                      WHERE ($1::text IS NULL OR o.patient_id = $1::uuid) AND o.channel = $3 \
+                        AND (o.lease_until IS NULL OR o.lease_until < now()) \
+                        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.patient_id = o.patient_id \
+                                        AND e.channel = o.channel AND e.seq < o.seq) \
+                      ORDER BY o.seq LIMIT $2::int8 FOR UPDATE SKIP LOCKED) \
+         RETURNING id::text AS id, patient_id::text AS patient_id, kind, payload::text AS payload, seq::text AS seq",
+        &[null_or_text(patient_id), t(&limit.to_string()), t(channel)],
+    )
+    .map_err(describe)?;
+    let mut rows: Vec<(u64, OutboxEntry)> = claimed
+        .iter()
+        .filter_map(|row| {
+            let delivery = Delivery::from_row(&text(row, "kind")?, &text(row, "payload")?)
+                .map_err(|e| eprintln!("outbox row unreadable: {e}"))
+                .ok()?;
+            Some((
+                text(row, "seq")?.parse().ok()?,
+                OutboxEntry { id: text(row, "id")?, patient_id: text(row, "patient_id")?, delivery },
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|(seq, _)| *seq);
+    let (mut delivered, mut failed) = (Vec::new(), Vec::new());
+    let mut down: Option<String> = None;
+    for (_, entry) in rows {
+        // One failure means the channel's target is down: the rest waits for the next tick
+        // instead of each waiting out its own timeout.
+        if let Some(reason) = &down {
+            failed.push((entry.id, reason.clone()));
+            continue;
+        }
+        match deliver(&entry.delivery) {
+            Ok(()) => delivered.push(entry.id),
+            Err(e) => {
+                eprintln!("outbox {} ({}) not delivered yet: {e}", entry.id, entry.delivery.kind());
+                failed.push((entry.id, e.clone()));
+                down = Some(e);
+            }
+        }
+    }
+    if !delivered.is_empty() {
+        query(
+            "DELETE FROM outbox WHERE id = ANY($1::uuid[])",
+            &[t(&format!("{{{}}}", delivered.join(",")))],
+        )
+        .map_err(describe)?;
+    }
+    if let Some((_, error)) = failed.first() {
+        // Free the rows for the next tick now rather than when their lease runs out.
+        let ids: Vec<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
+        let _ = query(
+            "UPDATE outbox SET lease_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])",
+            &[t(&format!("{{{}}}", ids.join(","))), t(error)],
+        );
+    }
+    Ok(delivered.len() as u32)
+}
+
+fn deliver(delivery: &Delivery) -> Result<(), String> {
+    match delivery {
+        Delivery::Event(event) => consumer::publish(&BrokerMessage {
+            subject: format!("{TOPIC}/{}", event.patient_id),
+            body: event.to_protobuf(),
+            reply_to: None,
+        }),
+        Delivery::BillingOpen { patient_id, name, email } => billing::create_account(patient_id, name, email)
+            .map(|_| ())
+            .map_err(billing_error),
+        Delivery::BillingClose { patient_id } => match billing::close_account(patient_id) {
+            Ok(_) => Ok(()),
+            // Nothing to close (never opened): there is nothing left to do either.
+            Err(billing::BillingError::NotFound) => Ok(()),
+            Err(e) => Err(billing_error(e)),
+        },
+    }
+}
+
+fn billing_error(e: billing::BillingError) -> String {
+    match e {
+        billing::BillingError::Invalid(m) => format!("billing refused: {m}"),
+        billing::BillingError::NotFound => "billing: no such account".into(),
+        billing::BillingError::Unavailable(m) => format!("billing unavailable: {m}"),
+    }
+}

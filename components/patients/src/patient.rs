@@ -1,0 +1,175 @@
+//! What a patient is and what a request must send to make or change one. `PatientInput` holds
+//! only valid values: every rule of SPEC.md is checked when it is built, and each failure is
+//! reported under its field.
+use kit::fields::{check, required, Date, Email, FieldErrors};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_ADDRESS_CHARS: usize = 255;
+
+/// A stored patient, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    /// Server-assigned UUID.
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub address: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// `YYYY-MM-DD`.
+    pub registered_date: String,
+}
+
+/// The JSON a client sends to create (`POST`) or replace (`PUT`) a patient. Every field is
+/// optional here so that a missing one is reported like any other invalid field.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientBody {
+    /// 1–100 characters.
+    pub name: Option<String>,
+    /// Unique among patients, compared case-insensitively.
+    pub email: Option<String>,
+    pub address: Option<String>,
+    /// `YYYY-MM-DD`, not in the future.
+    pub date_of_birth: Option<String>,
+    /// `YYYY-MM-DD`; required on create, kept when absent on update.
+    pub registered_date: Option<String>,
+}
+
+/// A valid patient's fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatientInput {
+    pub name: String,
+    pub email: Email,
+    pub address: String,
+    pub date_of_birth: Date,
+    /// `None` only on an update that keeps the stored date.
+    pub registered_date: Option<Date>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Create,
+    Update,
+}
+
+fn bounded_text(value: &str, max: usize) -> Result<String, String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    Ok(value.to_string())
+}
+
+impl PatientInput {
+    pub fn parse(body: &PatientBody, purpose: Purpose, today: Date) -> Result<Self, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = required(&mut errors, "name", &body.name);
+        let name = check(&mut errors, "name", name, |v| bounded_text(v, MAX_NAME_CHARS));
+        let email = required(&mut errors, "email", &body.email);
+        let email = check(&mut errors, "email", email, Email::parse);
+        let address = required(&mut errors, "address", &body.address);
+        let address = check(&mut errors, "address", address, |v| {
+            bounded_text(v, MAX_ADDRESS_CHARS)
+        });
+        let birth = required(&mut errors, "dateOfBirth", &body.date_of_birth);
+        let date_of_birth = check(&mut errors, "dateOfBirth", birth, |v| {
+            let date = Date::parse(v.trim())?;
+            if date > today {
+                return Err("must not be in the future".into());
+            }
+            Ok(date)
+        });
+        let registered_date = match (purpose, &body.registered_date) {
+            (Purpose::Update, None) => Some(None),
+            _ => {
+                let raw = required(&mut errors, "registeredDate", &body.registered_date);
+                check(&mut errors, "registeredDate", raw, |v| Date::parse(v.trim())).map(Some)
+            }
+        };
+        match (name, email, address, date_of_birth, registered_date) {
+            (Some(name), Some(email), Some(address), Some(date_of_birth), Some(registered_date))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    name,
+                    email,
+                    address,
+                    date_of_birth,
+                    registered_date,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+pub use kit::fields::parse_uuid as parse_id;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> Date {
+        Date::parse("2026-11-25").unwrap()
+    }
+
+    fn valid() -> PatientBody {
+        PatientBody {
+            name: Some("  Ada Lovelace ".into()),
+            email: Some("Ada@Example.COM".into()),
+            address: Some("1 Analytical St".into()),
+            date_of_birth: Some("1815-12-10".into()),
+            registered_date: Some("2026-11-25".into()),
+        }
+    }
+
+    #[test]
+    fn a_valid_body_is_normalised() {
+        let input = PatientInput::parse(&valid(), Purpose::Create, today()).unwrap();
+        assert_eq!(input.name, "Ada Lovelace");
+        assert_eq!(input.email.as_str(), "ada@example.com");
+        assert_eq!(input.registered_date.unwrap().to_string(), "2026-11-25");
+    }
+
+    #[test]
+    fn every_rule_reports_its_field() {
+        let cases: Vec<(&str, PatientBody)> = vec![
+            ("name", PatientBody { name: None, ..valid() }),
+            ("name", PatientBody { name: Some("   ".into()), ..valid() }),
+            ("name", PatientBody { name: Some("x".repeat(101)), ..valid() }),
+            ("email", PatientBody { email: Some("not-an-email".into()), ..valid() }),
+            ("email", PatientBody { email: None, ..valid() }),
+            ("address", PatientBody { address: None, ..valid() }),
+            ("dateOfBirth", PatientBody { date_of_birth: Some("2026-11-26".into()), ..valid() }),
+            ("dateOfBirth", PatientBody { date_of_birth: Some("10/12/1815".into()), ..valid() }),
+            ("registeredDate", PatientBody { registered_date: None, ..valid() }),
+            ("registeredDate", PatientBody { registered_date: Some("2026-02-30".into()), ..valid() }),
+        ];
+        for (field, body) in cases {
+            let errors = PatientInput::parse(&body, Purpose::Create, today()).unwrap_err();
+            assert_eq!(errors.keys().collect::<Vec<_>>(), [field], "{body:?}");
+        }
+        let none = PatientInput::parse(&PatientBody::default(), Purpose::Create, today());
+        assert_eq!(none.unwrap_err().len(), 5);
+    }
+
+    #[test]
+    fn a_100_character_name_and_a_birth_today_are_fine() {
+        let body = PatientBody {
+            name: Some("é".repeat(100)),
+            date_of_birth: Some("2026-11-25".into()),
+            ..valid()
+        };
+        assert!(PatientInput::parse(&body, Purpose::Create, today()).is_ok());
+    }
+
+    #[test]
+    fn an_update_may_leave_out_the_registered_date() {
+        let body = PatientBody { registered_date: None, ..valid() };
+        let input = PatientInput::parse(&body, Purpose::Update, today()).unwrap();
+        assert_eq!(input.registered_date, None);
+    }
+}

@@ -1,0 +1,41 @@
+//! Reading the `patient` topic of the lattice under test, as a consumer of its own.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use patients::events::PatientEvent;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+
+/// Every `PatientEvent` on the topic (from its start) for the patients in `ids`, polled until
+/// `done` says the collection is complete or `timeout` passes; then whatever arrived.
+pub fn patient_events(
+    ids: &[String],
+    timeout: Duration,
+    done: impl Fn(&HashMap<String, Vec<PatientEvent>>) -> bool,
+) -> HashMap<String, Vec<PatientEvent>> {
+    let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", super::unique("e2e-reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a Kafka consumer");
+    consumer.subscribe(&["patient"]).expect("subscribe to patient");
+    let mut seen: HashMap<String, Vec<PatientEvent>> = HashMap::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !done(&seen) {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(event) = <PatientEvent as prost::Message>::decode(message.payload().unwrap_or_default()) else {
+            continue;
+        };
+        if ids.contains(&event.patient_id) {
+            // The record key is the patient id, so one patient's events share a partition.
+            assert_eq!(message.key(), Some(event.patient_id.as_bytes()), "record key");
+            seen.entry(event.patient_id.clone()).or_default().push(event);
+        }
+    }
+    seen
+}
