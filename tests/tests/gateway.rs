@@ -91,6 +91,16 @@ fn openapi_documents_are_served_and_valid() {
             "{path} missing from auth's document"
         );
     }
+    for (service, paths) in [
+        ("patients", &["/api/patients", "/api/patients/{id}"][..]),
+        ("billing", &["/api/billing/accounts/{patientId}"][..]),
+    ] {
+        let document = validate_openapi(&format!("/api-docs/{service}"));
+        for path in paths {
+            assert!(document["paths"][path].is_object(), "{path} missing from {service}'s document");
+            assert!(all["paths"][path].is_object(), "{path} missing from the merged document");
+        }
+    }
     let (status, _, _) = get(&format!("{}/api-docs/no-such-service", gateway()));
     assert_eq!(status, 404);
 }

@@ -42,6 +42,7 @@ pub fn handle(accounts: &dyn Accounts, request: &Request<Vec<u8>>) -> Response<V
 #[utoipa::path(
     get,
     path = "/api/billing/accounts/{patientId}",
+    operation_id = "getBillingAccount",
     security(("bearer" = [])),
     params(("patientId" = String, Path, description = "Patient id (UUID)")),
     responses(

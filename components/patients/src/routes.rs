@@ -157,6 +157,7 @@ pub struct PatientPage {
 #[utoipa::path(
     get,
     path = "/api/patients",
+    operation_id = "listPatients",
     security(("bearer" = [])),
     params(
         ("page" = Option<u32>, Query, description = "Page number, from 1 (default 1)"),
@@ -190,6 +191,7 @@ fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>
 #[utoipa::path(
     get,
     path = "/api/patients/{id}",
+    operation_id = "getPatient",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Patient id (UUID)")),
     responses(
@@ -234,6 +236,7 @@ fn today(platform: &dyn Platform) -> Date {
 #[utoipa::path(
     post,
     path = "/api/patients",
+    operation_id = "createPatient",
     security(("bearer" = [])),
     request_body = PatientBody,
     responses(
@@ -283,6 +286,7 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
 #[utoipa::path(
     put,
     path = "/api/patients/{id}",
+    operation_id = "updatePatient",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Patient id (UUID)")),
     request_body = PatientBody,
@@ -309,6 +313,7 @@ fn update(platform: &dyn Platform, id: &str, request: &Request<Vec<u8>>) -> Resu
 #[utoipa::path(
     delete,
     path = "/api/patients/{id}",
+    operation_id = "deletePatient",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Patient id (UUID)")),
     responses(

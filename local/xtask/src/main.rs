@@ -203,7 +203,8 @@ fn test() -> Result<()> {
         process::run_visible(
             Command::new("cargo")
                 .current_dir(paths::repo())
-                .args(["test", "-p", "e2e"])
+                // Every test binary runs even after one fails, so a run reports all failures.
+                .args(["test", "--no-fail-fast", "-p", "e2e"])
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator),
         )

@@ -176,7 +176,7 @@ impl Publisher {
             record = record.key(key);
         }
         let send = self.producer.send(record, self.settings.timeout);
-        match tokio::time::timeout(
+        let outcome = match tokio::time::timeout(
             self.settings.timeout + std::time::Duration::from_millis(200),
             send,
         )
@@ -188,6 +188,12 @@ impl Publisher {
                 "kafka unavailable: no acknowledgement within {:?}",
                 self.settings.timeout
             )),
+        };
+        if outcome.is_err() {
+            // A broker that came back may have lost the topic (the local broker keeps topics in
+            // memory): make sure of it again on the next publish instead of failing forever.
+            self.topics.forget(subject.topic).await;
         }
+        outcome
     }
 }

@@ -22,6 +22,10 @@ impl Ensured {
         known.insert(topic.to_string());
         Ok(())
     }
+
+    pub async fn forget(&self, topic: &str) {
+        self.0.lock().await.remove(topic);
+    }
 }
 
 pub async fn create(settings: &Settings, topics: &[String]) -> Result<(), String> {
