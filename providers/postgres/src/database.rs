@@ -81,6 +81,9 @@ impl Database {
         let mut prepared = self.prepared.lock().await;
         if !*prepared {
             self.create_database().await?;
+            // Connect even when there is nothing to set up, so wrong credentials or an
+            // unreachable server are reported for the link now, not only on its first call.
+            self.pool.acquire().await.map_err(map_error)?;
             if let Some(schema) = &self.settings.schema {
                 self.pool
                     .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
