@@ -1,32 +1,76 @@
-//! A patient write never waits on, or fails because of, Kafka: with the broker stopped, creates
-//! succeed, and once it is back every event arrives exactly once. Takes the broker away, so it
-//! lives in its own test binary (binaries run one after another).
+//! A patient write never fails because Kafka or billing is down: with either stopped, creates
+//! succeed, and once it is back every event arrives exactly once and every patient has its
+//! billing account. These take servers away, so they run one at a time in their own binary
+//! (binaries run one after another).
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::events::patient_events;
-use common::{unique, xtask, Client};
-use serde_json::json;
+use common::{eventually, unique, xtask, Client};
+use serde_json::{json, Value};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn patient(i: usize, what: &str) -> Value {
+    json!({
+        "name": format!("{what} Patient {i}"),
+        "email": format!("{}@example.test", unique("outage")),
+        "address": "1 Outage Road",
+        "dateOfBirth": "1980-01-01",
+        "registeredDate": "2026-11-25"
+    })
+}
+
+/// Creates 20 patients (each must succeed) and returns their ids.
+fn create_twenty(client: &Client, what: &str) -> Vec<String> {
+    (0..20)
+        .map(|i| {
+            let (status, _, created) = client.patiently("POST", "/api/patients", Some(&patient(i, what)));
+            assert_eq!(status, 201, "create {i} with {what} down: {created}");
+            created["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn billing_status(client: &Client, patient_id: &str) -> (u16, Value) {
+    let (status, _, body) = client.patiently("GET", &format!("/api/billing/accounts/{patient_id}"), None);
+    (status, body)
+}
+
+#[test]
+fn accounts_of_patients_created_while_billing_is_stopped_open_when_it_returns() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let client = Client::new_user("CLINICIAN");
+    let seed = "123e4567-e89b-12d3-a456-426614174000";
+    xtask(&["scale", "billing", "0"]);
+    // Known defect (issue 6): with no billing instance the gateway's call traps and the host
+    // drops the connection instead of answering 503, so "no answer" counts as stopped here.
+    let stopped = |path: &str| client.status_if_answered("GET", path) != Some(200);
+    let seed_account = format!("/api/billing/accounts/{seed}");
+    eventually("billing to stop answering", Duration::from_secs(60), || stopped(&seed_account).then_some(()));
+    let ids = create_twenty(&client, "Billing Outage");
+    for id in &ids[..3] {
+        assert!(stopped(&format!("/api/billing/accounts/{id}")), "billing answered while stopped");
+    }
+    xtask(&["scale", "billing", "4"]);
+    for id in &ids {
+        let account = eventually("the account to be opened", Duration::from_secs(120), || {
+            let (status, account) = billing_status(&client, id);
+            (status == 200).then_some(account)
+        });
+        assert_eq!((account["patientId"].as_str(), account["status"].as_str()), (Some(id.as_str()), Some("ACTIVE")));
+    }
+}
 
 #[test]
 fn events_written_while_kafka_is_down_arrive_once_after_it_returns() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let client = Client::new_user("CLINICIAN");
     xtask(&["broker", "stop"]);
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let patient = json!({
-            "name": format!("Outage Patient {i}"),
-            "email": format!("{}@example.test", unique("outage")),
-            "address": "1 Broker Down Road",
-            "dateOfBirth": "1980-01-01",
-            "registeredDate": "2026-11-25"
-        });
-        let (status, _, created) = client.patiently("POST", "/api/patients", Some(&patient));
-        assert_eq!(status, 201, "create {i} with Kafka down: {created}");
-        ids.push(created["id"].as_str().unwrap().to_string());
-    }
+    let ids = create_twenty(&client, "Kafka Outage");
     xtask(&["broker", "start"]);
 
     let complete = |seen: &std::collections::HashMap<String, Vec<_>>| ids.iter().all(|id| seen.contains_key(id));

@@ -88,6 +88,15 @@ fn dispatch(args: &[String]) -> Result<()> {
             }
             _ => bail!("usage: cargo xtask broker <stop|start> <lattice>"),
         },
+        // Used by the outage tests: stop a component (0) or bring it back, through wadm.
+        "scale" => match rest {
+            [component, instances, lattice] => Stack::existing(lattice)?.scale(
+                &tools::ensure_all()?,
+                component,
+                instances.parse().context("instances must be a whole number")?,
+            ),
+            _ => bail!("usage: cargo xtask scale <component> <instances> <lattice>"),
+        },
         "wash" => {
             let tools = tools::ensure_all()?;
             let stack = Stack::existing(DEV_LATTICE)?;

@@ -3,7 +3,7 @@
 //! stack's, so a test lattice never collides with the one on 4004.
 use std::path::Path;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
 pub const APP_NAME: &str = "patient-management";
 pub const DEFAULT_HTTP_ADDRESS: &str = "127.0.0.1:4004";
@@ -139,8 +139,39 @@ pub fn artifacts(text: &str) -> Vec<Artifact> {
     found
 }
 
+/// `text` with the spread scaler of `component` asking for `instances` (0 stops it): how the
+/// outage tests take a component away without wadm putting it straight back.
+pub fn with_instances(text: &str, component: &str, instances: u32) -> Result<String> {
+    let start = text
+        .find(&format!("\n    - name: {component}\n"))
+        .with_context(|| format!("no component `{component}` in the manifest"))?;
+    let end = text[start + 1..]
+        .find("\n    - name: ")
+        .map_or(text.len(), |i| start + 1 + i);
+    let block = &text[start..end];
+    let at = block
+        .find("instances: ")
+        .with_context(|| format!("component `{component}` has no spread scaler"))?;
+    let line_end = block[at..].find('\n').map_or(block.len(), |i| at + i);
+    Ok(format!(
+        "{}instances: {instances}{}",
+        &text[..start + at],
+        &text[start + line_end..]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn instances_change_only_for_the_named_component() {
+        let text = "spec:\n  components:\n    - name: gateway\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 20\n    - name: billing\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 4\n    - name: redis\n      type: capability\n";
+        let out = super::with_instances(text, "billing", 0).unwrap();
+        assert!(out.contains("instances: 20\n    - name: billing"));
+        assert!(out.contains("            instances: 0\n    - name: redis"));
+        assert!(super::with_instances(text, "redis", 1).is_err());
+        assert!(super::with_instances(text, "nothing", 1).is_err());
+    }
+
     use super::*;
 
     const SAMPLE: &str = "image: file://../build/gateway.wasm\n\

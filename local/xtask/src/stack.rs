@@ -363,6 +363,21 @@ impl Stack {
         })
     }
 
+    /// Redeploys the platform as last deployed, with `component` at `instances`, and waits
+    /// until wadm reports it deployed (the outage tests stop billing this way).
+    pub fn scale(&self, tools: &Tools, component: &str, instances: u32) -> Result<()> {
+        let app = "patient-management";
+        let target = self.dir.join(format!("{app}.yaml"));
+        let deployed = fs::read_to_string(&target)
+            .with_context(|| format!("{app} was not deployed on this lattice"))?;
+        fs::write(&target, manifest::with_instances(&deployed, component, instances)?)?;
+        step(&format!("scaling {component} to {instances} instance(s)"));
+        run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
+        net::wait_for(&format!("{app} to be deployed"), Duration::from_secs(180), || {
+            Ok(self.app_deployed(tools, app))
+        })
+    }
+
     /// wadm reports every scaler of `app` deployed.
     fn app_deployed(&self, tools: &Tools, app: &str) -> bool {
         let Ok(out) = run(self.wash(tools).args(["app", "status", app, "-o", "json"])) else {

@@ -119,16 +119,34 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> (u16, Headers, serde_json::Value) {
+        into_parts(self.send(method, path, body))
+    }
+
+    /// The HTTP status, or `None` when no HTTP answer came (the connection was dropped).
+    pub fn status_if_answered(&self, method: &str, path: &str) -> Option<u16> {
+        match self.send(method, path, None) {
+            Ok(r) => Some(r.status()),
+            Err(ureq::Error::Status(status, _)) => Some(status),
+            Err(_) => None,
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ureq::Response, ureq::Error> {
         let mut request = ureq::request(method, &format!("{}{path}", gateway()))
             .timeout(std::time::Duration::from_secs(30))
             .set("x-forwarded-for", &self.forwarded_for);
         if let Some(token) = &self.token {
             request = request.set("authorization", &format!("Bearer {token}"));
         }
-        into_parts(match body {
+        match body {
             Some(json) => request.send_json(json.clone()),
             None => request.call(),
-        })
+        }
     }
 
     /// Like `request`, but waits out a 429 (for set-up steps, not for what a test asserts).
