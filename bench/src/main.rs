@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::json;
 
+mod patients;
+
 const CONCURRENCY: usize = 8;
 const CALLS: usize = 4000;
 
-struct Report {
+pub struct Report {
     name: &'static str,
     /// Calls that failed (reported, never hidden; latencies cover the successful ones).
     failed: usize,
@@ -21,7 +23,7 @@ struct Report {
 }
 
 /// Runs `CALLS` calls of `call` over `CONCURRENCY` threads; latencies per call.
-fn measure(
+pub fn measure(
     name: &'static str,
     call: impl Fn() -> Result<()> + Send + Sync + 'static,
 ) -> Result<Report> {
@@ -81,7 +83,7 @@ fn print(through: &Report, native: &Report) {
     );
 }
 
-fn row(r: &Report) {
+pub fn row(r: &Report) {
     println!(
         "{:<44} {:>9.0} calls/s   p50 {:>7.2} ms   p99 {:>7.2} ms   failed {}",
         r.name,
@@ -96,7 +98,7 @@ fn row(r: &Report) {
 /// the gateway; an authenticated route whose service is not deployed costs the token check, the
 /// rate-limit check (one atomic token-bucket call to Redis) and routing, and stops there (503); and
 /// `/auth/validate` adds the forward to a component.
-fn gateway(agent: &ureq::Agent) -> Result<()> {
+fn gateway(agent: &ureq::Agent) -> Result<String> {
     let gateway = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
     let password = std::env::var("PM_SEED_ADMIN_PASSWORD").context("PM_SEED_ADMIN_PASSWORD")?;
     let login: serde_json::Value = agent
@@ -128,7 +130,7 @@ fn gateway(agent: &ureq::Agent) -> Result<()> {
         )?
     };
     let forwarded = {
-        let (agent, url, bearer) = (agent.clone(), format!("{gateway}/auth/validate"), bearer);
+        let (agent, url, bearer) = (agent.clone(), format!("{gateway}/auth/validate"), bearer.clone());
         measure("token + rate limit + forward to auth", move || {
             agent.get(&url).set("authorization", &bearer).call()?;
             Ok(())
@@ -144,7 +146,7 @@ fn gateway(agent: &ureq::Agent) -> Result<()> {
         ms(checked.p50) - ms(health.p50),
         ms(checked.p99) - ms(health.p99)
     );
-    Ok(())
+    Ok(bearer)
 }
 
 fn main() -> Result<()> {
@@ -157,7 +159,9 @@ fn main() -> Result<()> {
         .timeout(Duration::from_secs(10))
         .build();
     println!("{CALLS} calls per case, {CONCURRENCY} concurrent callers\n");
-    gateway(&agent)?;
+    let bearer = gateway(&agent)?;
+    let gateway_url = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
+    patients::run(&agent, &gateway_url, &bearer)?;
 
     // What HTTP → host → component costs before any provider call (a 404 the component makes).
     let baseline = {
