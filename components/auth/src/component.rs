@@ -33,11 +33,9 @@ impl bindings::exports::pm::platform::service::Guest for Auth {
             subject: p.subject.clone(),
             role: p.role.clone(),
         });
-        let response = match platform_wit::into_http(request) {
-            Ok(request) => routes::handle(&Postgres, &request, caller.as_ref()),
-            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
-        };
-        platform_wit::from_http(response)
+        platform_wit::serve(request, |request| {
+            routes::handle(&Postgres, request, caller.as_ref())
+        })
     }
 }
 

@@ -82,7 +82,11 @@ impl api::Guest for Billing {
 
     fn get_account(patient: String) -> Result<api::Account, BillingError> {
         let patient = patient_id(&patient)?;
-        one(query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[t(&patient)]))
+        Postgres
+            .get(&patient)
+            .map_err(BillingError::Unavailable)?
+            .map(to_api)
+            .ok_or(BillingError::NotFound)
     }
 
     fn close_account(patient: String) -> Result<api::Account, BillingError> {
@@ -97,11 +101,7 @@ impl api::Guest for Billing {
 
 impl bindings::exports::pm::platform::service::Guest for Billing {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        let response = match platform_wit::into_http(request) {
-            Ok(request) => routes::handle(&Postgres, &request),
-            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
-        };
-        platform_wit::from_http(response)
+        platform_wit::serve(request, |request| routes::handle(&Postgres, request))
     }
 }
 

@@ -42,11 +42,7 @@ bindings::export!(Patients with_types_in bindings);
 
 impl bindings::exports::pm::platform::service::Guest for Patients {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        let response = match platform_wit::into_http(request) {
-            Ok(request) => routes::handle(&Wasm, &request),
-            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
-        };
-        platform_wit::from_http(response)
+        platform_wit::serve(request, |request| routes::handle(&Wasm, request))
     }
 }
 

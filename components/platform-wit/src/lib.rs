@@ -95,6 +95,19 @@ mod convert {
             .collect()
     }
 
+    /// A domain component's whole `service.handle`: the record as an `http::Request` for
+    /// `handler`, its answer back as a record; a request that is not valid HTTP gets a 400
+    /// problem without reaching `handler`.
+    pub fn serve(
+        request: types::Request,
+        handler: impl FnOnce(&http::Request<Vec<u8>>) -> http::Response<Vec<u8>>,
+    ) -> types::Response {
+        from_http(match into_http(request) {
+            Ok(request) => handler(&request),
+            Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
+        })
+    }
+
     pub fn from_http(response: http::Response<Vec<u8>>) -> types::Response {
         let (parts, body) = response.into_parts();
         types::Response {
