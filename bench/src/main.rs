@@ -59,16 +59,28 @@ pub fn measure(
         }
     }
     anyhow::ensure!(!latencies.is_empty(), "{name}: every call failed");
-    let elapsed = started.elapsed();
+    Ok(summarize(name, latencies, failed, started.elapsed()))
+}
+
+/// Throughput and p50/p99 of the successful calls' latencies over `elapsed`.
+pub fn summarize(
+    name: &'static str,
+    mut latencies: Vec<Duration>,
+    failed: usize,
+    elapsed: Duration,
+) -> Report {
     latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Ok(Report {
+    let at = |q: f64| {
+        let last = latencies.len().saturating_sub(1);
+        latencies.get(((latencies.len() as f64 * q) as usize).min(last)).copied().unwrap_or_default()
+    };
+    Report {
         name,
         failed,
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
-    })
+    }
 }
 
 fn print(through: &Report, native: &Report) {

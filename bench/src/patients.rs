@@ -63,16 +63,7 @@ pub fn offered(name: &'static str, rate: u32, call: impl Fn(usize) -> Result<()>
             }
         }
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    Report {
-        name,
-        failed,
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-    }
+    crate::summarize(name, latencies, failed, started.elapsed())
 }
 
 fn new_patient(i: usize, tag: &str) -> Value {

@@ -20,8 +20,8 @@ mod bindings {
 }
 
 use bindings::wasmcloud::postgres::query::query;
-use platform_wit::postgres_types::{PgValue, QueryError};
-use platform_wit::sql::{self, text};
+use platform_wit::postgres_types::PgValue;
+use platform_wit::sql::{describe, text};
 
 struct Auth;
 
@@ -41,9 +41,6 @@ impl bindings::exports::pm::platform::service::Guest for Auth {
 
 struct Postgres;
 
-fn describe(e: QueryError) -> String {
-    sql::message(&e).to_string()
-}
 
 impl Store for Postgres {
     fn find(&self, email: &Email) -> Result<Option<UserRecord>, String> {

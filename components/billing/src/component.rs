@@ -17,8 +17,8 @@ mod bindings {
 
 use bindings::exports::pm::platform::billing::{self as api, BillingError};
 use bindings::wasmcloud::postgres::query::query;
-use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
-use platform_wit::sql::{self, text};
+use platform_wit::postgres_types::{QueryError, ResultRow};
+use platform_wit::sql::{describe, param, text};
 
 struct Billing;
 
@@ -46,7 +46,7 @@ fn to_api(a: Account) -> api::Account {
 }
 
 fn unavailable(e: QueryError) -> BillingError {
-    BillingError::Unavailable(sql::message(&e).to_string())
+    BillingError::Unavailable(describe(e))
 }
 
 fn patient_id(raw: &str) -> Result<String, BillingError> {
@@ -62,9 +62,6 @@ fn one(rows: Result<Vec<ResultRow>, QueryError>) -> Result<api::Account, Billing
         .ok_or(BillingError::NotFound)
 }
 
-fn t(value: &str) -> PgValue {
-    PgValue::Text(value.to_string())
-}
 
 impl api::Guest for Billing {
     fn create_account(patient: String, name: String, email: String) -> Result<api::Account, BillingError> {
@@ -77,7 +74,7 @@ impl api::Guest for Billing {
              SELECT {COLUMNS} FROM opened \
              UNION ALL SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"
         );
-        one(query(&statement, &[t(&patient), t(&name), t(&email)]))
+        one(query(&statement, &[param(&patient), param(&name), param(&email)]))
     }
 
     fn get_account(patient: String) -> Result<api::Account, BillingError> {
@@ -95,7 +92,7 @@ impl api::Guest for Billing {
             "UPDATE accounts SET status = 'CLOSED', closed_at = COALESCE(closed_at, now()) \
              WHERE patient_id = $1::uuid RETURNING {COLUMNS}"
         );
-        one(query(&statement, &[t(&patient)]))
+        one(query(&statement, &[param(&patient)]))
     }
 }
 
@@ -109,8 +106,8 @@ struct Postgres;
 
 impl Accounts for Postgres {
     fn get(&self, patient: &str) -> Result<Option<Account>, String> {
-        let rows = query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[t(patient)])
-            .map_err(|e| sql::message(&e).to_string())?;
+        let rows = query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[param(patient)])
+            .map_err(describe)?;
         Ok(rows.first().and_then(account))
     }
 }

@@ -28,7 +28,7 @@ mod bindings {
 use bindings::pm::platform::billing;
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
-use platform_wit::sql::{self, null_or_text, text};
+use platform_wit::sql::{self, describe, null_or_text, param, text};
 
 /// Key-value bucket of the cache (keys get the link's prefix; values its TTL).
 const CACHE_BUCKET: &str = "patients";
@@ -98,9 +98,6 @@ fn patient(row: &ResultRow) -> Option<Patient> {
     })
 }
 
-fn describe(e: QueryError) -> String {
-    sql::message(&e).to_string()
-}
 
 fn write_error(e: QueryError) -> WriteError {
     if sql::is_unique_violation(&e) {
@@ -110,9 +107,6 @@ fn write_error(e: QueryError) -> WriteError {
     }
 }
 
-fn t(value: &str) -> PgValue {
-    PgValue::Text(value.to_string())
-}
 
 /// The outbox rows of a write as one `INSERT ... SELECT FROM (VALUES ...)` fragment's params,
 /// starting at `$first`: (id, patient id, channel, kind, payload) per row.
@@ -123,11 +117,11 @@ fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>
         .map(|(i, entry)| {
             let n = first + i * 5;
             params.extend([
-                t(&entry.id),
-                t(&entry.patient_id),
-                t(entry.delivery.channel()),
-                t(entry.delivery.kind()),
-                t(&entry.delivery.payload_json()),
+                param(&entry.id),
+                param(&entry.patient_id),
+                param(entry.delivery.channel()),
+                param(entry.delivery.kind()),
+                param(&entry.delivery.payload_json()),
             ]);
             format!("(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)", n + 1, n + 2, n + 3, n + 4)
         })
@@ -151,8 +145,8 @@ impl Store for Postgres {
             &statement,
             &[
                 null_or_text(q.like_pattern().as_deref()),
-                t(&q.size.to_string()),
-                t(&q.offset().to_string()),
+                param(&q.size.to_string()),
+                param(&q.offset().to_string()),
             ],
         )
         .map_err(describe)?;
@@ -167,7 +161,7 @@ impl Store for Postgres {
     fn find(&self, id: &str) -> Result<Option<Patient>, String> {
         let rows = query(
             &format!("SELECT {COLUMNS} FROM patients WHERE id = $1::uuid"),
-            &[t(id)],
+            &[param(id)],
         )
         .map_err(describe)?;
         Ok(rows.first().and_then(patient))
@@ -175,12 +169,12 @@ impl Store for Postgres {
 
     fn insert(&self, p: &Patient, outbox: &[OutboxEntry]) -> Result<(), WriteError> {
         let mut params = vec![
-            t(&p.id),
-            t(&p.name),
-            t(&p.email),
-            t(&p.address),
-            t(&p.date_of_birth),
-            t(&p.registered_date),
+            param(&p.id),
+            param(&p.name),
+            param(&p.email),
+            param(&p.address),
+            param(&p.date_of_birth),
+            param(&p.registered_date),
         ];
         let values = outbox_values(outbox, 7, &mut params);
         let statement = format!(
@@ -197,11 +191,11 @@ impl Store for Postgres {
     fn update(&self, id: &str, input: &PatientInput, outbox: &[OutboxEntry]) -> Result<Option<Patient>, WriteError> {
         let registered = input.registered_date.map(|d| d.to_string());
         let mut params = vec![
-            t(id),
-            t(&input.name),
-            t(input.email.as_str()),
-            t(&input.address),
-            t(&input.date_of_birth.to_string()),
+            param(id),
+            param(&input.name),
+            param(input.email.as_str()),
+            param(&input.address),
+            param(&input.date_of_birth.to_string()),
             null_or_text(registered.as_deref()),
         ];
         let values = outbox_values(outbox, 7, &mut params);
@@ -231,7 +225,7 @@ impl Store for Postgres {
         let event_row = HostRng::generate_guid().to_string();
         let rows = query(
             statement,
-            &[t(id), t(&event_row), t(event_id), t(at), t(close_id)],
+            &[param(id), param(&event_row), param(event_id), param(at), param(close_id)],
         )
         .map_err(describe)?;
         Ok(!rows.is_empty())
@@ -277,7 +271,7 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
                                         AND e.channel = o.channel AND e.seq < o.seq) \
                       ORDER BY o.seq LIMIT $2::int8 FOR UPDATE SKIP LOCKED) \
          RETURNING id::text AS id, patient_id::text AS patient_id, kind, payload::text AS payload, seq::text AS seq",
-        &[null_or_text(patient_id), t(&limit.to_string()), t(channel)],
+        &[null_or_text(patient_id), param(&limit.to_string()), param(channel)],
     )
     .map_err(describe)?;
     let mut rows: Vec<(u64, OutboxEntry)> = claimed
@@ -293,40 +287,39 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
         })
         .collect();
     rows.sort_by_key(|(seq, _)| *seq);
-    let (mut delivered, mut failed) = (Vec::new(), Vec::new());
-    let mut down: Option<String> = None;
-    for (_, entry) in rows {
-        // One failure means the channel's target is down: the rest waits for the next tick
-        // instead of each waiting out its own timeout.
-        if let Some(reason) = &down {
-            failed.push((entry.id, reason.clone()));
-            continue;
-        }
+    let mut entries = rows.into_iter().map(|(_, entry)| entry);
+    let mut delivered = Vec::new();
+    let mut failure = None;
+    for entry in entries.by_ref() {
         match deliver(&entry.delivery) {
             Ok(()) => delivered.push(entry.id),
             Err(e) => {
                 eprintln!("outbox {} ({}) not delivered yet: {e}", entry.id, entry.delivery.kind());
-                failed.push((entry.id, e.clone()));
-                down = Some(e);
+                failure = Some((e, entry.id));
+                // One failure means the channel's target is down: the rest waits for the next
+                // tick instead of each waiting out its own timeout.
+                break;
             }
         }
     }
     if !delivered.is_empty() {
-        query(
-            "DELETE FROM outbox WHERE id = ANY($1::uuid[])",
-            &[t(&format!("{{{}}}", delivered.join(",")))],
-        )
-        .map_err(describe)?;
+        query("DELETE FROM outbox WHERE id = ANY($1::uuid[])", &[uuid_array(&delivered)])
+            .map_err(describe)?;
     }
-    if let Some((_, error)) = failed.first() {
-        // Free the rows for the next tick now rather than when their lease runs out.
-        let ids: Vec<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
+    if let Some((error, first)) = failure {
+        // Free the failed row and those after it for the next tick now, not when the lease ends.
+        let undelivered: Vec<String> = std::iter::once(first).chain(entries.map(|e| e.id)).collect();
         let _ = query(
             "UPDATE outbox SET lease_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])",
-            &[t(&format!("{{{}}}", ids.join(","))), t(error)],
+            &[uuid_array(&undelivered), param(&error)],
         );
     }
     Ok(delivered.len() as u32)
+}
+
+/// A `uuid[]` parameter (Postgres array literal) of `ids`.
+fn uuid_array(ids: &[String]) -> PgValue {
+    param(&format!("{{{}}}", ids.join(",")))
 }
 
 fn deliver(delivery: &Delivery) -> Result<(), String> {

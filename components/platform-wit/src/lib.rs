@@ -27,6 +27,16 @@ pub mod sql {
             })
     }
 
+    /// A text parameter (components cast it in SQL: `$1::uuid`, `$2::date`).
+    pub fn param(value: &str) -> PgValue {
+        PgValue::Text(value.to_string())
+    }
+
+    /// An error as the text a component passes on (`map_err(describe)`).
+    pub fn describe(e: QueryError) -> String {
+        message(&e).to_string()
+    }
+
     pub fn message(e: &QueryError) -> &str {
         match e {
             QueryError::InvalidParams(m) | QueryError::InvalidQuery(m) | QueryError::Unexpected(m) => m,
