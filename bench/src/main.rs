@@ -107,9 +107,9 @@ pub fn row(r: &Report) {
 }
 
 /// Gateway overhead for an authenticated request (issue 5): `/health` touches nothing behind
-/// the gateway; an authenticated route whose service is not deployed costs the token check, the
-/// rate-limit check (one atomic token-bucket call to Redis) and routing, and stops there (503); and
-/// `/auth/validate` adds the forward to a component.
+/// the gateway; a clinician asking for the admin-only analytics costs the token check, the
+/// rate-limit check (one atomic token-bucket call to Redis) and routing, and stops there (403);
+/// and `/auth/validate` adds the forward to a component.
 fn gateway(agent: &ureq::Agent) -> Result<String> {
     let gateway = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
     let password = std::env::var("PM_SEED_ADMIN_PASSWORD").context("PM_SEED_ADMIN_PASSWORD")?;
@@ -125,19 +125,28 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
             Ok(())
         })?
     };
+    let clinician = {
+        let email = format!("bench-{}@clinic.test", std::process::id());
+        let password = "bench clinician pw";
+        let user = json!({ "email": email, "password": password, "role": "CLINICIAN" });
+        let created = agent.post(&format!("{gateway}/auth/users")).set("authorization", &bearer).send_json(user);
+        if let Err(e) = created {
+            // 409: made by an earlier run against the same lattice; anything else is fatal.
+            anyhow::ensure!(matches!(e, ureq::Error::Status(409, _)), "creating the bench clinician: {e}");
+        }
+        let login: serde_json::Value = agent
+            .post(&format!("{gateway}/auth/login"))
+            .send_json(json!({ "email": email, "password": password }))?
+            .into_json()?;
+        format!("Bearer {}", login["token"].as_str().context("no clinician token")?)
+    };
     let checked = {
-        let (agent, url, bearer) = (
-            agent.clone(),
-            format!("{gateway}/api/appointments"),
-            bearer.clone(),
-        );
+        let (agent, url) = (agent.clone(), format!("{gateway}/api/analytics/summary"));
         measure(
             "token + rate limit + routing, no forward",
-            move || match agent.get(&url).set("authorization", &bearer).call() {
-                Err(ureq::Error::Status(503, _)) => Ok(()),
-                other => Err(anyhow::anyhow!(
-                    "expected 503 (appointments is not deployed yet), got {other:?}"
-                )),
+            move || match agent.get(&url).set("authorization", &clinician).call() {
+                Err(ureq::Error::Status(403, _)) => Ok(()),
+                other => Err(anyhow::anyhow!("expected 403 (a clinician asking for analytics), got {other:?}")),
             },
         )?
     };

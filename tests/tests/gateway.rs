@@ -94,6 +94,8 @@ fn openapi_documents_are_served_and_valid() {
     for (service, paths) in [
         ("patients", &["/api/patients", "/api/patients/{id}"][..]),
         ("billing", &["/api/billing/accounts/{patientId}"][..]),
+        ("appointments", &["/api/appointments", "/api/appointments/{id}"][..]),
+        ("analytics", &["/api/analytics/summary"][..]),
     ] {
         let document = validate_openapi(&format!("/api-docs/{service}"));
         for path in paths {

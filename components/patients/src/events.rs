@@ -3,43 +3,7 @@
 //! from there; `OutboxEntry` is one such row.
 use serde::{Deserialize, Serialize};
 
-/// Kafka topic of patient events (SPEC.md).
-pub const TOPIC: &str = "patient";
-
-/// The seed's protobuf `PatientEvent` plus an event id and timestamp
-/// (`proto/patient_event.proto`).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct PatientEvent {
-    #[prost(string, tag = "1")]
-    pub patient_id: String,
-    #[prost(string, tag = "2")]
-    pub name: String,
-    #[prost(string, tag = "3")]
-    pub email: String,
-    #[prost(string, tag = "4")]
-    pub event_type: String,
-    #[prost(string, tag = "5")]
-    pub event_id: String,
-    #[prost(string, tag = "6")]
-    pub occurred_at: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    Created,
-    Updated,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "PATIENT_CREATED",
-            Self::Updated => "PATIENT_UPDATED",
-            Self::Deleted => "PATIENT_DELETED",
-        }
-    }
-}
+pub use patient_events::{EventType, PatientEvent, TOPIC};
 
 /// One thing to deliver after a commit, stored as an outbox row (`kind` + JSON `payload`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +34,9 @@ pub struct EventPayload {
     pub name: String,
     pub email: String,
     pub occurred_at: String,
+    /// On created events, and on updates that set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_date: Option<String>,
 }
 
 impl EventPayload {
@@ -81,6 +48,7 @@ impl EventPayload {
             event_type: self.event_type.clone(),
             event_id: self.event_id.clone(),
             occurred_at: self.occurred_at.clone(),
+            registered_date: self.registered_date.clone().unwrap_or_default(),
         })
     }
 }
@@ -138,6 +106,7 @@ mod tests {
             name: "Ada".into(),
             email: "ada@example.com".into(),
             occurred_at: "2026-11-25T10:00:00Z".into(),
+            registered_date: Some("2026-11-01".into()),
         }
     }
 
@@ -148,8 +117,7 @@ mod tests {
         assert_eq!(decoded.patient_id, "p1");
         assert_eq!(decoded.event_type, "PATIENT_CREATED");
         assert_eq!(decoded.event_id, "e1");
-        // Field 1 (patientId) comes first on the wire, tagged as the seed's schema says.
-        assert_eq!(bytes[0], (1 << 3) | 2);
+        assert_eq!(decoded.registered_date, "2026-11-01");
     }
 
     #[test]

@@ -214,7 +214,14 @@ fn no_patient(id: &str) -> Problem {
     Problem::not_found(format!("no patient with id {id}"))
 }
 
-fn event(platform: &dyn Platform, kind: EventType, patient_id: &str, name: &str, email: &str) -> OutboxEntry {
+fn event(
+    platform: &dyn Platform,
+    kind: EventType,
+    patient_id: &str,
+    name: &str,
+    email: &str,
+    registered_date: Option<Date>,
+) -> OutboxEntry {
     OutboxEntry {
         id: platform.new_id(),
         patient_id: patient_id.to_string(),
@@ -225,6 +232,7 @@ fn event(platform: &dyn Platform, kind: EventType, patient_id: &str, name: &str,
             name: name.to_string(),
             email: email.to_string(),
             occurred_at: time::rfc3339(platform.now_secs()),
+            registered_date: registered_date.map(|d| d.to_string()),
         }),
     }
 }
@@ -260,7 +268,7 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
         registered_date: registered.to_string(),
     };
     let outbox = [
-        event(platform, EventType::Created, &patient.id, &patient.name, &patient.email),
+        event(platform, EventType::Created, &patient.id, &patient.name, &patient.email, Some(registered)),
         OutboxEntry {
             id: platform.new_id(),
             patient_id: patient.id.clone(),
@@ -300,7 +308,14 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
 fn update(platform: &dyn Platform, id: &str, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
     let body: PatientBody = json_body(request)?;
     let input = PatientInput::parse(&body, Purpose::Update, today(platform)).map_err(Problem::validation)?;
-    let outbox = [event(platform, EventType::Updated, id, &input.name, input.email.as_str())];
+    let outbox = [event(
+        platform,
+        EventType::Updated,
+        id,
+        &input.name,
+        input.email.as_str(),
+        input.registered_date,
+    )];
     let updated = platform
         .store()
         .update(id, &input, &outbox)

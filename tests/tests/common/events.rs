@@ -2,7 +2,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use patients::events::PatientEvent;
+use patient_events::PatientEvent;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};
 
@@ -38,4 +38,26 @@ pub fn patient_events(
         }
     }
     seen
+}
+
+/// Publishes `events` on the topic with record key `key`, in this order (one key, one
+/// partition, an idempotent producer: the consumers see them in this order), and waits until
+/// the broker has them all. How a test makes a consumer see records again, as after a restart
+/// before its commit.
+pub fn publish(key: &str, events: &[PatientEvent]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("a Kafka producer");
+    for event in events {
+        let payload = prost::Message::encode_to_vec(event);
+        producer
+            .send(BaseRecord::to("patient").key(key).payload(&payload))
+            .map_err(|(e, _)| e)
+            .expect("queue an event");
+    }
+    producer.flush(Duration::from_secs(30)).expect("the broker took the events");
 }

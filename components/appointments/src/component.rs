@@ -1,0 +1,243 @@
+//! WIT glue and SQL: `pm:platform/service` for the gateway, `wasmcloud:messaging/handler` for
+//! patient events (the local copy of patients), Postgres underneath.
+use kit::fields::parse_uuid;
+use patient_events::{EventType, Received};
+use wasmcloud_component::wasmcloud::messaging::types::BrokerMessage;
+use wasmcloud_component::HostRng;
+
+use crate::appointment::{Appointment, AppointmentInput, Instant};
+use crate::routes::{self, Platform, Store, Updated, WriteError};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "event-fed-service",
+        path: "../../wit",
+        with: {
+            "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types,
+            "pm:platform/types@0.1.0": platform_wit::types,
+            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
+        },
+        generate_all,
+    });
+}
+
+use bindings::wasmcloud::postgres::query::query;
+use platform_wit::postgres_types::{QueryError, ResultRow};
+use platform_wit::sql::{describe, null_or_text, param, sqlstate, text};
+
+struct Appointments;
+
+bindings::export!(Appointments with_types_in bindings);
+
+impl bindings::exports::pm::platform::service::Guest for Appointments {
+    fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
+        platform_wit::serve(request, |request| routes::handle(&Wasm, request))
+    }
+}
+
+impl bindings::exports::wasmcloud::messaging::handler::Guest for Appointments {
+    /// Applies a patient event to the local copy; `Err` (the database is away) makes the Kafka
+    /// provider deliver it again. A record that can never apply is logged and skipped.
+    fn handle_message(message: BrokerMessage) -> Result<(), String> {
+        match Received::decode(&message.body).and_then(|r| PatientFact::from_event(&r)) {
+            Ok(fact) => fact.apply(),
+            Err(e) => {
+                eprintln!("appointments: skipping a record on {}: {e}", message.subject);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A patient event reduced to what the copy needs, with every value checked, so applying it
+/// fails only when the database does.
+struct PatientFact {
+    id: String,
+    name: String,
+    email: String,
+    deleted: bool,
+    occurred_at: String,
+}
+
+impl PatientFact {
+    fn from_event(received: &Received) -> Result<Self, String> {
+        let event = &received.event;
+        Ok(Self {
+            id: parse_uuid(&event.patient_id).ok_or("the patient id is not a UUID")?,
+            name: event.name.clone(),
+            email: event.email.clone(),
+            deleted: received.kind == EventType::Deleted,
+            occurred_at: Instant::parse(&event.occurred_at)?.to_rfc3339(),
+        })
+    }
+
+    fn apply(&self) -> Result<(), String> {
+        let params = [param(&self.id), param(&self.name), param(&self.email), param(&self.occurred_at)];
+        let statement = if self.deleted {
+            // The patient is gone: its future appointments are cancelled in the same statement.
+            "WITH copy AS (INSERT INTO patient_copies (id, name, email, deleted, occurred_at) \
+                           VALUES ($1::uuid, $2, $3, true, $4::timestamptz) \
+                           ON CONFLICT (id) DO UPDATE SET deleted = true, \
+                               occurred_at = GREATEST(patient_copies.occurred_at, EXCLUDED.occurred_at) \
+                           RETURNING id), \
+                  cancelled AS (UPDATE appointments SET status = 'CANCELLED', version = version + 1, \
+                                    updated_at = now() \
+                                WHERE patient_id = $1::uuid AND status = 'SCHEDULED' AND start_time > now() \
+                                RETURNING id) \
+             SELECT (SELECT count(*) FROM cancelled)::text AS cancelled"
+        } else {
+            "INSERT INTO patient_copies (id, name, email, occurred_at) VALUES ($1::uuid, $2, $3, $4::timestamptz) \
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, \
+                 occurred_at = EXCLUDED.occurred_at \
+             WHERE patient_copies.occurred_at <= EXCLUDED.occurred_at AND NOT patient_copies.deleted"
+        };
+        query(statement, &params).map(|_| ()).map_err(describe)
+    }
+}
+
+struct Wasm;
+
+impl Platform for Wasm {
+    fn store(&self) -> &dyn Store {
+        &Postgres
+    }
+    fn new_id(&self) -> String {
+        HostRng::generate_guid().to_string()
+    }
+    fn now_secs(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+/// An appointment's columns, from `a` (appointments) joined with `c` (its patient's copy).
+const COLUMNS: &str = "a.id::text AS id, a.patient_id::text AS patient_id, c.name AS patient_name, \
+     to_char(a.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS start_time, \
+     to_char(a.end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS end_time, \
+     a.reason, a.status, a.version::text AS version";
+
+fn appointment(row: &ResultRow) -> Option<Appointment> {
+    Some(Appointment {
+        id: text(row, "id")?,
+        patient_id: text(row, "patient_id")?,
+        patient_name: text(row, "patient_name"),
+        start_time: text(row, "start_time")?,
+        end_time: text(row, "end_time")?,
+        reason: text(row, "reason")?,
+        status: text(row, "status")?,
+        version: text(row, "version")?.parse().ok()?,
+    })
+}
+
+fn write_error(e: QueryError) -> WriteError {
+    // 23P01: exclusion_violation, i.e. `appointments_no_overlap`.
+    if sqlstate(&e) == Some("23P01") {
+        WriteError::Overlap
+    } else {
+        WriteError::Unavailable(describe(e))
+    }
+}
+
+struct Postgres;
+
+impl Store for Postgres {
+    fn list(&self, from: Instant, to: Instant) -> Result<Vec<Appointment>, String> {
+        let statement = format!(
+            "SELECT {COLUMNS} FROM appointments a LEFT JOIN patient_copies c ON c.id = a.patient_id \
+             WHERE a.start_time >= $1::timestamptz AND a.start_time < $2::timestamptz \
+             ORDER BY a.start_time, a.id"
+        );
+        let rows = query(&statement, &[param(&from.to_rfc3339()), param(&to.to_rfc3339())]).map_err(describe)?;
+        Ok(rows.iter().filter_map(appointment).collect())
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Appointment>, String> {
+        let statement = format!(
+            "SELECT {COLUMNS} FROM appointments a LEFT JOIN patient_copies c ON c.id = a.patient_id \
+             WHERE a.id = $1::uuid"
+        );
+        Ok(query(&statement, &[param(id)]).map_err(describe)?.first().and_then(appointment))
+    }
+
+    fn insert(&self, id: &str, input: &AppointmentInput) -> Result<Option<Appointment>, WriteError> {
+        // Booked only for a patient the copy knows and has not seen deleted.
+        let statement = format!(
+            "WITH known AS (SELECT id FROM patient_copies WHERE id = $2::uuid AND NOT deleted), \
+                  a AS (INSERT INTO appointments (id, patient_id, start_time, end_time, reason) \
+                        SELECT $1::uuid, known.id, $3::timestamptz, $4::timestamptz, $5 FROM known \
+                        RETURNING *) \
+             SELECT {COLUMNS} FROM a LEFT JOIN patient_copies c ON c.id = a.patient_id"
+        );
+        let rows = query(
+            &statement,
+            &[
+                param(id),
+                null_or_text(input.patient_id.as_deref()),
+                param(&input.start.to_rfc3339()),
+                param(&input.end.to_rfc3339()),
+                param(&input.reason),
+            ],
+        )
+        .map_err(write_error)?;
+        Ok(rows.first().and_then(appointment))
+    }
+
+    fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError> {
+        // The version check is on the row being updated, so of two concurrent updates with the
+        // same version the second finds the first's version and changes nothing. `target` (the
+        // row as this statement found it) says why nothing changed.
+        let statement = format!(
+            "WITH target AS (SELECT id, patient_id, version, status FROM appointments WHERE id = $1::uuid), \
+                  a AS (UPDATE appointments a SET start_time = $2::timestamptz, end_time = $3::timestamptz, \
+                            reason = $4, version = a.version + 1, updated_at = now() \
+                        WHERE a.id = $1::uuid AND a.version = $5::int8 AND a.status = 'SCHEDULED' \
+                          AND ($6::uuid IS NULL OR a.patient_id = $6::uuid) \
+                        RETURNING a.*) \
+             SELECT target.version::text AS current_version, target.status AS current_status, \
+                    target.patient_id::text AS current_patient, changed.* \
+             FROM target LEFT JOIN (SELECT {COLUMNS} FROM a LEFT JOIN patient_copies c ON c.id = a.patient_id) \
+                  AS changed ON true"
+        );
+        let sent = input.version.unwrap_or_default();
+        let rows = query(
+            &statement,
+            &[
+                param(id),
+                param(&input.start.to_rfc3339()),
+                param(&input.end.to_rfc3339()),
+                param(&input.reason),
+                param(&sent.to_string()),
+                null_or_text(input.patient_id.as_deref()),
+            ],
+        )
+        .map_err(write_error)?;
+        let Some(row) = rows.first() else {
+            return Ok(Updated::NotFound);
+        };
+        if let Some(changed) = appointment(row) {
+            return Ok(Updated::Done(changed));
+        }
+        let current: i64 = text(row, "current_version").and_then(|v| v.parse().ok()).unwrap_or_default();
+        Ok(if input.patient_id.as_ref().is_some_and(|p| text(row, "current_patient").as_ref() != Some(p)) {
+            Updated::OtherPatient
+        } else if text(row, "current_status").as_deref() == Some("CANCELLED") {
+            Updated::Cancelled
+        } else if current != sent {
+            Updated::Stale { current }
+        } else {
+            // A concurrent update moved it on after this statement looked: read where it is now.
+            let now = self.find(id).map_err(WriteError::Unavailable)?;
+            now.map_or(Updated::NotFound, |a| Updated::Stale { current: a.version })
+        })
+    }
+
+    fn cancel(&self, id: &str) -> Result<bool, String> {
+        // The final SELECT sees the row as it was before the update: it says whether it exists.
+        let statement = "WITH cancelled AS (UPDATE appointments SET status = 'CANCELLED', \
+                              version = version + 1, updated_at = now() \
+                          WHERE id = $1::uuid AND status = 'SCHEDULED' RETURNING id) \
+                         SELECT id::text AS id FROM appointments WHERE id = $1::uuid";
+        Ok(!query(statement, &[param(id)]).map_err(describe)?.is_empty())
+    }
+}
