@@ -6,6 +6,7 @@ mod net;
 mod patches;
 mod paths;
 mod process;
+mod readiness;
 mod services;
 mod stack;
 mod tools;
@@ -187,9 +188,7 @@ fn up(args: &[String]) -> Result<()> {
 fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
     stack.put_secrets(tools)?;
     let manifest = paths::repo().join(build::MANIFESTS[0]);
-    stack.deploy(tools, &manifest, manifest::APP_NAME, || {
-        stack.gateway_healthy()
-    })
+    stack.deploy(tools, &manifest, manifest::APP_NAME, || stack.platform_ready())
 }
 
 /// Unit tests, then the end-to-end suite against a lattice of its own.

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::net::{self, loopback};
 use crate::process::{run, Daemon};
 use crate::tools::Tools;
-use crate::{manifest, paths, step};
+use crate::{manifest, paths, readiness, step};
 
 /// Zones handed to hosts in turn, as the `zone` label wadm's spread scalers select on.
 const ZONES: [&str; 3] = ["a", "b", "c"];
@@ -322,13 +322,14 @@ impl Stack {
     }
 
     /// Deploys a manifest (with this stack's ports and data names) and waits until `ready`
-    /// answers true; a manifest identical to the one deployed before is not deployed again.
+    /// answers Ok (its error says what is not ready yet); a manifest identical to the one
+    /// deployed before is not deployed again.
     pub fn deploy(
         &self,
         tools: &Tools,
         source: &Path,
         app: &str,
-        ready: impl Fn() -> bool,
+        ready: impl Fn() -> Result<()>,
     ) -> Result<()> {
         let text = fs::read_to_string(source)?;
         let overrides = manifest::Overrides {
@@ -342,7 +343,7 @@ impl Stack {
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
         let target = self.dir.join(source.file_name().context("manifest path")?);
         let unchanged = fs::read_to_string(&target).is_ok_and(|old| old == rendered);
-        if unchanged && ready() {
+        if unchanged && ready().is_ok() {
             step(&format!(
                 "{app} already deployed and serving; manifest unchanged"
             ));
@@ -352,8 +353,11 @@ impl Stack {
         step(&format!("deploying {app} with wadm"));
         run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
         // Serving is not enough: wadm must also have put every link and provider in place.
-        let settled = || ready() && self.app_deployed(tools, app);
-        net::wait_for(&format!("{app} to serve"), Duration::from_secs(180), || Ok(settled())).map_err(|e| {
+        let settled = || -> Result<bool> {
+            ready()?;
+            Ok(self.app_deployed(tools, app))
+        };
+        net::wait_for(&format!("{app} to serve"), Duration::from_secs(180), settled).map_err(|e| {
             let status = run(self.wash(tools).args(["app", "status", app]))
                 .unwrap_or_else(|e| e.to_string());
             e.context(format!(
@@ -391,10 +395,21 @@ impl Stack {
         net::http_get(self.gateway_addr(), "/health").is_ok_and(|(status, _)| status == 200)
     }
 
+    /// Every service answers through the gateway with its database behind it.
+    pub fn platform_ready(&self) -> Result<()> {
+        if !self.gateway_healthy() {
+            bail!("the gateway does not answer /health yet");
+        }
+        readiness::check(self.gateway_addr(), &self.jwt_secret()?)
+    }
+
     /// The probe answers only once its component and key-value link work.
-    pub fn probe_ready(&self) -> bool {
-        net::http_get(loopback(self.config.probe_port), "/delivered/readiness")
-            .is_ok_and(|(status, _)| status == 200)
+    pub fn probe_ready(&self) -> Result<()> {
+        match net::http_get(loopback(self.config.probe_port), "/delivered/readiness") {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => bail!("the probe answers {status}: {body}"),
+            Err(e) => Err(e.context("the probe does not answer")),
+        }
     }
 
     /// Stops hosts, then wadm, then NATS (only a NATS we started). Safe when nothing runs.
