@@ -51,6 +51,7 @@ pub async fn run() -> anyhow::Result<()> {
     provider_support::init_logging();
     let provider = KafkaProvider::default();
     let shutdown = run_provider(provider.clone(), "kafka-provider").await?;
+    provider_support::links::watch();
     let connection = get_connection();
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())
@@ -66,6 +67,7 @@ impl Provider for KafkaProvider {
 
     /// A component links to us to publish.
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        provider_support::links::received(&link);
         let key = LinkKey::new(link.source_id, link.link_name);
         let publisher = Settings::resolve(link.config, &*self.provider_config.read().await)
             .and_then(|settings| {
@@ -98,6 +100,7 @@ impl Provider for KafkaProvider {
 
     /// We link to a component to deliver the topics named in the link's config.
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        provider_support::links::received(&link);
         let key = LinkKey::new(link.target_id, link.link_name);
         let resolved = Settings::resolve(link.config, &*self.provider_config.read().await)
             .and_then(|s| Ok((s, Subscription::from_link(link.config, link.target_id)?)));

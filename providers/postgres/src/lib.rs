@@ -49,6 +49,7 @@ pub async fn run() -> anyhow::Result<()> {
     provider_support::init_logging();
     let provider = PostgresProvider::default();
     let shutdown = run_provider(provider.clone(), "postgres-provider").await?;
+    provider_support::links::watch();
     let connection = get_connection();
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())
@@ -58,6 +59,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 impl Provider for PostgresProvider {
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        provider_support::links::received(&link);
         let key = LinkKey::new(link.source_id, link.link_name);
         let settings = match LinkSettings::from_link(link.config, &secret_strings(link.secrets)) {
             Ok(s) => s,

@@ -51,6 +51,7 @@ pub async fn run() -> anyhow::Result<()> {
     provider_support::init_logging();
     let provider = RedisProvider::default();
     let shutdown = run_provider(provider.clone(), "redis-provider").await?;
+    provider_support::links::watch();
     let connection = get_connection();
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())
@@ -60,6 +61,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 impl Provider for RedisProvider {
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        provider_support::links::received(&link);
         let key = LinkKey::new(link.source_id, link.link_name);
         let settings = LinkSettings::from_link(link.config, &secret_strings(link.secrets));
         // One link per interface (store/atomics, kv-cas) with the same config: keep the store.

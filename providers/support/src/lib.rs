@@ -1,4 +1,6 @@
 //! Shared by the platform's capability providers.
+pub mod links;
+
 use std::collections::HashMap;
 use std::fmt;
 

@@ -64,6 +64,7 @@ pub struct TickerProvider {
 pub async fn run() -> anyhow::Result<()> {
     provider_support::init_logging();
     let shutdown = run_provider(TickerProvider::default(), "ticker-provider").await?;
+    provider_support::links::watch();
     shutdown.await;
     Ok(())
 }
@@ -91,6 +92,7 @@ async fn tick_forever(link: LinkKey, settings: Settings) {
 
 impl Provider for TickerProvider {
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        provider_support::links::received(&link);
         let key = LinkKey::new(link.target_id, link.link_name);
         let settings = match Settings::from_config(link.config) {
             Ok(s) => s,
