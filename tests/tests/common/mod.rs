@@ -131,18 +131,24 @@ impl Client {
         }
     }
 
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<ureq::Response, ureq::Error> {
+    /// A request to the gateway as this client (its address, its token if any).
+    fn builder(&self, method: &str, path: &str) -> ureq::Request {
         let mut request = ureq::request(method, &format!("{}{path}", gateway()))
             .timeout(std::time::Duration::from_secs(30))
             .set("x-forwarded-for", &self.forwarded_for);
         if let Some(token) = &self.token {
             request = request.set("authorization", &format!("Bearer {token}"));
         }
+        request
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ureq::Response, ureq::Error> {
+        let request = self.builder(method, path);
         match body {
             Some(json) => request.send_json(json.clone()),
             None => request.call(),
@@ -156,20 +162,20 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> (u16, Headers, serde_json::Value) {
-        for _ in 0..30 {
-            let answer = self.request(method, path, body);
-            if answer.0 != 429 {
-                return answer;
-            }
-            let wait = answer
-                .1
-                .iter()
-                .find(|(k, _)| k == "retry-after")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(1);
-            std::thread::sleep(std::time::Duration::from_secs(wait));
-        }
-        panic!("{method} {path} stayed rate limited");
+        waiting_out_429(&format!("{method} {path}"), || self.request(method, path, body))
+    }
+
+    /// `patiently` with a body sent as is, under `content_type` (for bodies that are not JSON).
+    pub fn patiently_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, Headers, serde_json::Value) {
+        waiting_out_429(&format!("{method} {path}"), || {
+            into_parts(self.builder(method, path).set("content-type", content_type).send_string(body))
+        })
     }
 
     pub fn login(email: &str, password: &str) -> Self {
@@ -202,6 +208,27 @@ impl Client {
         assert_eq!(status, 201, "creating {role} {email}: {body}");
         Self::login(&email, password)
     }
+}
+
+/// Sends until the answer is not 429, waiting as `Retry-After` says between tries.
+fn waiting_out_429(
+    what: &str,
+    send: impl Fn() -> (u16, Headers, serde_json::Value),
+) -> (u16, Headers, serde_json::Value) {
+    for _ in 0..30 {
+        let answer = send();
+        if answer.0 != 429 {
+            return answer;
+        }
+        let wait = answer
+            .1
+            .iter()
+            .find(|(k, _)| k == "retry-after")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(1);
+        std::thread::sleep(std::time::Duration::from_secs(wait));
+    }
+    panic!("{what} stayed rate limited");
 }
 
 /// Runs `cargo xtask <args> <lattice under test>` (e.g. `broker stop`), as the outage tests do.
