@@ -120,8 +120,10 @@ fn appointments_are_booked_listed_changed_and_cancelled() {
     assert_eq!(client.patiently("GET", unknown, None).0, 404);
     assert_eq!(client.patiently("DELETE", unknown, None).0, 404);
     assert_eq!(client.patiently("PUT", unknown, Some(&change)).0, 404);
-    let (status, _, problem) = client.patiently("GET", "/api/appointments/not-a-uuid", None);
-    assert_eq!((status, problem["status"].as_u64()), (400, Some(400)));
+    for method in ["GET", "PUT", "DELETE"] {
+        let (status, _, problem) = client.patiently(method, "/api/appointments/not-a-uuid", Some(&change));
+        assert_eq!((status, problem["status"].as_u64()), (400, Some(400)), "{method}");
+    }
 }
 
 #[test]

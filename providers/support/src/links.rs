@@ -115,6 +115,7 @@ async fn check_links() -> anyhow::Result<()> {
         }
         suspects = missed;
     }
+    tracing::info!("every link the host lists for this provider was received");
     Ok(())
 }
 
