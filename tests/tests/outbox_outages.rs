@@ -46,14 +46,17 @@ fn accounts_of_patients_created_while_billing_is_stopped_open_when_it_returns() 
     let client = Client::new_user("CLINICIAN");
     let seed = "123e4567-e89b-12d3-a456-426614174000";
     xtask(&["scale", "billing", "0"]);
-    // Known defect (issue 6): with no billing instance the gateway's call traps and the host
-    // drops the connection instead of answering 503, so "no answer" counts as stopped here.
-    let stopped = |path: &str| client.status_if_answered("GET", path) != Some(200);
+    // With no billing instance the gateway's call to it fails: the client gets a 503 (the host
+    // answers it, see local/xtask/src/patches.rs), never a dropped connection.
+    let stopped = |path: &str| client.status_if_answered("GET", path) == Some(503);
     let seed_account = format!("/api/billing/accounts/{seed}");
-    eventually("billing to stop answering", Duration::from_secs(60), || stopped(&seed_account).then_some(()));
+    eventually("billing to answer 503", Duration::from_secs(60), || stopped(&seed_account).then_some(()));
     let ids = create_twenty(&client, "Billing Outage");
     for id in &ids[..3] {
-        assert!(stopped(&format!("/api/billing/accounts/{id}")), "billing answered while stopped");
+        // `patiently` fails the test on a dropped connection, and waits out a 429.
+        let (status, headers, problem) = client.patiently("GET", &format!("/api/billing/accounts/{id}"), None);
+        assert_eq!((status, &problem["status"]), (503, &json!(503)), "{problem}");
+        assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/problem+json"));
     }
     xtask(&["scale", "billing", "4"]);
     for id in &ids {

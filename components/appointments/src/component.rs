@@ -22,7 +22,7 @@ mod bindings {
 }
 
 use bindings::wasmcloud::postgres::query::query;
-use platform_wit::postgres_types::{QueryError, ResultRow};
+use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
 use platform_wit::sql::{describe, null_or_text, param, sqlstate, text};
 
 struct Appointments;
@@ -130,6 +130,20 @@ fn appointment(row: &ResultRow) -> Option<Appointment> {
     })
 }
 
+/// Runs a write, again when Postgres aborted it to break a deadlock (40P01) or a serialization
+/// conflict (40001). Two overlapping bookings that race each wait on the other's entry in the
+/// exclusion constraint's index; Postgres aborts one, and run again it finds the other committed
+/// and fails as the overlap it is (23P01, a 409), not as an outage.
+fn write(statement: &str, params: &[PgValue]) -> Result<Vec<ResultRow>, QueryError> {
+    let mut attempt = 1;
+    loop {
+        match query(statement, params) {
+            Err(e) if attempt < 3 && matches!(sqlstate(&e), Some("40P01" | "40001")) => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 fn write_error(e: QueryError) -> WriteError {
     // 23P01: exclusion_violation, i.e. `appointments_no_overlap`.
     if sqlstate(&e) == Some("23P01") {
@@ -169,7 +183,7 @@ impl Store for Postgres {
                         RETURNING *) \
              SELECT {COLUMNS} FROM a LEFT JOIN patient_copies c ON c.id = a.patient_id"
         );
-        let rows = query(
+        let rows = write(
             &statement,
             &[
                 param(id),
@@ -200,7 +214,7 @@ impl Store for Postgres {
                   AS changed ON true"
         );
         let sent = input.version.unwrap_or_default();
-        let rows = query(
+        let rows = write(
             &statement,
             &[
                 param(id),

@@ -78,9 +78,9 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test(),
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
-        // The `--config` argument that builds against our fixed wrpc-transport-nats (see
+        // The `--config` arguments (one per line) that build against our fixed crates (see
         // local/xtask/src/patches.rs), for building the launchers by hand.
-        "patch-config" => patches::cargo_config().map(|c| println!("{c}")),
+        "patch-config" => patches::cargo_configs().map(|c| println!("{}", c.join("\n"))),
         // Used by the outage tests: take a lattice's broker down and bring it back.
         "broker" => match rest {
             [action, lattice] if action == "stop" => Stack::existing(lattice)?.stop_broker(),

@@ -184,10 +184,10 @@ fn cargo_install(
 /// The host and wadm launchers (`local/launchers`), cached by a hash of their sources.
 pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     let source = paths::repo().join("local/launchers");
-    let patch = patches::cargo_config()?;
+    let patches = patches::cargo_configs()?;
     let dir = paths::cache()
         .join("launchers")
-        .join(format!("{:016x}", source_hash(&source, &patch)?));
+        .join(format!("{:016x}", source_hash(&source, &patches.join("\n"))?));
     let (host, wadm) = (dir.join("pm-host"), dir.join("pm-wadm"));
     if host.exists() && wadm.exists() {
         return Ok((host, wadm));
@@ -195,9 +195,14 @@ pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     step("building the wasmCloud host and wadm launchers (first time only, ~15 min on 2 cores)");
     let started = Instant::now();
     let target = paths::cache().join("launchers-target");
+    let mut cargo = Command::new("cargo");
+    cargo.args(["build", "--release", "--locked"]);
+    for patch in &patches {
+        cargo.args(["--config", patch]);
+    }
     run_visible(
-        Command::new("cargo")
-            .args(["build", "--release", "--locked", "--config", &patch, "--manifest-path"])
+        cargo
+            .arg("--manifest-path")
             .arg(source.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             // wasmcloud-host 0.27.1 does not compile on rustc 1.95 ("queries overflow the depth
