@@ -6,28 +6,17 @@ use wasmcloud_component::wasmcloud::messaging::types::BrokerMessage;
 use crate::counting::Increment;
 use crate::routes::{self, Counts, DayCount, Summary};
 
-mod bindings {
-    wit_bindgen::generate!({
-        world: "event-fed-service",
-        path: "../../wit",
-        with: {
-            "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types,
-            "pm:platform/types@0.1.0": platform_wit::types,
-            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
-        },
-        generate_all,
-    });
-}
-
-use bindings::wasmcloud::postgres::query::query;
+use platform_wit::event_fed::exports::pm::platform::service;
+use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
+use platform_wit::event_fed::wasmcloud::postgres::query::query;
 use platform_wit::sql::{describe, null_or_text, param, text};
 use platform_wit::Principal;
 
 struct Analytics;
 
-bindings::export!(Analytics with_types_in bindings);
+platform_wit::event_fed::export_event_fed_service!(Analytics);
 
-impl bindings::exports::pm::platform::service::Guest for Analytics {
+impl service::Guest for Analytics {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
         platform_wit::serve(request, |request| {
             let role = request.extensions().get::<Principal>().map(|p| p.role.as_str());
@@ -36,7 +25,7 @@ impl bindings::exports::pm::platform::service::Guest for Analytics {
     }
 }
 
-impl bindings::exports::wasmcloud::messaging::handler::Guest for Analytics {
+impl handler::Guest for Analytics {
     /// Counts the event unless its id was counted before; `Err` (the database is away) makes
     /// the Kafka provider deliver it again. A record that can never count is logged and skipped.
     fn handle_message(message: BrokerMessage) -> Result<(), String> {

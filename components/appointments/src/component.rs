@@ -8,34 +8,23 @@ use wasmcloud_component::HostRng;
 use crate::appointment::{Appointment, AppointmentInput, Instant};
 use crate::routes::{self, Platform, Store, Updated, WriteError};
 
-mod bindings {
-    wit_bindgen::generate!({
-        world: "event-fed-service",
-        path: "../../wit",
-        with: {
-            "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types,
-            "pm:platform/types@0.1.0": platform_wit::types,
-            "wasmcloud:postgres/types@0.1.1-draft": platform_wit::postgres_types,
-        },
-        generate_all,
-    });
-}
-
-use bindings::wasmcloud::postgres::query::query;
+use platform_wit::event_fed::exports::pm::platform::service;
+use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
+use platform_wit::event_fed::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
 use platform_wit::sql::{describe, null_or_text, param, sqlstate, text};
 
 struct Appointments;
 
-bindings::export!(Appointments with_types_in bindings);
+platform_wit::event_fed::export_event_fed_service!(Appointments);
 
-impl bindings::exports::pm::platform::service::Guest for Appointments {
+impl service::Guest for Appointments {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
         platform_wit::serve(request, |request| routes::handle(&Wasm, request))
     }
 }
 
-impl bindings::exports::wasmcloud::messaging::handler::Guest for Appointments {
+impl handler::Guest for Appointments {
     /// Applies a patient event to the local copy; `Err` (the database is away) makes the Kafka
     /// provider deliver it again. A record that can never apply is logged and skipped.
     fn handle_message(message: BrokerMessage) -> Result<(), String> {

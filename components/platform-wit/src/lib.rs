@@ -12,6 +12,26 @@ pub use generated::pm::platform::types;
 #[cfg(target_arch = "wasm32")]
 pub use generated::wasmcloud::postgres::types as postgres_types;
 
+/// The `event-fed-service` world (appointments and analytics share it), generated once: each
+/// component implements its `Guest` traits and exports itself with
+/// `platform_wit::event_fed::export_event_fed_service!(Component);`.
+#[cfg(target_arch = "wasm32")]
+pub mod event_fed {
+    wit_bindgen::generate!({
+        world: "event-fed-service",
+        path: "../../wit",
+        with: {
+            "wasmcloud:messaging/types@0.2.0": wasmcloud_component::wasmcloud::messaging::types,
+            "pm:platform/types@0.1.0": crate::types,
+            "wasmcloud:postgres/types@0.1.1-draft": crate::postgres_types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_event_fed_service",
+        default_bindings_module: "platform_wit::event_fed",
+        generate_all,
+    });
+}
+
 /// Reading rows and errors of `wasmcloud:postgres` the same way in every component.
 #[cfg(target_arch = "wasm32")]
 pub mod sql {
