@@ -106,3 +106,17 @@ fn openapi_documents_are_served_and_valid() {
     let (status, _, _) = get(&format!("{}/api-docs/no-such-service", gateway()));
     assert_eq!(status, 404);
 }
+
+#[test]
+fn ready_reports_each_service_and_its_dependencies() {
+    let (status, _, ready) = get(&format!("{}/ready", gateway()));
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "UP");
+    assert_eq!(ready["checks"]["rate-limit store"]["status"], "UP");
+    for service in ["auth", "patients", "appointments", "billing", "analytics"] {
+        let report = &ready["checks"][service];
+        assert_eq!(report["status"], "UP", "{service}: {report}");
+        assert_eq!(report["checks"]["postgres"]["status"], "UP", "{service}: {report}");
+    }
+    assert_eq!(ready["checks"]["patients"]["checks"]["cache"]["status"], "UP");
+}

@@ -9,7 +9,7 @@ use crate::routes::{self, Counts, DayCount, Summary};
 use platform_wit::event_fed::exports::pm::platform::service;
 use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
 use platform_wit::event_fed::wasmcloud::postgres::query::query;
-use platform_wit::sql::{describe, null_or_text, param, text};
+use platform_wit::sql::{answers, describe, null_or_text, param, text};
 use platform_wit::Principal;
 
 struct Analytics;
@@ -18,7 +18,7 @@ platform_wit::event_fed::export_event_fed_service!(Analytics);
 
 impl service::Guest for Analytics {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, |request| {
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| {
             let role = request.extensions().get::<Principal>().map(|p| p.role.as_str());
             routes::handle(&Postgres, request, role)
         })

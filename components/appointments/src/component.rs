@@ -3,7 +3,6 @@
 use kit::fields::parse_uuid;
 use patient_events::{EventType, Received};
 use wasmcloud_component::wasmcloud::messaging::types::BrokerMessage;
-use wasmcloud_component::HostRng;
 
 use crate::appointment::{Appointment, AppointmentInput, Instant};
 use crate::routes::{self, Platform, Store, Updated, WriteError};
@@ -12,7 +11,7 @@ use platform_wit::event_fed::exports::pm::platform::service;
 use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
 use platform_wit::event_fed::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
-use platform_wit::sql::{describe, null_or_text, param, sqlstate, text};
+use platform_wit::sql::{answers, describe, null_or_text, param, sqlstate, text};
 
 struct Appointments;
 
@@ -20,7 +19,7 @@ platform_wit::event_fed::export_event_fed_service!(Appointments);
 
 impl service::Guest for Appointments {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, |request| routes::handle(&Wasm, request))
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| routes::handle(&Wasm, request))
     }
 }
 
@@ -91,12 +90,10 @@ impl Platform for Wasm {
         &Postgres
     }
     fn new_id(&self) -> String {
-        HostRng::generate_guid().to_string()
+        platform_wit::new_id()
     }
     fn now_secs(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        kit::time::now_secs()
     }
 }
 

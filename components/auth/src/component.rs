@@ -1,7 +1,6 @@
 //! WIT glue: `pm:platform/service` in, `routes::handle` out; the `Store` is Postgres through
 //! the `wasmcloud:postgres` link and configuration through wasi:config.
 use wasmcloud_component::wasi::config::store as config;
-use wasmcloud_component::HostRng;
 
 use crate::credentials::Email;
 use crate::routes::{self, Caller, Store, UserRecord};
@@ -21,7 +20,7 @@ mod bindings {
 
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::PgValue;
-use platform_wit::sql::{describe, text};
+use platform_wit::sql::{answers, describe, text};
 
 struct Auth;
 
@@ -33,7 +32,7 @@ impl bindings::exports::pm::platform::service::Guest for Auth {
             subject: p.subject.clone(),
             role: p.role.clone(),
         });
-        platform_wit::serve(request, |request| {
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| {
             routes::handle(&Postgres, request, caller.as_ref())
         })
     }
@@ -79,6 +78,6 @@ impl Store for Postgres {
     }
 
     fn new_id(&self) -> String {
-        HostRng::generate_guid().to_string()
+        platform_wit::new_id()
     }
 }

@@ -18,7 +18,7 @@ mod bindings {
 use bindings::exports::pm::platform::billing::{self as api, BillingError};
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{QueryError, ResultRow};
-use platform_wit::sql::{describe, param, text};
+use platform_wit::sql::{answers, describe, param, text};
 
 struct Billing;
 
@@ -98,7 +98,7 @@ impl api::Guest for Billing {
 
 impl bindings::exports::pm::platform::service::Guest for Billing {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, |request| routes::handle(&Postgres, request))
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| routes::handle(&Postgres, request))
     }
 }
 

@@ -8,7 +8,6 @@ use kit::{response, Problem};
 use wasmcloud_component::http::{self, ErrorCode, IncomingRequest, OutgoingBody, Server};
 use wasmcloud_component::wasi::config::store as config;
 use wasmcloud_component::wasmcloud::bus::lattice;
-use wasmcloud_component::HostRng;
 
 use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::{request_id, router};
@@ -38,7 +37,7 @@ http::export!(Gateway);
 
 impl Server for Gateway {
     fn handle(request: IncomingRequest) -> Result<Response<impl OutgoingBody>, ErrorCode> {
-        let id = request_id::ensure(request.headers(), || HostRng::generate_guid().to_string());
+        let id = request_id::ensure(request.headers(), platform_wit::new_id);
         let (parts, body) = request.into_parts();
         let mut response = match read_limited(body) {
             Ok(bytes) => router::handle(

@@ -21,11 +21,35 @@ pub struct Health {
 #[allow(dead_code)]
 fn health() {}
 
+/// What `GET /ready` answers (built by `kit::readiness`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `UP` when every check is, else `DOWN`.
+    pub status: String,
+    /// The gateway's rate-limit store and each service's own report
+    /// (`{"status", "detail"?, "checks"?}`: a service's checks are its dependencies).
+    #[schema(value_type = Object)]
+    pub checks: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Readiness: the gateway's rate-limit store and each service's dependencies.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "getReadiness",
+    responses(
+        (status = 200, description = "Every dependency answers", body = Readiness),
+        (status = 503, description = "At least one dependency does not; `checks` says which", body = Readiness)
+    )
+)]
+#[allow(dead_code)]
+fn ready() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "patient-management", description = "Patient management platform, through its gateway", version = env!("CARGO_PKG_VERSION")),
-    paths(health),
-    components(schemas(Health, Problem)),
+    paths(health, ready),
+    components(schemas(Health, Readiness, Problem)),
     modifiers(&BearerAuth)
 )]
 struct GatewayApi;

@@ -4,7 +4,7 @@
 use crate::docs::{self, Health};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use kit::tokens::{Claims, TokenError, Tokens};
-use kit::{response, Problem};
+use kit::{readiness, response, Problem};
 
 use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::routes::{self, Access};
@@ -41,6 +41,9 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
                 },
             )
         });
+    }
+    if path == "/ready" {
+        return only(method, &[Method::GET], path, || ready(platform));
     }
     if path == "/api-docs" || path.starts_with("/api-docs/") {
         return only(method, &[Method::GET], path, || {
@@ -92,6 +95,30 @@ fn forward(
                 format!("the {} service did not answer: {e}", route.link),
             ))
         })
+}
+
+/// `GET /ready`: the gateway's own store (the rate-limit buckets) and every service's `/ready`
+/// document, which reports that service's dependencies; 200 only when all of them are up.
+fn ready(platform: &dyn Platform) -> Response<Vec<u8>> {
+    let mut checks = std::collections::BTreeMap::new();
+    let generous = Limit { per_second: 1000.0, burst: 1000 };
+    let store = platform.buckets().take("readiness-probe", generous).map(|_| ());
+    checks.insert("rate-limit store".to_string(), readiness::check(store));
+    let probe = Request::builder()
+        .method(Method::GET)
+        .uri("/ready")
+        .body(Vec::new())
+        .expect("static request");
+    for service in docs::services() {
+        let document = match platform.forward(service, &probe, "/ready", None) {
+            Ok(answer) => serde_json::from_slice(answer.body()).unwrap_or_else(|_| {
+                readiness::check(Err(format!("answered {} without a readiness document", answer.status())))
+            }),
+            Err(e) => readiness::check(Err(e)),
+        };
+        checks.insert(service.to_string(), document);
+    }
+    readiness::report(checks)
 }
 
 /// `/api-docs` (everything) or `/api-docs/{service}` (one service's own document).
@@ -216,6 +243,8 @@ mod tests {
         buckets: Memory,
         forwarded: RefCell<Vec<(String, String, Option<String>)>>,
         config: HashMap<&'static str, String>,
+        /// Links whose component does not answer.
+        down: Vec<&'static str>,
     }
 
     impl Fake {
@@ -244,6 +273,12 @@ mod tests {
             self.forwarded
                 .borrow_mut()
                 .push((link.into(), path.into(), p.map(|c| c.sub.clone())));
+            if self.down.contains(&link) {
+                return Err("no instance answered".into());
+            }
+            if path == "/ready" {
+                return Ok(readiness::report([("postgres".to_string(), readiness::check(Ok(())))].into()));
+            }
             Ok(response::json(StatusCode::OK, &"forwarded"))
         }
     }
@@ -408,5 +443,25 @@ mod tests {
             call(&fake, Method::GET, "/api/patients", Some("x")).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn ready_reports_every_service_and_is_503_when_one_is_down() {
+        let mut fake = Fake::new();
+        let request = |fake: &Fake| {
+            let request = Request::builder().uri("/ready").body(Vec::new()).unwrap();
+            let answer = handle(fake, &request);
+            let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+            (answer.status(), body)
+        };
+        let (status, body) = request(&fake);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["checks"]["patients"]["checks"]["postgres"]["status"], "UP");
+        assert_eq!(body["checks"]["rate-limit store"]["status"], "UP");
+        fake.down.push("billing");
+        let (status, body) = request(&fake);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["billing"]["detail"], "no instance answered");
+        assert_eq!(body["checks"]["auth"]["status"], "UP");
     }
 }

@@ -83,10 +83,7 @@ impl Date {
 
     /// Today in UTC, by the clock the component sees (wasi:clocks in a component).
     pub fn today() -> Self {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self::from_unix_secs(secs)
+        Self::from_unix_secs(crate::time::now_secs())
     }
 }
 

@@ -5,6 +5,7 @@ pub mod openapi;
 pub mod fields;
 pub mod pg_float;
 pub mod problem;
+pub mod readiness;
 pub mod request;
 pub mod response;
 pub mod time;

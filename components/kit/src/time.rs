@@ -1,5 +1,12 @@
 //! RFC 3339 timestamps from Unix seconds, without a calendar crate (components keep small).
 
+/// Seconds since the Unix epoch, by the clock the component sees (wasi:clocks in a component).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// `2026-12-01T10:00:00Z` for `secs` since the Unix epoch (UTC).
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -2,7 +2,6 @@
 //! out. The SQL lives here; what answer a request gets is decided in `routes`.
 use wasmcloud_component::wasi::keyvalue::{atomics, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
-use wasmcloud_component::HostRng;
 
 use crate::events::{Delivery, OutboxEntry, TOPIC};
 use crate::listing::ListQuery;
@@ -42,7 +41,10 @@ bindings::export!(Patients with_types_in bindings);
 
 impl bindings::exports::pm::platform::service::Guest for Patients {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, |request| routes::handle(&Wasm, request))
+        let cache = || Redis.generation().map(|_| ());
+        platform_wit::serve(request, &[("postgres", &|| sql::answers(query)), ("cache", &cache)], |request| {
+            routes::handle(&Wasm, request)
+        })
     }
 }
 
@@ -66,12 +68,10 @@ impl Platform for Wasm {
         &Redis
     }
     fn new_id(&self) -> String {
-        HostRng::generate_guid().to_string()
+        platform_wit::new_id()
     }
     fn now_secs(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        kit::time::now_secs()
     }
     /// Publishes the write's event at once. Billing is left to the ticker: a billing that is
     /// down would fail this invocation, and with it an answer whose write is committed.
@@ -222,7 +222,7 @@ impl Store for Postgres {
                        SELECT $5::uuid, p.id, 'billing', 'billing-close', \
                            jsonb_build_object('patientId', p.id::text) FROM p) \
              SELECT id::text AS id FROM p";
-        let event_row = HostRng::generate_guid().to_string();
+        let event_row = platform_wit::new_id();
         let rows = query(
             statement,
             &[param(id), param(&event_row), param(event_id), param(at), param(close_id)],

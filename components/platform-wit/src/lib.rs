@@ -72,9 +72,23 @@ pub mod sql {
         sqlstate(e) == Some("23505")
     }
 
+    /// Whether the database answers a trivial statement through `query` (a component's
+    /// `wasmcloud:postgres/query` import), for `GET /ready`.
+    pub fn answers(
+        query: impl Fn(&str, &[PgValue]) -> Result<Vec<ResultRow>, QueryError>,
+    ) -> Result<(), String> {
+        query("SELECT 1", &[]).map(|_| ()).map_err(describe)
+    }
+
     pub fn null_or_text(value: Option<&str>) -> PgValue {
         value.map_or(PgValue::Null, |v| PgValue::Text(v.to_string()))
     }
+}
+
+/// A fresh random UUID (v4) from the host's random source, as row and event ids.
+#[cfg(target_arch = "wasm32")]
+pub fn new_id() -> String {
+    wasmcloud_component::HostRng::generate_guid().to_string()
 }
 
 /// Who made a request, as the gateway established it from a verified token.
@@ -125,14 +139,27 @@ mod convert {
             .collect()
     }
 
-    /// A domain component's whole `service.handle`: the record as an `http::Request` for
-    /// `handler`, its answer back as a record; a request that is not valid HTTP gets a 400
-    /// problem without reaching `handler`.
+    /// A dependency of a component and how to check that it answers, for `GET /ready`.
+    pub type Dependency<'a> = (&'a str, &'a dyn Fn() -> Result<(), String>);
+
+    /// A domain component's whole `service.handle`: `GET /ready` is answered here from
+    /// `dependencies`; any other request becomes an `http::Request` for `handler`, and its answer
+    /// goes back as a record. A request that is not valid HTTP gets a 400 problem without
+    /// reaching `handler`.
     pub fn serve(
         request: types::Request,
+        dependencies: &[Dependency<'_>],
         handler: impl FnOnce(&http::Request<Vec<u8>>) -> http::Response<Vec<u8>>,
     ) -> types::Response {
         from_http(match into_http(request) {
+            Ok(request) if request.method() == http::Method::GET && request.uri().path() == "/ready" => {
+                kit::readiness::report(
+                    dependencies
+                        .iter()
+                        .map(|(name, check)| (name.to_string(), kit::readiness::check(check())))
+                        .collect(),
+                )
+            }
             Ok(request) => handler(&request),
             Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
         })
