@@ -176,7 +176,7 @@ fn up(args: &[String]) -> Result<()> {
     let gateway = stack.gateway_addr();
     step("the platform is up");
     println!(
-        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/health)\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
+        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
         stack.config.lattice,
         stack.nats_addr(),
         manifest::APP_NAME,
