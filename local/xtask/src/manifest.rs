@@ -24,6 +24,8 @@ pub struct Overrides {
     pub key_prefix: String,
     /// Requests per second and burst per client, for a bench lattice that must not measure 429s.
     pub rate_limit: Option<u32>,
+    /// The hosts' `zone` labels; with two or more, every component is spread evenly across them.
+    pub zones: Vec<String>,
 }
 
 pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<String> {
@@ -58,7 +60,33 @@ pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<
             ),
         None => text,
     };
+    let text = spread_across(&text, &overrides.zones);
     Ok(absolute_file_urls(&text, manifest_dir))
+}
+
+/// Every spread scaler of `text` split evenly across `zones` (the hosts' `zone` labels), so the
+/// hosts of one zone going away leaves the others serving every component. With one zone the
+/// text is unchanged: a spread that no host matches would keep the application from deploying.
+pub fn spread_across(text: &str, zones: &[String]) -> String {
+    if zones.len() < 2 {
+        return text.to_string();
+    }
+    let weight = 100 / zones.len();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        // A single instance (the HTTP listener) is left for wadm to place on any one host.
+        if line.trim_start().starts_with("instances: ") && line.trim() != "instances: 1" {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(&format!("{indent}spread:\n"));
+            for zone in zones {
+                out.push_str(&format!(
+                    "{indent}  - name: zone-{zone}\n{indent}    requirements:\n{indent}      zone: {zone}\n{indent}    weight: {weight}\n"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// `file://../build/x.wasm` (relative to the manifest, as `wash app deploy` reads it) becomes
@@ -190,7 +218,19 @@ mod tests {
             database: "pm_t1".into(),
             key_prefix: "t1:".into(),
             rate_limit: None,
+            zones: vec!["a".into()],
         }
+    }
+
+    #[test]
+    fn several_zones_spread_every_scaler_one_zone_changes_nothing() {
+        let text = "      traits:\n        - type: spreadscaler\n          properties:\n            instances: 4\n        - type: link\n";
+        assert_eq!(super::spread_across(text, &["a".into()]), text);
+        let spread = super::spread_across(text, &["a".into(), "b".into()]);
+        assert!(spread.contains(
+            "            instances: 4\n            spread:\n              - name: zone-a\n                requirements:\n                  zone: a\n                weight: 50\n              - name: zone-b\n"
+        ), "{spread}");
+        assert!(spread.ends_with("        - type: link\n"));
     }
 
     #[test]

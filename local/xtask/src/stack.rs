@@ -339,6 +339,11 @@ impl Stack {
             database: self.config.database.clone(),
             key_prefix: self.config.key_prefix.clone(),
             rate_limit: self.config.rate_limit,
+            zones: ZONES
+                .iter()
+                .take(self.config.hosts.clamp(1, ZONES.len()))
+                .map(|z| z.to_string())
+                .collect(),
         };
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
         let target = self.dir.join(source.file_name().context("manifest path")?);
