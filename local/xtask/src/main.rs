@@ -13,7 +13,7 @@ mod tools;
 
 use std::process::{Command, ExitCode};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -221,14 +221,27 @@ fn test() -> Result<()> {
 
 /// The benchmarks in bench/, against a lattice of their own.
 fn bench() -> Result<()> {
-    on_test_stack("pmbench", |_, env| {
+    on_test_stack("pmbench", |stack, env| {
         step("provider benchmark");
         process::run_visible(
             Command::new("cargo")
                 .current_dir(paths::repo())
                 .args(["run", "--release", "-p", "bench"])
                 .envs(env),
-        )
+        )?;
+        // Scale-up (issue 6): from the request to wadm reporting the new instances placed, then
+        // to every service answering through the gateway again.
+        let tools = tools::ensure_all()?;
+        let started = std::time::Instant::now();
+        stack.scale(&tools, "patients", 16)?;
+        net::wait_for("the platform to serve after scaling", Duration::from_secs(60), || {
+            stack.platform_ready().map(|()| true)
+        })?;
+        step(&format!(
+            "scale-up of patients 8 -> 16: serving {:.1} s after the request",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
     })
 }
 

@@ -357,12 +357,28 @@ impl Stack {
         fs::write(&target, &rendered)?;
         step(&format!("deploying {app} with wadm"));
         run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
+        let deployed_at = std::time::Instant::now();
+        // When the gateway first answered (200 on /health): what a client would see first.
+        // Only measured when it was not answering before this deploy.
+        let was_answering = self.gateway_healthy();
+        let first_answer = std::cell::Cell::new(None);
         // Serving is not enough: wadm must also have put every link and provider in place.
         let settled = || -> Result<bool> {
+            if !was_answering && first_answer.get().is_none() && self.gateway_healthy() {
+                first_answer.set(Some(deployed_at.elapsed()));
+            }
             ready()?;
             Ok(self.app_deployed(tools, app))
         };
-        net::wait_for(&format!("{app} to serve"), Duration::from_secs(180), settled).map_err(|e| {
+        net::wait_for(&format!("{app} to serve"), Duration::from_secs(180), settled).map(|()| {
+            if let Some(first) = first_answer.get() {
+                step(&format!(
+                    "{app}: first 200 from the gateway {:.1} s after `wash app deploy`, every service serving after {:.1} s",
+                    first.as_secs_f64(),
+                    deployed_at.elapsed().as_secs_f64()
+                ));
+            }
+        }).map_err(|e| {
             let status = run(self.wash(tools).args(["app", "status", app]))
                 .unwrap_or_else(|e| e.to_string());
             e.context(format!(
@@ -382,9 +398,32 @@ impl Stack {
         fs::write(&target, manifest::with_instances(&deployed, component, instances)?)?;
         step(&format!("scaling {component} to {instances} instance(s)"));
         run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
+        let started = std::time::Instant::now();
+        // wadm's status can still say "deployed" from before it read the new version, so the
+        // hosts' inventories must show the new count too.
         net::wait_for(&format!("{app} to be deployed"), Duration::from_secs(180), || {
-            Ok(self.app_deployed(tools, app))
-        })
+            Ok(self.instances(tools, component)? == instances && self.app_deployed(tools, app))
+        })?;
+        step(&format!(
+            "{component} at {instances} instance(s) on the hosts {:.1} s after the request",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// How many instances of the manifest's `component` the hosts run, by their inventories.
+    fn instances(&self, tools: &Tools, component: &str) -> Result<u32> {
+        let out = run(self.wash(tools).args(["get", "inventory", "-o", "json"]))?;
+        let inventory: serde_json::Value = serde_json::from_str(out.trim())?;
+        let suffix = format!("-{component}");
+        Ok(inventory["inventories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|host| host["components"].as_array().into_iter().flatten())
+            .filter(|c| c["id"].as_str().is_some_and(|id| id.ends_with(&suffix)))
+            .map(|c| c["max_instances"].as_u64().unwrap_or(0) as u32)
+            .sum())
     }
 
     /// wadm reports every scaler of `app` deployed.
