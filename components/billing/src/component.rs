@@ -62,7 +62,6 @@ fn one(rows: Result<Vec<ResultRow>, QueryError>) -> Result<api::Account, Billing
         .ok_or(BillingError::NotFound)
 }
 
-
 impl api::Guest for Billing {
     fn create_account(patient: String, name: String, email: String) -> Result<api::Account, BillingError> {
         let patient = patient_id(&patient)?;

@@ -61,13 +61,13 @@ pub fn services() -> Vec<&'static str> {
     links
 }
 
-/// A request for a service's own document, as forwarded to it.
-pub fn document_request() -> Request<Vec<u8>> {
+/// A bodiless `GET path` the gateway makes of a service itself (its document, its readiness).
+pub fn internal_get(path: &str) -> Request<Vec<u8>> {
     Request::builder()
         .method(Method::GET)
-        .uri("/openapi.json")
+        .uri(path)
         .body(Vec::new())
-        .expect("static request")
+        .expect("a path the gateway wrote")
 }
 
 /// The gateway's document merged with the documents services returned (unreachable services

@@ -104,11 +104,7 @@ fn ready(platform: &dyn Platform) -> Response<Vec<u8>> {
     let generous = Limit { per_second: 1000.0, burst: 1000 };
     let store = platform.buckets().take("readiness-probe", generous).map(|_| ());
     checks.insert("rate-limit store".to_string(), readiness::check(store));
-    let probe = Request::builder()
-        .method(Method::GET)
-        .uri("/ready")
-        .body(Vec::new())
-        .expect("static request");
+    let probe = docs::internal_get("/ready");
     for service in docs::services() {
         let document = match platform.forward(service, &probe, "/ready", None) {
             Ok(answer) => serde_json::from_slice(answer.body()).unwrap_or_else(|_| {
@@ -123,7 +119,7 @@ fn ready(platform: &dyn Platform) -> Response<Vec<u8>> {
 
 /// `/api-docs` (everything) or `/api-docs/{service}` (one service's own document).
 fn api_docs(platform: &dyn Platform, rest: &str) -> Response<Vec<u8>> {
-    let request = docs::document_request();
+    let request = docs::internal_get("/openapi.json");
     match rest.trim_matches('/') {
         "" => {
             let documents: Vec<Vec<u8>> = docs::services()

@@ -98,7 +98,6 @@ fn patient(row: &ResultRow) -> Option<Patient> {
     })
 }
 
-
 fn write_error(e: QueryError) -> WriteError {
     if sql::is_unique_violation(&e) {
         WriteError::EmailTaken
@@ -106,7 +105,6 @@ fn write_error(e: QueryError) -> WriteError {
         WriteError::Unavailable(describe(e))
     }
 }
-
 
 /// The outbox rows of a write as one `INSERT ... SELECT FROM (VALUES ...)` fragment's params,
 /// starting at `$first`: (id, patient id, channel, kind, payload) per row.

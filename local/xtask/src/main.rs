@@ -6,7 +6,6 @@ mod net;
 mod patches;
 mod paths;
 mod process;
-mod readiness;
 mod services;
 mod stack;
 mod tools;
