@@ -94,13 +94,22 @@ fn openapi_documents_are_served_and_valid() {
     for (service, paths) in [
         ("patients", &["/api/patients", "/api/patients/{id}"][..]),
         ("billing", &["/api/billing/accounts/{patientId}"][..]),
-        ("appointments", &["/api/appointments", "/api/appointments/{id}"][..]),
+        (
+            "appointments",
+            &["/api/appointments", "/api/appointments/{id}"][..],
+        ),
         ("analytics", &["/api/analytics/summary"][..]),
     ] {
         let document = validate_openapi(&format!("/api-docs/{service}"));
         for path in paths {
-            assert!(document["paths"][path].is_object(), "{path} missing from {service}'s document");
-            assert!(all["paths"][path].is_object(), "{path} missing from the merged document");
+            assert!(
+                document["paths"][path].is_object(),
+                "{path} missing from {service}'s document"
+            );
+            assert!(
+                all["paths"][path].is_object(),
+                "{path} missing from the merged document"
+            );
         }
     }
     let (status, _, _) = get(&format!("{}/api-docs/no-such-service", gateway()));
@@ -116,7 +125,94 @@ fn ready_reports_each_service_and_its_dependencies() {
     for service in ["auth", "patients", "appointments", "billing", "analytics"] {
         let report = &ready["checks"][service];
         assert_eq!(report["status"], "UP", "{service}: {report}");
-        assert_eq!(report["checks"]["postgres"]["status"], "UP", "{service}: {report}");
+        assert_eq!(
+            report["checks"]["postgres"]["status"], "UP",
+            "{service}: {report}"
+        );
     }
-    assert_eq!(ready["checks"]["patients"]["checks"]["cache"]["status"], "UP");
+    assert_eq!(
+        ready["checks"]["patients"]["checks"]["cache"]["status"],
+        "UP"
+    );
+}
+
+/// Every host's Prometheus text (a host that is gone is skipped).
+fn scrape_all() -> Vec<String> {
+    let dir = std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR is not set");
+    std::fs::read_dir(&dir)
+        .expect("stack dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".metrics"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|addr| {
+            ureq::get(&format!("http://{}/metrics", addr.trim()))
+                .call()
+                .ok()
+        })
+        .filter_map(|r| r.into_string().ok())
+        .collect()
+}
+
+/// The sum over hosts of every sample of `metric` whose labels include all of `labels`.
+fn sample_sum(metric: &str, labels: &[&str]) -> f64 {
+    scrape_all()
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn metrics_count_each_route_and_logs_carry_the_request_id() {
+    let unmatched_404 = ["route=\"unmatched\"", "status=\"404\""];
+    let before = sample_sum("pm_http_requests_total", &unmatched_404);
+    let id = common::unique("metrics-check");
+    for _ in 0..3 {
+        let status = ureq::get(&format!("{}/no/such/metrics-check", gateway()))
+            .set("x-request-id", &id)
+            .call()
+            .map_or_else(
+                |e| match e {
+                    ureq::Error::Status(s, _) => s,
+                    e => panic!("{e}"),
+                },
+                |r| r.status(),
+            );
+        assert_eq!(status, 404);
+    }
+    common::eventually(
+        "the three 404s in the metrics",
+        std::time::Duration::from_secs(10),
+        || (sample_sum("pm_http_requests_total", &unmatched_404) >= before + 3.0).then_some(()),
+    );
+    assert!(
+        sample_sum(
+            "pm_http_request_duration_seconds_count",
+            &["route=\"unmatched\""]
+        ) >= 3.0,
+        "no latency histogram for the route"
+    );
+    assert!(
+        sample_sum("pm_process_resident_memory_bytes", &[]) > 0.0,
+        "no host process metrics"
+    );
+    // The host logs each request as one JSON line carrying its id.
+    let dir = std::env::var("PM_STACK_DIR").unwrap();
+    common::eventually(
+        "a structured log line with the request id",
+        std::time::Duration::from_secs(10),
+        || {
+            std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("host-"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .flat_map(|log| log.lines().map(str::to_string).collect::<Vec<_>>())
+                .filter(|line| line.contains(&id))
+                .find_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                .filter(|json| json["fields"]["context"] == "request")
+        },
+    );
 }

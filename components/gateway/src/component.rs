@@ -10,8 +10,10 @@ use wasmcloud_component::wasi::config::store as config;
 use wasmcloud_component::wasmcloud::bus::lattice;
 
 use crate::ratelimit::{Buckets, Decision, Limit};
-use crate::{request_id, router};
+use crate::{access_log, request_id, router};
 use bindings::pm::platform::token_bucket;
+use wasmcloud_component::wasi::clocks::monotonic_clock;
+use wasmcloud_component::wasi::logging::logging::{log, Level};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -37,8 +39,10 @@ http::export!(Gateway);
 
 impl Server for Gateway {
     fn handle(request: IncomingRequest) -> Result<Response<impl OutgoingBody>, ErrorCode> {
+        let started = monotonic_clock::now();
         let id = request_id::ensure(request.headers(), platform_wit::new_id);
         let (parts, body) = request.into_parts();
+        let (method, route) = (parts.method.clone(), access_log::route_of(parts.uri.path()));
         let mut response = match read_limited(body) {
             Ok(bytes) => router::handle(
                 &WasmPlatform {
@@ -52,6 +56,14 @@ impl Server for Gateway {
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(request_id::HEADER, value);
         }
+        let record = access_log::Record {
+            request_id: &id,
+            method: method.as_str(),
+            route,
+            status: response.status().as_u16(),
+            duration_ms: (monotonic_clock::now() - started) as f64 / 1e6,
+        };
+        log(Level::Info, access_log::CONTEXT, &record.to_json());
         Ok(response)
     }
 }

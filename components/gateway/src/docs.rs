@@ -14,6 +14,10 @@ pub struct Health {
     pub status: &'static str,
     pub service: &'static str,
     pub version: &'static str,
+    /// Which build answers when several of one version exist (the hot-swap check's second
+    /// build says `hot-swap-check`); absent for a plain build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<&'static str>,
 }
 
 /// Liveness of the gateway itself.

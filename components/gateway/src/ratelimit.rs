@@ -31,7 +31,9 @@ impl Limit {
 pub enum Decision {
     Allow,
     /// Denied; the client may retry after this many whole seconds (for `Retry-After`).
-    Deny { retry_after_secs: u64 },
+    Deny {
+        retry_after_secs: u64,
+    },
 }
 
 impl Decision {
@@ -91,15 +93,30 @@ mod tests {
         };
         assert_eq!(
             Limit::from_config(config(&[])),
-            Limit { per_second: 5.0, burst: 5 }
+            Limit {
+                per_second: 5.0,
+                burst: 5
+            }
         );
         assert_eq!(
-            Limit::from_config(config(&[("rate_limit_per_second", "0.5"), ("rate_limit_burst", "20")])),
-            Limit { per_second: 0.5, burst: 20 }
+            Limit::from_config(config(&[
+                ("rate_limit_per_second", "0.5"),
+                ("rate_limit_burst", "20")
+            ])),
+            Limit {
+                per_second: 0.5,
+                burst: 20
+            }
         );
         assert_eq!(
-            Limit::from_config(config(&[("rate_limit_per_second", "-1"), ("rate_limit_burst", "x")])),
-            Limit { per_second: 5.0, burst: 5 }
+            Limit::from_config(config(&[
+                ("rate_limit_per_second", "-1"),
+                ("rate_limit_burst", "x")
+            ])),
+            Limit {
+                per_second: 5.0,
+                burst: 5
+            }
         );
     }
 
@@ -109,7 +126,9 @@ mod tests {
         for (ms, secs) in [(0, 1), (1, 1), (1000, 1), (1001, 2)] {
             assert_eq!(
                 Decision::from_wait_ms(Some(ms)),
-                Decision::Deny { retry_after_secs: secs }
+                Decision::Deny {
+                    retry_after_secs: secs
+                }
             );
         }
     }

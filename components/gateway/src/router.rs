@@ -12,6 +12,14 @@ use crate::routes::{self, Access};
 /// Version reported by `/health`, taken from the crate so it always matches the build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A second build of the same version, told apart by `/health` (`cargo xtask test` swaps it in
+/// while the platform serves, and watches the answers change).
+pub const BUILD: Option<&str> = if cfg!(feature = "hot-swap-check") {
+    Some("hot-swap-check")
+} else {
+    None
+};
+
 /// What the gateway needs from its surroundings.
 pub trait Platform {
     /// A configuration value (wasi:config), e.g. `jwt_secret`.
@@ -38,6 +46,7 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
                     status: "UP",
                     service: "gateway",
                     version: VERSION,
+                    build: BUILD,
                 },
             )
         });
@@ -101,14 +110,23 @@ fn forward(
 /// document, which reports that service's dependencies; 200 only when all of them are up.
 fn ready(platform: &dyn Platform) -> Response<Vec<u8>> {
     let mut checks = std::collections::BTreeMap::new();
-    let generous = Limit { per_second: 1000.0, burst: 1000 };
-    let store = platform.buckets().take("readiness-probe", generous).map(|_| ());
+    let generous = Limit {
+        per_second: 1000.0,
+        burst: 1000,
+    };
+    let store = platform
+        .buckets()
+        .take("readiness-probe", generous)
+        .map(|_| ());
     checks.insert("rate-limit store".to_string(), readiness::check(store));
     let probe = docs::internal_get("/ready");
     for service in docs::services() {
         let document = match platform.forward(service, &probe, "/ready", None) {
             Ok(answer) => serde_json::from_slice(answer.body()).unwrap_or_else(|_| {
-                readiness::check(Err(format!("answered {} without a readiness document", answer.status())))
+                readiness::check(Err(format!(
+                    "answered {} without a readiness document",
+                    answer.status()
+                )))
             }),
             Err(e) => readiness::check(Err(e)),
         };
@@ -273,7 +291,9 @@ mod tests {
                 return Err("no instance answered".into());
             }
             if path == "/ready" {
-                return Ok(readiness::report([("postgres".to_string(), readiness::check(Ok(())))].into()));
+                return Ok(readiness::report(
+                    [("postgres".to_string(), readiness::check(Ok(())))].into(),
+                ));
             }
             Ok(response::json(StatusCode::OK, &"forwarded"))
         }
@@ -452,7 +472,10 @@ mod tests {
         };
         let (status, body) = request(&fake);
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["checks"]["patients"]["checks"]["postgres"]["status"], "UP");
+        assert_eq!(
+            body["checks"]["patients"]["checks"]["postgres"]["status"],
+            "UP"
+        );
         assert_eq!(body["checks"]["rate-limit store"]["status"], "UP");
         fake.down.push("billing");
         let (status, body) = request(&fake);

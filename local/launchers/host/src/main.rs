@@ -6,17 +6,24 @@
 //! produced by the build), the built-in http-server provider is on, and labels come from flags
 //! or the environment so several hosts with different labels (`zone=a`, `zone=b`) can join one
 //! lattice and wadm's spread scalers can place components by label.
+mod metrics;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 use wasmcloud_host::wasmbus::{host_config::Host as HostConfig, Features, Host};
 
 #[derive(Parser, Debug)]
-#[command(name = "pm-host", about = "wasmCloud host for the patient-management lattice")]
+#[command(
+    name = "pm-host",
+    about = "wasmCloud host for the patient-management lattice"
+)]
 struct Args {
     /// NATS server carrying the lattice's control and RPC traffic (NATS 2.10+ with JetStream).
     #[arg(long, env = "PM_NATS_URL", default_value = "nats://127.0.0.1:4223")]
@@ -36,13 +43,25 @@ struct Args {
     /// Timeout for every RPC (component-to-component and component-to-provider) call.
     #[arg(long, env = "PM_RPC_TIMEOUT_MS", default_value_t = 2000)]
     rpc_timeout_ms: u64,
+    /// Seconds between the host's heartbeats. wadm counts a host as gone (and re-places its
+    /// components and providers elsewhere) once it has missed heartbeats for wadm's
+    /// `WADM_CLEANUP_INTERVAL`, so that must be several of these.
+    #[arg(long, env = "PM_HEARTBEAT_SECS", default_value_t = 30)]
+    heartbeat_secs: u64,
+    /// Serve Prometheus metrics (per route, and of this host process) on this address.
+    #[arg(long, env = "PM_METRICS_ADDR")]
+    metrics: Option<SocketAddr>,
     /// Log as JSON lines (one object per event) instead of human-readable text.
     #[arg(long, env = "PM_STRUCTURED_LOGGING", default_value_t = false)]
     structured_logging: bool,
 }
 
 fn parse_labels(args: &Args) -> anyhow::Result<HashMap<String, String>> {
-    let from_env = args.labels_env.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let from_env = args
+        .labels_env
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let mut labels = HashMap::new();
     for raw in args.labels.iter().map(String::as_str).chain(from_env) {
         let Some((key, value)) = raw.split_once('=') else {
@@ -61,12 +80,29 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("PM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,cranelift_codegen=warn,wasmtime=warn"));
-    if args.structured_logging {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
     let labels = parse_labels(&args)?;
+    let host_label = labels
+        .get("pm.host")
+        .cloned()
+        .unwrap_or_else(|| "host".into());
+    let metrics = metrics::Metrics::new(&host_label)?;
+    let logs = if args.structured_logging {
+        tracing_subscriber::fmt::layer().json().boxed()
+    } else {
+        tracing_subscriber::fmt::layer().boxed()
+    };
+    // The metrics layer reads the gateway's request records whatever PM_LOG filters out.
+    let records = Targets::new().with_target(metrics::LOG_TARGET, tracing::Level::INFO);
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(metrics.clone().with_filter(records))
+        .init();
+    if let Some(addr) = args.metrics {
+        metrics
+            .serve(addr)
+            .await
+            .with_context(|| format!("metrics cannot listen on {addr}"))?;
+    }
 
     let config = HostConfig {
         ctl_nats_url: args.nats_url.clone(),
@@ -77,12 +113,16 @@ async fn main() -> anyhow::Result<()> {
         allow_file_load: true,
         enable_structured_logging: args.structured_logging,
         http_admin: args.http_admin,
+        heartbeat_interval: Some(Duration::from_secs(args.heartbeat_secs.max(1))),
         experimental_features: Features::new().enable_builtin_http_server(),
         ..Default::default()
     };
-    let (host, shutdown) = Host::new(config)
-        .await
-        .with_context(|| format!("failed to start host on {} (lattice {})", args.nats_url, args.lattice))?;
+    let (host, shutdown) = Host::new(config).await.with_context(|| {
+        format!(
+            "failed to start host on {} (lattice {})",
+            args.nats_url, args.lattice
+        )
+    })?;
     tracing::info!(lattice = %args.lattice, nats = %args.nats_url, "host started");
 
     tokio::select! {
