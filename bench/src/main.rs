@@ -72,7 +72,10 @@ pub fn summarize(
     latencies.sort();
     let at = |q: f64| {
         let last = latencies.len().saturating_sub(1);
-        latencies.get(((latencies.len() as f64 * q) as usize).min(last)).copied().unwrap_or_default()
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(last))
+            .copied()
+            .unwrap_or_default()
     };
     Report {
         name,
@@ -129,16 +132,25 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
         let email = format!("bench-{}@clinic.test", std::process::id());
         let password = "bench clinician pw";
         let user = json!({ "email": email, "password": password, "role": "CLINICIAN" });
-        let created = agent.post(&format!("{gateway}/auth/users")).set("authorization", &bearer).send_json(user);
+        let created = agent
+            .post(&format!("{gateway}/auth/users"))
+            .set("authorization", &bearer)
+            .send_json(user);
         if let Err(e) = created {
             // 409: made by an earlier run against the same lattice; anything else is fatal.
-            anyhow::ensure!(matches!(e, ureq::Error::Status(409, _)), "creating the bench clinician: {e}");
+            anyhow::ensure!(
+                matches!(e, ureq::Error::Status(409, _)),
+                "creating the bench clinician: {e}"
+            );
         }
         let login: serde_json::Value = agent
             .post(&format!("{gateway}/auth/login"))
             .send_json(json!({ "email": email, "password": password }))?
             .into_json()?;
-        format!("Bearer {}", login["token"].as_str().context("no clinician token")?)
+        format!(
+            "Bearer {}",
+            login["token"].as_str().context("no clinician token")?
+        )
     };
     let checked = {
         let (agent, url) = (agent.clone(), format!("{gateway}/api/analytics/summary"));
@@ -146,12 +158,18 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
             "token + rate limit + routing, no forward",
             move || match agent.get(&url).set("authorization", &clinician).call() {
                 Err(ureq::Error::Status(403, _)) => Ok(()),
-                other => Err(anyhow::anyhow!("expected 403 (a clinician asking for analytics), got {other:?}")),
+                other => Err(anyhow::anyhow!(
+                    "expected 403 (a clinician asking for analytics), got {other:?}"
+                )),
             },
         )?
     };
     let forwarded = {
-        let (agent, url, bearer) = (agent.clone(), format!("{gateway}/auth/validate"), bearer.clone());
+        let (agent, url, bearer) = (
+            agent.clone(),
+            format!("{gateway}/auth/validate"),
+            bearer.clone(),
+        );
         measure("token + rate limit + forward to auth", move || {
             agent.get(&url).set("authorization", &bearer).call()?;
             Ok(())

@@ -24,7 +24,11 @@ const SECONDS: u64 = 10;
 const WORKERS: usize = 32;
 
 /// Sends `rate` requests per second for `SECONDS`, whatever the answers' pace.
-pub fn offered(name: &'static str, rate: u32, call: impl Fn(usize) -> Result<()> + Send + Sync + 'static) -> Report {
+pub fn offered(
+    name: &'static str,
+    rate: u32,
+    call: impl Fn(usize) -> Result<()> + Send + Sync + 'static,
+) -> Report {
     let total = rate as usize * SECONDS as usize;
     let call = Arc::new(call);
     let next = Arc::new(AtomicUsize::new(0));
@@ -89,7 +93,10 @@ const NATIVE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS bench_native; \
     CREATE UNIQUE INDEX IF NOT EXISTS bench_native_email ON bench_native.patients (lower(email)); \
     CREATE TABLE IF NOT EXISTS bench_native.outbox (seq bigserial PRIMARY KEY, id uuid NOT NULL, patient_id uuid NOT NULL, payload jsonb NOT NULL)";
 
-async fn native_create(State(n): State<Arc<Native>>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn native_create(
+    State(n): State<Arc<Native>>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     let text = |k: &str| body[k].as_str().unwrap_or_default().trim().to_string();
     let (name, email) = (text("name"), text("email").to_lowercase());
     if name.is_empty() || !email.contains('@') {
@@ -108,28 +115,53 @@ async fn native_create(State(n): State<Arc<Native>>, Json(body): Json<Value>) ->
         return (StatusCode::CONFLICT, Json(json!({"status": 409})));
     }
     let mut redis = n.redis.clone();
-    let _: redis::RedisResult<i64> = redis::cmd("INCR").arg(format!("{}native:generation", n.prefix)).query_async(&mut redis).await;
-    (StatusCode::CREATED, Json(json!({"id": id, "name": name, "email": email})))
+    let _: redis::RedisResult<i64> = redis::cmd("INCR")
+        .arg(format!("{}native:generation", n.prefix))
+        .query_async(&mut redis)
+        .await;
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": name, "email": email})),
+    )
 }
 
-async fn native_get(State(n): State<Arc<Native>>, Path(id): Path<String>) -> (StatusCode, Json<Value>) {
+async fn native_get(
+    State(n): State<Arc<Native>>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
     let mut redis = n.redis.clone();
-    let generation: i64 = redis::cmd("INCRBY").arg(format!("{}native:generation", n.prefix)).arg(0).query_async(&mut redis).await.unwrap_or(0);
+    let generation: i64 = redis::cmd("INCRBY")
+        .arg(format!("{}native:generation", n.prefix))
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap_or(0);
     let key = format!("{}native:g{generation}:patient:{id}", n.prefix);
-    if let Ok(Some(hit)) = redis::cmd("GET").arg(&key).query_async::<Option<String>>(&mut redis).await {
+    if let Ok(Some(hit)) = redis::cmd("GET")
+        .arg(&key)
+        .query_async::<Option<String>>(&mut redis)
+        .await
+    {
         if let Ok(value) = serde_json::from_str(&hit) {
             return (StatusCode::OK, Json(value));
         }
     }
-    let row: Option<(String, String)> = sqlx::query_as("SELECT name, email FROM bench_native.patients WHERE id = $1::uuid")
-        .bind(&id)
-        .fetch_optional(&n.pool)
-        .await
-        .unwrap_or(None);
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT name, email FROM bench_native.patients WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_optional(&n.pool)
+            .await
+            .unwrap_or(None);
     match row {
         Some((name, email)) => {
             let value = json!({"id": id, "name": name, "email": email});
-            let _: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(value.to_string()).arg("EX").arg(600).query_async(&mut redis).await;
+            let _: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg(value.to_string())
+                .arg("EX")
+                .arg(600)
+                .query_async(&mut redis)
+                .await;
             (StatusCode::OK, Json(value))
         }
         None => (StatusCode::NOT_FOUND, Json(json!({"status": 404}))),
@@ -140,15 +172,25 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn start_native(runtime: &tokio::runtime::Runtime, database: &str, prefix: &str) -> Result<SocketAddr> {
+fn start_native(
+    runtime: &tokio::runtime::Runtime,
+    database: &str,
+    prefix: &str,
+) -> Result<SocketAddr> {
     runtime.block_on(async {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
             .connect(&format!("postgres://postgres@127.0.0.1:5432/{database}"))
             .await?;
         sqlx::raw_sql(NATIVE_SCHEMA).execute(&pool).await?;
-        let redis = redis::aio::ConnectionManager::new(redis::Client::open("redis://127.0.0.1:6379/0")?).await?;
-        let state = Arc::new(Native { pool, redis, prefix: prefix.to_string() });
+        let redis =
+            redis::aio::ConnectionManager::new(redis::Client::open("redis://127.0.0.1:6379/0")?)
+                .await?;
+        let state = Arc::new(Native {
+            pool,
+            redis,
+            prefix: prefix.to_string(),
+        });
         let app = Router::new()
             .route("/api/patients", post(native_create))
             .route("/api/patients/{id}", get(native_get))
@@ -185,7 +227,9 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
         if let Some(auth) = auth {
             request = request.set("authorization", auth);
         }
-        let created: Value = request.send_json(new_patient(0, &format!("{tag}-read")))?.into_json()?;
+        let created: Value = request
+            .send_json(new_patient(0, &format!("{tag}-read")))?
+            .into_json()?;
         Ok(created["id"].as_str().context("created id")?.to_string())
     };
     let read = |base: String, id: String, auth: Option<String>| {
@@ -201,7 +245,11 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
     };
     let platform_id = one(gateway, Some(bearer))?;
     let native_id = one(&native, None)?;
-    read(gateway.to_string(), platform_id.clone(), Some(bearer.to_string()))(0)?;
+    read(
+        gateway.to_string(),
+        platform_id.clone(),
+        Some(bearer.to_string()),
+    )(0)?;
     read(native.clone(), native_id.clone(), None)(0)?;
 
     const READ_RATE: u32 = 200;
@@ -215,10 +263,34 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
                 Ok(())
             }
         }),
-        offered("cached get via gateway → patients", READ_RATE, read(gateway.to_string(), platform_id.clone(), Some(bearer.to_string()))),
-        offered("cached get, native axum+redis", READ_RATE, read(native.clone(), native_id.clone(), None)),
-        offered("create via gateway → patients", CREATE_RATE, create(gateway.to_string(), format!("{tag}-p"), Some(bearer.to_string()))),
-        offered("create, native axum+sqlx+redis", CREATE_RATE, create(native.clone(), format!("{tag}-n"), None)),
+        offered(
+            "cached get via gateway → patients",
+            READ_RATE,
+            read(
+                gateway.to_string(),
+                platform_id.clone(),
+                Some(bearer.to_string()),
+            ),
+        ),
+        offered(
+            "cached get, native axum+redis",
+            READ_RATE,
+            read(native.clone(), native_id.clone(), None),
+        ),
+        offered(
+            "create via gateway → patients",
+            CREATE_RATE,
+            create(
+                gateway.to_string(),
+                format!("{tag}-p"),
+                Some(bearer.to_string()),
+            ),
+        ),
+        offered(
+            "create, native axum+sqlx+redis",
+            CREATE_RATE,
+            create(native.clone(), format!("{tag}-n"), None),
+        ),
     ];
     for r in &fixed {
         row(r);
@@ -237,10 +309,30 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
             Ok(())
         }
     })?;
-    let cached = crate::measure("cached get via gateway → patients", counter(Box::new(read(gateway.to_string(), platform_id, Some(bearer.to_string())))))?;
-    let native_cached = crate::measure("cached get, native axum+redis", counter(Box::new(read(native.clone(), native_id, None))))?;
-    let created = crate::measure("create via gateway → patients", counter(Box::new(create(gateway.to_string(), format!("{tag}-pc"), Some(bearer.to_string())))))?;
-    let native_created = crate::measure("create, native axum+sqlx+redis", counter(Box::new(create(native, format!("{tag}-nc"), None))))?;
+    let cached = crate::measure(
+        "cached get via gateway → patients",
+        counter(Box::new(read(
+            gateway.to_string(),
+            platform_id,
+            Some(bearer.to_string()),
+        ))),
+    )?;
+    let native_cached = crate::measure(
+        "cached get, native axum+redis",
+        counter(Box::new(read(native.clone(), native_id, None))),
+    )?;
+    let created = crate::measure(
+        "create via gateway → patients",
+        counter(Box::new(create(
+            gateway.to_string(),
+            format!("{tag}-pc"),
+            Some(bearer.to_string()),
+        ))),
+    )?;
+    let native_created = crate::measure(
+        "create, native axum+sqlx+redis",
+        counter(Box::new(create(native, format!("{tag}-nc"), None))),
+    )?;
     for r in [&trivial, &cached, &native_cached, &created, &native_created] {
         row(r);
     }

@@ -18,8 +18,17 @@ const PROPAGATION: Duration = Duration::from_secs(60);
 /// of the suite has its own database; this matters only on a long-lived dev stack). `offset`
 /// tells apart the days one run needs.
 fn unused_day(offset: u32) -> String {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() / 1000;
-    format!("{:04}-{:02}-{:02}", 1800 + n % 150, 1 + (n / 150) % 12, 1 + (n / 1800 + offset) % 28)
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        / 1000;
+    format!(
+        "{:04}-{:02}-{:02}",
+        1800 + n % 150,
+        1 + (n / 150) % 12,
+        1 + (n / 1800 + offset) % 28
+    )
 }
 
 fn summary(admin: &Client) -> Value {
@@ -68,7 +77,12 @@ fn each_patient_event_counts_once_even_when_delivered_again() {
     let (_, _, mut first) = admin.patiently("GET", &path, None);
     first["name"] = json!("Counted 0, renamed");
     assert_eq!(admin.patiently("PUT", &path, Some(&first)).0, 200);
-    assert_eq!(admin.patiently("DELETE", &format!("/api/patients/{}", ids[2]), None).0, 204);
+    assert_eq!(
+        admin
+            .patiently("DELETE", &format!("/api/patients/{}", ids[2]), None)
+            .0,
+        204
+    );
 
     let after = eventually("the five events counted", PROPAGATION, || {
         let now = summary(&admin);
@@ -86,25 +100,44 @@ fn each_patient_event_counts_once_even_when_delivered_again() {
     // The first patient's events as they are on the topic, delivered again: twice more each,
     // then a marker event (new id, on a day of its own) twice. Same key, same partition, so
     // once the marker is counted every copy before it has been consumed.
-    let events = patient_events(&ids[..1], PROPAGATION, |seen| seen.get(&ids[0]).is_some_and(|e| e.len() >= 2));
+    let events = patient_events(&ids[..1], PROPAGATION, |seen| {
+        seen.get(&ids[0]).is_some_and(|e| e.len() >= 2)
+    });
     let originals = events.get(&ids[0]).cloned().unwrap_or_default();
-    assert_eq!(originals.len(), 2, "created and updated events of {}", ids[0]);
+    assert_eq!(
+        originals.len(),
+        2,
+        "created and updated events of {}",
+        ids[0]
+    );
     let marker_day = unused_day(1);
     let marker = PatientEvent {
         event_id: unique("marker-event"),
         registered_date: marker_day.clone(),
         ..originals[0].clone()
     };
-    let again: Vec<PatientEvent> =
-        originals.iter().chain(&originals).cloned().chain([marker.clone(), marker]).collect();
+    let again: Vec<PatientEvent> = originals
+        .iter()
+        .chain(&originals)
+        .cloned()
+        .chain([marker.clone(), marker])
+        .collect();
     let counted_before = summary(&admin);
     publish(&ids[0], &again);
     let redelivered = eventually("the marker counted", PROPAGATION, || {
         let now = summary(&admin);
         (registered_on(&now, &marker_day) > 0).then_some(now)
     });
-    assert_eq!(registered_on(&redelivered, &marker_day), 1, "the marker counted twice");
-    assert_eq!(registered_on(&redelivered, &day), 3, "a redelivered created event counted again");
+    assert_eq!(
+        registered_on(&redelivered, &marker_day),
+        1,
+        "the marker counted twice"
+    );
+    assert_eq!(
+        registered_on(&redelivered, &day),
+        3,
+        "a redelivered created event counted again"
+    );
     assert_eq!(
         total(&redelivered, "patientsUpdated"),
         total(&counted_before, "patientsUpdated"),

@@ -14,7 +14,10 @@ const PROPAGATION: Duration = Duration::from_secs(60);
 
 /// `hours` after the start of a day a month from now (UTC), as RFC 3339.
 fn at(hours: f64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let day = (now / 86_400 + 30) * 86_400;
     kit::time::rfc3339(day + (hours * 3600.0) as u64)
 }
@@ -46,7 +49,10 @@ fn first_booking(client: &Client, body: &Value) -> Value {
             404 => None,
             201 => {
                 let id = answer["id"].as_str().unwrap();
-                let location = headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str());
+                let location = headers
+                    .iter()
+                    .find(|(k, _)| k == "location")
+                    .map(|(_, v)| v.as_str());
                 assert_eq!(location, Some(format!("/api/appointments/{id}").as_str()));
                 Some(answer)
             }
@@ -67,9 +73,17 @@ fn listed(client: &Client, patient: &str, from: f64, to: f64) -> Vec<Value> {
     let (status, _, list) = client.patiently("GET", &path, None);
     assert_eq!(status, 200, "{list}");
     let all = list.as_array().expect("a JSON array").clone();
-    let starts: Vec<&str> = all.iter().map(|a| a["startTime"].as_str().unwrap()).collect();
-    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "not ordered by start: {starts:?}");
-    all.into_iter().filter(|a| a["patientId"] == patient).collect()
+    let starts: Vec<&str> = all
+        .iter()
+        .map(|a| a["startTime"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "not ordered by start: {starts:?}"
+    );
+    all.into_iter()
+        .filter(|a| a["patientId"] == patient)
+        .collect()
 }
 
 #[test]
@@ -79,15 +93,28 @@ fn appointments_are_booked_listed_changed_and_cancelled() {
     let patient = patient(&client, &name);
     let later = first_booking(&client, &booking(&patient, 10.0, 11.0));
     assert_eq!(later["patientName"], name.as_str());
-    assert_eq!((later["status"].as_str(), later["version"].as_i64()), (Some("SCHEDULED"), Some(1)));
+    assert_eq!(
+        (later["status"].as_str(), later["version"].as_i64()),
+        (Some("SCHEDULED"), Some(1))
+    );
     assert_eq!(later["startTime"], at(10.0));
     // Back to back with the first is not an overlap.
-    let (status, _, earlier) = client.patiently("POST", "/api/appointments", Some(&booking(&patient, 9.0, 10.0)));
+    let (status, _, earlier) = client.patiently(
+        "POST",
+        "/api/appointments",
+        Some(&booking(&patient, 9.0, 10.0)),
+    );
     assert_eq!(status, 201, "{earlier}");
 
-    let ids: Vec<Value> = listed(&client, &patient, 8.0, 12.0).iter().map(|a| a["id"].clone()).collect();
+    let ids: Vec<Value> = listed(&client, &patient, 8.0, 12.0)
+        .iter()
+        .map(|a| a["id"].clone())
+        .collect();
     assert_eq!(ids, [earlier["id"].clone(), later["id"].clone()]);
-    assert!(listed(&client, &patient, 9.5, 12.0).len() == 1, "the window bounds the starts");
+    assert!(
+        listed(&client, &patient, 9.5, 12.0).len() == 1,
+        "the window bounds the starts"
+    );
 
     let id = later["id"].as_str().unwrap();
     let path = format!("/api/appointments/{id}");
@@ -97,7 +124,10 @@ fn appointments_are_booked_listed_changed_and_cancelled() {
     change["version"] = json!(1);
     let (status, _, changed) = client.patiently("PUT", &path, Some(&change));
     assert_eq!(status, 200, "{changed}");
-    assert_eq!((changed["version"].as_i64(), changed["endTime"].as_str()), (Some(2), Some(at(14.5).as_str())));
+    assert_eq!(
+        (changed["version"].as_i64(), changed["endTime"].as_str()),
+        (Some(2), Some(at(14.5).as_str()))
+    );
     assert_eq!(read(&client, id), changed);
     // The same version again is stale now: refused, and nothing changes.
     change["reason"] = json!("A lost update");
@@ -108,21 +138,46 @@ fn appointments_are_booked_listed_changed_and_cancelled() {
     let earlier_path = format!("/api/appointments/{}", earlier["id"].as_str().unwrap());
     assert_eq!(client.patiently("DELETE", &earlier_path, None).0, 204);
     let cancelled = read(&client, earlier["id"].as_str().unwrap());
-    assert_eq!((cancelled["status"].as_str(), cancelled["version"].as_i64()), (Some("CANCELLED"), Some(2)));
-    assert_eq!(client.patiently("DELETE", &earlier_path, None).0, 204, "cancelling twice is harmless");
+    assert_eq!(
+        (cancelled["status"].as_str(), cancelled["version"].as_i64()),
+        (Some("CANCELLED"), Some(2))
+    );
+    assert_eq!(
+        client.patiently("DELETE", &earlier_path, None).0,
+        204,
+        "cancelling twice is harmless"
+    );
     let mut revive = booking(&patient, 9.0, 10.0);
     revive["version"] = json!(2);
-    assert_eq!(client.patiently("PUT", &earlier_path, Some(&revive)).0, 409, "a cancelled one stays cancelled");
+    assert_eq!(
+        client.patiently("PUT", &earlier_path, Some(&revive)).0,
+        409,
+        "a cancelled one stays cancelled"
+    );
     // Its slot is free again.
-    assert_eq!(client.patiently("POST", "/api/appointments", Some(&booking(&patient, 9.0, 10.0))).0, 201);
+    assert_eq!(
+        client
+            .patiently(
+                "POST",
+                "/api/appointments",
+                Some(&booking(&patient, 9.0, 10.0))
+            )
+            .0,
+        201
+    );
 
     let unknown = "/api/appointments/123e4567-e89b-12d3-a456-426614179999";
     assert_eq!(client.patiently("GET", unknown, None).0, 404);
     assert_eq!(client.patiently("DELETE", unknown, None).0, 404);
     assert_eq!(client.patiently("PUT", unknown, Some(&change)).0, 404);
     for method in ["GET", "PUT", "DELETE"] {
-        let (status, _, problem) = client.patiently(method, "/api/appointments/not-a-uuid", Some(&change));
-        assert_eq!((status, problem["status"].as_u64()), (400, Some(400)), "{method}");
+        let (status, _, problem) =
+            client.patiently(method, "/api/appointments/not-a-uuid", Some(&change));
+        assert_eq!(
+            (status, problem["status"].as_u64()),
+            (400, Some(400)),
+            "{method}"
+        );
     }
 }
 
@@ -131,10 +186,18 @@ fn overlapping_bookings_are_refused_also_when_they_race() {
     let client = Client::new_user("CLINICIAN");
     let patient = patient(&client, "Overlap Tester");
     first_booking(&client, &booking(&patient, 10.0, 11.0));
-    let (status, _, problem) = client.patiently("POST", "/api/appointments", Some(&booking(&patient, 10.5, 11.5)));
+    let (status, _, problem) = client.patiently(
+        "POST",
+        "/api/appointments",
+        Some(&booking(&patient, 10.5, 11.5)),
+    );
     assert_eq!(status, 409, "{problem}");
     // Moving another appointment onto it is refused the same way.
-    let (_, _, other) = client.patiently("POST", "/api/appointments", Some(&booking(&patient, 12.0, 13.0)));
+    let (_, _, other) = client.patiently(
+        "POST",
+        "/api/appointments",
+        Some(&booking(&patient, 12.0, 13.0)),
+    );
     let mut onto = booking(&patient, 10.25, 10.75);
     onto["version"] = other["version"].clone();
     let path = format!("/api/appointments/{}", other["id"].as_str().unwrap());
@@ -148,7 +211,8 @@ fn overlapping_bookings_are_refused_also_when_they_race() {
             let racers: Vec<_> = [start, start + 0.5]
                 .into_iter()
                 .map(|begin| {
-                    let (client, barrier, body) = (&client, &barrier, booking(&patient, begin, begin + 1.0));
+                    let (client, barrier, body) =
+                        (&client, &barrier, booking(&patient, begin, begin + 1.0));
                     s.spawn(move || {
                         barrier.wait();
                         client.patiently("POST", "/api/appointments", Some(&body)).0
@@ -161,7 +225,10 @@ fn overlapping_bookings_are_refused_also_when_they_race() {
         sorted.sort();
         assert_eq!(sorted, [201, 409], "round {round}: {statuses:?}");
     }
-    let scheduled = listed(&client, &patient, 0.0, 24.0).iter().filter(|a| a["status"] == "SCHEDULED").count();
+    let scheduled = listed(&client, &patient, 0.0, 24.0)
+        .iter()
+        .filter(|a| a["status"] == "SCHEDULED")
+        .count();
     assert_eq!(scheduled, 2 + 5);
 }
 
@@ -175,7 +242,13 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
         body[field] = value;
         body
     };
-    let past = kit::time::rfc3339(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 3600);
+    let past = kit::time::rfc3339(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 3600,
+    );
     let cases = [
         (with("startTime", json!(past)), "startTime"),
         (with("endTime", json!(at(7.0))), "endTime"),
@@ -191,19 +264,39 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
     for (body, field) in &cases {
         let (status, headers, problem) = client.patiently("POST", "/api/appointments", Some(body));
         assert_eq!(status, 400, "{body}: {problem}");
-        assert!(problem["errors"][field].is_string(), "{field} not named: {problem}");
-        let content_type = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        assert!(
+            problem["errors"][field].is_string(),
+            "{field} not named: {problem}"
+        );
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.as_str());
         assert_eq!(content_type, Some("application/problem+json"));
     }
     // 8 hours exactly is allowed; a 255-character reason too (the bounds are inclusive).
     let mut longest = with("endTime", json!(at(16.0)));
     longest["reason"] = json!("r".repeat(255));
-    assert_eq!(client.patiently("POST", "/api/appointments", Some(&longest)).0, 201);
+    assert_eq!(
+        client
+            .patiently("POST", "/api/appointments", Some(&longest))
+            .0,
+        201
+    );
 
     let stranger = with("patientId", json!("123e4567-e89b-12d3-a456-426614179999"));
-    assert_eq!(client.patiently("POST", "/api/appointments", Some(&stranger)).0, 404);
-    let (status, _, problem) =
-        client.patiently_raw("POST", "/api/appointments", "text/plain", "startTime=tomorrow");
+    assert_eq!(
+        client
+            .patiently("POST", "/api/appointments", Some(&stranger))
+            .0,
+        404
+    );
+    let (status, _, problem) = client.patiently_raw(
+        "POST",
+        "/api/appointments",
+        "text/plain",
+        "startTime=tomorrow",
+    );
     assert_eq!(status, 415, "{problem}");
 
     // A bad update leaves the appointment as it was.
@@ -218,8 +311,14 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
 
     // Nothing but the two good bookings exists for the patient.
     assert_eq!(listed(&client, &patient, 0.0, 24.0).len(), 2);
-    for query in ["", "?from=2031-01-01T00:00:00Z", "?from=2031-01-02T00:00:00Z&to=2031-01-01T00:00:00Z", "?from=x&to=y"] {
-        let (status, _, problem) = client.patiently("GET", &format!("/api/appointments{query}"), None);
+    for query in [
+        "",
+        "?from=2031-01-01T00:00:00Z",
+        "?from=2031-01-02T00:00:00Z&to=2031-01-01T00:00:00Z",
+        "?from=x&to=y",
+    ] {
+        let (status, _, problem) =
+            client.patiently("GET", &format!("/api/appointments{query}"), None);
         assert_eq!(status, 400, "{query}: {problem}");
     }
 }
@@ -241,18 +340,36 @@ fn a_rename_reaches_appointments_and_a_deleted_patient_loses_future_ones() {
     });
 
     assert_eq!(client.patiently("DELETE", &patient_path, None).0, 204);
-    let cancelled = eventually("the appointment cancelled with its patient", PROPAGATION, || {
-        Some(read(&client, &id)).filter(|a| a["status"] == "CANCELLED")
-    });
-    assert_eq!(cancelled["patientName"], renamed.as_str(), "the name stays on the record");
+    let cancelled = eventually(
+        "the appointment cancelled with its patient",
+        PROPAGATION,
+        || Some(read(&client, &id)).filter(|a| a["status"] == "CANCELLED"),
+    );
+    assert_eq!(
+        cancelled["patientName"],
+        renamed.as_str(),
+        "the name stays on the record"
+    );
     // No new appointment for a deleted patient.
-    assert_eq!(client.patiently("POST", "/api/appointments", Some(&booking(&patient, 15.0, 16.0))).0, 404);
+    assert_eq!(
+        client
+            .patiently(
+                "POST",
+                "/api/appointments",
+                Some(&booking(&patient, 15.0, 16.0))
+            )
+            .0,
+        404
+    );
 }
 
 #[test]
 fn the_seed_appointments_of_john_doe_are_in_the_future() {
     let client = Client::new_user("CLINICIAN");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let path = format!(
         "/api/appointments?from={}&to={}",
         kit::time::rfc3339(now),
@@ -267,5 +384,7 @@ fn the_seed_appointments_of_john_doe_are_in_the_future() {
         .filter(|a| a["patientId"] == "123e4567-e89b-12d3-a456-426614174000")
         .collect();
     assert_eq!(seed.len(), 2, "{list}");
-    assert!(seed.iter().all(|a| a["patientName"] == "John Doe" && a["status"] == "SCHEDULED"));
+    assert!(seed
+        .iter()
+        .all(|a| a["patientName"] == "John Doe" && a["status"] == "SCHEDULED"));
 }

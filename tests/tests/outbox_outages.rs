@@ -28,7 +28,8 @@ fn patient(i: usize, what: &str) -> Value {
 fn create_twenty(client: &Client, what: &str) -> Vec<String> {
     (0..20)
         .map(|i| {
-            let (status, _, created) = client.patiently("POST", "/api/patients", Some(&patient(i, what)));
+            let (status, _, created) =
+                client.patiently("POST", "/api/patients", Some(&patient(i, what)));
             assert_eq!(status, 201, "create {i} with {what} down: {created}");
             created["id"].as_str().unwrap().to_string()
         })
@@ -36,7 +37,8 @@ fn create_twenty(client: &Client, what: &str) -> Vec<String> {
 }
 
 fn billing_status(client: &Client, patient_id: &str) -> (u16, Value) {
-    let (status, _, body) = client.patiently("GET", &format!("/api/billing/accounts/{patient_id}"), None);
+    let (status, _, body) =
+        client.patiently("GET", &format!("/api/billing/accounts/{patient_id}"), None);
     (status, body)
 }
 
@@ -50,13 +52,22 @@ fn accounts_of_patients_created_while_billing_is_stopped_open_when_it_returns() 
     // answers it, see local/xtask/src/patches.rs), never a dropped connection.
     let stopped = |path: &str| client.status_if_answered("GET", path) == Some(503);
     let seed_account = format!("/api/billing/accounts/{seed}");
-    eventually("billing to answer 503", Duration::from_secs(60), || stopped(&seed_account).then_some(()));
+    eventually("billing to answer 503", Duration::from_secs(60), || {
+        stopped(&seed_account).then_some(())
+    });
     let ids = create_twenty(&client, "Billing Outage");
     for id in &ids[..3] {
         // `patiently` fails the test on a dropped connection, and waits out a 429.
-        let (status, headers, problem) = client.patiently("GET", &format!("/api/billing/accounts/{id}"), None);
-        assert_eq!((status, &problem["status"]), (503, &json!(503)), "{problem}");
-        assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/problem+json"));
+        let (status, headers, problem) =
+            client.patiently("GET", &format!("/api/billing/accounts/{id}"), None);
+        assert_eq!(
+            (status, &problem["status"]),
+            (503, &json!(503)),
+            "{problem}"
+        );
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "application/problem+json"));
     }
     xtask(&["scale", "billing", "4"]);
     for id in &ids {
@@ -64,7 +75,10 @@ fn accounts_of_patients_created_while_billing_is_stopped_open_when_it_returns() 
             let (status, account) = billing_status(&client, id);
             (status == 200).then_some(account)
         });
-        assert_eq!((account["patientId"].as_str(), account["status"].as_str()), (Some(id.as_str()), Some("ACTIVE")));
+        assert_eq!(
+            (account["patientId"].as_str(), account["status"].as_str()),
+            (Some(id.as_str()), Some("ACTIVE"))
+        );
     }
 }
 
@@ -76,16 +90,28 @@ fn events_written_while_kafka_is_down_arrive_once_after_it_returns() {
     let ids = create_twenty(&client, "Kafka Outage");
     xtask(&["broker", "start"]);
 
-    let complete = |seen: &std::collections::HashMap<String, Vec<_>>| ids.iter().all(|id| seen.contains_key(id));
+    let complete = |seen: &std::collections::HashMap<String, Vec<_>>| {
+        ids.iter().all(|id| seen.contains_key(id))
+    };
     let seen = patient_events(&ids, Duration::from_secs(120), complete);
     let missing: Vec<&String> = ids.iter().filter(|id| !seen.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} of 20 events never arrived: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} of 20 events never arrived: {missing:?}",
+        missing.len()
+    );
     // Read the topic again from the start, a little after the last arrival, to catch repeats.
     let again = patient_events(&ids, Duration::from_secs(5), |_| false);
     for id in &ids {
         let events = &again[id];
         let distinct: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        assert_eq!(events.len(), 1, "patient {id}: {} events, {} distinct ids", events.len(), distinct.len());
+        assert_eq!(
+            events.len(),
+            1,
+            "patient {id}: {} events, {} distinct ids",
+            events.len(),
+            distinct.len()
+        );
         assert_eq!(events[0].event_type, "PATIENT_CREATED");
     }
 }

@@ -19,7 +19,10 @@ platform_wit::event_fed::export_event_fed_service!(Analytics);
 impl service::Guest for Analytics {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
         platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| {
-            let role = request.extensions().get::<Principal>().map(|p| p.role.as_str());
+            let role = request
+                .extensions()
+                .get::<Principal>()
+                .map(|p| p.role.as_str());
             routes::handle(&Postgres, request, role)
         })
     }

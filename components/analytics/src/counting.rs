@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn created_counts_on_its_registered_date_others_on_no_day() {
         let created = received("PATIENT_CREATED", "2024-01-10", "2026-11-25T10:00:00Z").unwrap();
-        assert_eq!((created.created, created.updated, created.deleted), (1, 0, 0));
+        assert_eq!(
+            (created.created, created.updated, created.deleted),
+            (1, 0, 0)
+        );
         assert_eq!(created.registered_on.as_deref(), Some("2024-01-10"));
         let undated = received("PATIENT_CREATED", "", "2026-11-25T10:00:00Z").unwrap();
         assert_eq!(undated.registered_on.as_deref(), Some("2026-11-25"));

@@ -31,14 +31,23 @@ pub trait Counts {
     fn summary(&self) -> Result<Summary, String>;
 }
 
-pub fn handle(counts: &dyn Counts, request: &Request<Vec<u8>>, caller_role: Option<&str>) -> Response<Vec<u8>> {
+pub fn handle(
+    counts: &dyn Counts,
+    request: &Request<Vec<u8>>,
+    caller_role: Option<&str>,
+) -> Response<Vec<u8>> {
     let path = request.uri().path().trim_end_matches('/');
     let method = request.method();
     let result = match (method, path) {
         (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
         (&Method::GET, "/analytics/summary") => summary(counts, caller_role),
-        (_, "/analytics/summary") => Err(Problem::method_not_allowed(method.as_str(), "/api/analytics/summary")),
-        _ => Err(Problem::not_found(format!("no route for {method} /api{path}"))),
+        (_, "/analytics/summary") => Err(Problem::method_not_allowed(
+            method.as_str(),
+            "/api/analytics/summary",
+        )),
+        _ => Err(Problem::not_found(format!(
+            "no route for {method} /api{path}"
+        ))),
     };
     result.unwrap_or_else(|p| response::problem(&p))
 }
@@ -57,12 +66,25 @@ pub fn handle(counts: &dyn Counts, request: &Request<Vec<u8>>, caller_role: Opti
 )]
 fn summary(counts: &dyn Counts, caller_role: Option<&str>) -> Result<Response<Vec<u8>>, Problem> {
     match caller_role {
-        None => return Err(Problem::new(StatusCode::UNAUTHORIZED, "a bearer token is required")),
+        None => {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required",
+            ))
+        }
         Some("ADMIN") => {}
-        Some(_) => return Err(Problem::new(StatusCode::FORBIDDEN, "analytics is for ADMIN users only")),
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "analytics is for ADMIN users only",
+            ))
+        }
     }
     let summary = counts.summary().map_err(|e| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("analytics store unavailable, retry later: {e}"))
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("analytics store unavailable, retry later: {e}"),
+        )
     })?;
     Ok(response::json(StatusCode::OK, &summary))
 }
@@ -84,14 +106,28 @@ mod tests {
 
     impl Counts for Fixed {
         fn summary(&self) -> Result<Summary, String> {
-            self.0.clone().ok_or_else(|| "connection refused".to_string())
+            self.0
+                .clone()
+                .ok_or_else(|| "connection refused".to_string())
         }
     }
 
-    fn call(counts: &Fixed, method: Method, path: &str, role: Option<&str>) -> (StatusCode, serde_json::Value) {
-        let request = Request::builder().method(method).uri(path).body(Vec::new()).unwrap();
+    fn call(
+        counts: &Fixed,
+        method: Method,
+        path: &str,
+        role: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Vec::new())
+            .unwrap();
         let response = handle(counts, &request, role);
-        (response.status(), serde_json::from_slice(response.body()).unwrap_or_default())
+        (
+            response.status(),
+            serde_json::from_slice(response.body()).unwrap_or_default(),
+        )
     }
 
     #[test]
@@ -101,17 +137,50 @@ mod tests {
             patients_updated: 1,
             patients_deleted: 1,
             active_patients: 2,
-            registrations_by_day: vec![DayCount { date: "2024-01-10".into(), count: 3 }],
+            registrations_by_day: vec![DayCount {
+                date: "2024-01-10".into(),
+                count: 3,
+            }],
         }));
         let (status, body) = call(&counts, Method::GET, "/analytics/summary", Some("ADMIN"));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["activePatients"], 2);
         assert_eq!(body["registrationsByDay"][0]["date"], "2024-01-10");
-        assert_eq!(call(&counts, Method::GET, "/analytics/summary", Some("CLINICIAN")).0, StatusCode::FORBIDDEN);
-        assert_eq!(call(&counts, Method::GET, "/analytics/summary", None).0, StatusCode::UNAUTHORIZED);
-        assert_eq!(call(&counts, Method::POST, "/analytics/summary", Some("ADMIN")).0, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(call(&counts, Method::GET, "/analytics/other", Some("ADMIN")).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&Fixed(None), Method::GET, "/analytics/summary", Some("ADMIN")).0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(call(&counts, Method::GET, "/openapi.json", None).0, StatusCode::OK);
+        assert_eq!(
+            call(
+                &counts,
+                Method::GET,
+                "/analytics/summary",
+                Some("CLINICIAN")
+            )
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&counts, Method::GET, "/analytics/summary", None).0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&counts, Method::POST, "/analytics/summary", Some("ADMIN")).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&counts, Method::GET, "/analytics/other", Some("ADMIN")).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(
+                &Fixed(None),
+                Method::GET,
+                "/analytics/summary",
+                Some("ADMIN")
+            )
+            .0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            call(&counts, Method::GET, "/openapi.json", None).0,
+            StatusCode::OK
+        );
     }
 }

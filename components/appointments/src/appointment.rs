@@ -51,9 +51,12 @@ pub struct Instant(OffsetDateTime);
 
 impl Instant {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let at = OffsetDateTime::parse(raw.trim(), &Rfc3339)
-            .map_err(|_| "must be a date-time as RFC 3339, e.g. 2030-01-31T09:00:00Z".to_string())?;
-        Ok(Self(at.replace_nanosecond(0).expect("0 is a valid nanosecond")))
+        let at = OffsetDateTime::parse(raw.trim(), &Rfc3339).map_err(|_| {
+            "must be a date-time as RFC 3339, e.g. 2030-01-31T09:00:00Z".to_string()
+        })?;
+        Ok(Self(
+            at.replace_nanosecond(0).expect("0 is a valid nanosecond"),
+        ))
     }
 
     pub fn from_unix_secs(secs: u64) -> Self {
@@ -93,7 +96,11 @@ pub struct AppointmentInput {
 }
 
 impl AppointmentInput {
-    pub fn parse(body: &AppointmentBody, purpose: Purpose, now: Instant) -> Result<Self, FieldErrors> {
+    pub fn parse(
+        body: &AppointmentBody,
+        purpose: Purpose,
+        now: Instant,
+    ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let patient_id = match (purpose, &body.patient_id) {
             (Purpose::Update, None) => Some(None),
@@ -118,7 +125,10 @@ impl AppointmentInput {
             if end <= start {
                 errors.insert("endTime".into(), "must be after startTime".into());
             } else if end.since(start) > MAX_LENGTH {
-                errors.insert("endTime".into(), "must be at most 8 hours after startTime".into());
+                errors.insert(
+                    "endTime".into(),
+                    "must be at most 8 hours after startTime".into(),
+                );
             }
         }
         let reason = required(&mut errors, "reason", &body.reason);
@@ -134,17 +144,31 @@ impl AppointmentInput {
             (Purpose::Create, _) => Some(None),
             (Purpose::Update, Some(v)) if v >= 1 => Some(Some(v)),
             (Purpose::Update, Some(_)) => {
-                errors.insert("version".into(), "must be a version this API returned (1 or more)".into());
+                errors.insert(
+                    "version".into(),
+                    "must be a version this API returned (1 or more)".into(),
+                );
                 None
             }
             (Purpose::Update, None) => {
-                errors.insert("version".into(), "is required (the version last read)".into());
+                errors.insert(
+                    "version".into(),
+                    "is required (the version last read)".into(),
+                );
                 None
             }
         };
         match (patient_id, start, end, reason, version) {
-            (Some(patient_id), Some(start), Some(end), Some(reason), Some(version)) if errors.is_empty() => {
-                Ok(Self { patient_id, start, end, reason, version })
+            (Some(patient_id), Some(start), Some(end), Some(reason), Some(version))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    patient_id,
+                    start,
+                    end,
+                    reason,
+                    version,
+                })
             }
             _ => Err(errors),
         }
@@ -170,7 +194,10 @@ mod tests {
     }
 
     fn errors(body: &AppointmentBody, purpose: Purpose) -> Vec<(String, String)> {
-        AppointmentInput::parse(body, purpose, now()).unwrap_err().into_iter().collect()
+        AppointmentInput::parse(body, purpose, now())
+            .unwrap_err()
+            .into_iter()
+            .collect()
     }
 
     #[test]
@@ -181,7 +208,10 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(input.patient_id.as_deref(), Some("123e4567-e89b-12d3-a456-426614174000"));
+        assert_eq!(
+            input.patient_id.as_deref(),
+            Some("123e4567-e89b-12d3-a456-426614174000")
+        );
         assert_eq!(input.start.to_rfc3339(), "2030-01-02T09:00:00Z");
         assert_eq!(input.reason, "Check-up");
         assert_eq!(input.version, None);
@@ -189,31 +219,71 @@ mod tests {
 
     #[test]
     fn each_rule_is_reported_under_its_field() {
-        let past = errors(&body("2029-12-31T23:00:00Z", "2029-12-31T23:30:00Z"), Purpose::Create);
-        assert_eq!(past, vec![("startTime".into(), "must be in the future".into())]);
-        let backwards = errors(&body("2030-01-02T10:00:00Z", "2030-01-02T10:00:00Z"), Purpose::Create);
-        assert_eq!(backwards, vec![("endTime".into(), "must be after startTime".into())]);
-        let long = errors(&body("2030-01-02T08:00:00Z", "2030-01-02T16:00:01Z"), Purpose::Create);
+        let past = errors(
+            &body("2029-12-31T23:00:00Z", "2029-12-31T23:30:00Z"),
+            Purpose::Create,
+        );
+        assert_eq!(
+            past,
+            vec![("startTime".into(), "must be in the future".into())]
+        );
+        let backwards = errors(
+            &body("2030-01-02T10:00:00Z", "2030-01-02T10:00:00Z"),
+            Purpose::Create,
+        );
+        assert_eq!(
+            backwards,
+            vec![("endTime".into(), "must be after startTime".into())]
+        );
+        let long = errors(
+            &body("2030-01-02T08:00:00Z", "2030-01-02T16:00:01Z"),
+            Purpose::Create,
+        );
         assert_eq!(long[0].0, "endTime");
-        assert!(AppointmentInput::parse(&body("2030-01-02T08:00:00Z", "2030-01-02T16:00:00Z"), Purpose::Create, now()).is_ok());
+        assert!(AppointmentInput::parse(
+            &body("2030-01-02T08:00:00Z", "2030-01-02T16:00:00Z"),
+            Purpose::Create,
+            now()
+        )
+        .is_ok());
         let garbled = errors(&body("tomorrow", "2030-01-02T16:00:00"), Purpose::Create);
-        assert_eq!(garbled.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["endTime", "startTime"]);
+        assert_eq!(
+            garbled.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["endTime", "startTime"]
+        );
 
         let mut bad = body("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z");
         bad.patient_id = Some("42".into());
         bad.reason = Some("x".repeat(256));
-        let fields: Vec<String> = errors(&bad, Purpose::Create).into_iter().map(|e| e.0).collect();
+        let fields: Vec<String> = errors(&bad, Purpose::Create)
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(fields, ["patientId", "reason"]);
         bad.reason = Some("   ".into());
-        assert_eq!(errors(&bad, Purpose::Create)[1], ("reason".into(), "is required".into()));
-        assert!(AppointmentInput::parse(&AppointmentBody::default(), Purpose::Create, now()).unwrap_err().len() == 4);
+        assert_eq!(
+            errors(&bad, Purpose::Create)[1],
+            ("reason".into(), "is required".into())
+        );
+        assert!(
+            AppointmentInput::parse(&AppointmentBody::default(), Purpose::Create, now())
+                .unwrap_err()
+                .len()
+                == 4
+        );
     }
 
     #[test]
     fn updates_need_a_version_and_may_leave_the_patient_out() {
         let mut update = body("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z");
         update.patient_id = None;
-        assert_eq!(errors(&update, Purpose::Update), vec![("version".into(), "is required (the version last read)".into())]);
+        assert_eq!(
+            errors(&update, Purpose::Update),
+            vec![(
+                "version".into(),
+                "is required (the version last read)".into()
+            )]
+        );
         update.version = Some(0);
         assert_eq!(errors(&update, Purpose::Update)[0].0, "version");
         update.version = Some(3);

@@ -19,7 +19,9 @@ platform_wit::event_fed::export_event_fed_service!(Appointments);
 
 impl service::Guest for Appointments {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| routes::handle(&Wasm, request))
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| {
+            routes::handle(&Wasm, request)
+        })
     }
 }
 
@@ -30,7 +32,10 @@ impl handler::Guest for Appointments {
         match Received::decode(&message.body).and_then(|r| PatientFact::from_event(&r)) {
             Ok(fact) => fact.apply(),
             Err(e) => {
-                eprintln!("appointments: skipping a record on {}: {e}", message.subject);
+                eprintln!(
+                    "appointments: skipping a record on {}: {e}",
+                    message.subject
+                );
                 Ok(())
             }
         }
@@ -60,7 +65,12 @@ impl PatientFact {
     }
 
     fn apply(&self) -> Result<(), String> {
-        let params = [param(&self.id), param(&self.name), param(&self.email), param(&self.occurred_at)];
+        let params = [
+            param(&self.id),
+            param(&self.name),
+            param(&self.email),
+            param(&self.occurred_at),
+        ];
         let statement = if self.deleted {
             // The patient is gone: its future appointments are cancelled in the same statement.
             "WITH copy AS (INSERT INTO patient_copies (id, name, email, deleted, occurred_at) \
@@ -98,7 +108,8 @@ impl Platform for Wasm {
 }
 
 /// An appointment's columns, from `a` (appointments) joined with `c` (its patient's copy).
-const COLUMNS: &str = "a.id::text AS id, a.patient_id::text AS patient_id, c.name AS patient_name, \
+const COLUMNS: &str =
+    "a.id::text AS id, a.patient_id::text AS patient_id, c.name AS patient_name, \
      to_char(a.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS start_time, \
      to_char(a.end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS end_time, \
      a.reason, a.status, a.version::text AS version";
@@ -124,7 +135,9 @@ fn write(statement: &str, params: &[PgValue]) -> Result<Vec<ResultRow>, QueryErr
     let mut attempt = 1;
     loop {
         match query(statement, params) {
-            Err(e) if attempt < 3 && matches!(sqlstate(&e), Some("40P01" | "40001")) => attempt += 1,
+            Err(e) if attempt < 3 && matches!(sqlstate(&e), Some("40P01" | "40001")) => {
+                attempt += 1
+            }
             other => return other,
         }
     }
@@ -148,7 +161,11 @@ impl Store for Postgres {
              WHERE a.start_time >= $1::timestamptz AND a.start_time < $2::timestamptz \
              ORDER BY a.start_time, a.id"
         );
-        let rows = query(&statement, &[param(&from.to_rfc3339()), param(&to.to_rfc3339())]).map_err(describe)?;
+        let rows = query(
+            &statement,
+            &[param(&from.to_rfc3339()), param(&to.to_rfc3339())],
+        )
+        .map_err(describe)?;
         Ok(rows.iter().filter_map(appointment).collect())
     }
 
@@ -157,10 +174,17 @@ impl Store for Postgres {
             "SELECT {COLUMNS} FROM appointments a LEFT JOIN patient_copies c ON c.id = a.patient_id \
              WHERE a.id = $1::uuid"
         );
-        Ok(query(&statement, &[param(id)]).map_err(describe)?.first().and_then(appointment))
+        Ok(query(&statement, &[param(id)])
+            .map_err(describe)?
+            .first()
+            .and_then(appointment))
     }
 
-    fn insert(&self, id: &str, input: &AppointmentInput) -> Result<Option<Appointment>, WriteError> {
+    fn insert(
+        &self,
+        id: &str,
+        input: &AppointmentInput,
+    ) -> Result<Option<Appointment>, WriteError> {
         // Booked only for a patient the copy knows and has not seen deleted.
         let statement = format!(
             "WITH known AS (SELECT id FROM patient_copies WHERE id = $2::uuid AND NOT deleted), \
@@ -218,18 +242,26 @@ impl Store for Postgres {
         if let Some(changed) = appointment(row) {
             return Ok(Updated::Done(changed));
         }
-        let current: i64 = text(row, "current_version").and_then(|v| v.parse().ok()).unwrap_or_default();
-        Ok(if input.patient_id.as_ref().is_some_and(|p| text(row, "current_patient").as_ref() != Some(p)) {
-            Updated::OtherPatient
-        } else if text(row, "current_status").as_deref() == Some("CANCELLED") {
-            Updated::Cancelled
-        } else if current != sent {
-            Updated::Stale { current }
-        } else {
-            // A concurrent update moved it on after this statement looked: read where it is now.
-            let now = self.find(id).map_err(WriteError::Unavailable)?;
-            now.map_or(Updated::NotFound, |a| Updated::Stale { current: a.version })
-        })
+        let current: i64 = text(row, "current_version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        Ok(
+            if input
+                .patient_id
+                .as_ref()
+                .is_some_and(|p| text(row, "current_patient").as_ref() != Some(p))
+            {
+                Updated::OtherPatient
+            } else if text(row, "current_status").as_deref() == Some("CANCELLED") {
+                Updated::Cancelled
+            } else if current != sent {
+                Updated::Stale { current }
+            } else {
+                // A concurrent update moved it on after this statement looked: read where it is now.
+                let now = self.find(id).map_err(WriteError::Unavailable)?;
+                now.map_or(Updated::NotFound, |a| Updated::Stale { current: a.version })
+            },
+        )
     }
 
     fn cancel(&self, id: &str) -> Result<bool, String> {

@@ -28,7 +28,9 @@ pub enum Updated {
     Done(Appointment),
     NotFound,
     /// The stored version is not the one sent.
-    Stale { current: i64 },
+    Stale {
+        current: i64,
+    },
     Cancelled,
     /// The body names another patient than the stored one.
     OtherPatient,
@@ -40,7 +42,8 @@ pub trait Store {
     fn list(&self, from: Instant, to: Instant) -> Result<Vec<Appointment>, String>;
     fn find(&self, id: &str) -> Result<Option<Appointment>, String>;
     /// `None` when the patient is not known (or deleted).
-    fn insert(&self, id: &str, input: &AppointmentInput) -> Result<Option<Appointment>, WriteError>;
+    fn insert(&self, id: &str, input: &AppointmentInput)
+        -> Result<Option<Appointment>, WriteError>;
     /// Applies `input` when `input.version` is the stored version.
     fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError>;
     /// Marks it `CANCELLED` (again: harmless). False when there is no such appointment.
@@ -60,20 +63,31 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
         (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
         (&Method::GET, "/appointments") => list(platform, request.uri().query()),
         (&Method::POST, "/appointments") => create(platform, request),
-        (_, "/appointments") => Err(Problem::method_not_allowed(method.as_str(), "/api/appointments")),
+        (_, "/appointments") => Err(Problem::method_not_allowed(
+            method.as_str(),
+            "/api/appointments",
+        )),
         (_, rest) => match rest.strip_prefix("/appointments/") {
             Some(raw_id) if !raw_id.contains('/') => {
                 let id = parse_uuid(raw_id).ok_or_else(|| {
-                    Problem::new(StatusCode::BAD_REQUEST, format!("`{raw_id}` is not an appointment id (UUID)"))
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("`{raw_id}` is not an appointment id (UUID)"),
+                    )
                 });
                 id.and_then(|id| match *method {
                     Method::GET => get(platform, &id),
                     Method::PUT => update(platform, &id, request),
                     Method::DELETE => cancel(platform, &id),
-                    _ => Err(Problem::method_not_allowed(method.as_str(), "/api/appointments/{id}")),
+                    _ => Err(Problem::method_not_allowed(
+                        method.as_str(),
+                        "/api/appointments/{id}",
+                    )),
                 })
             }
-            _ => Err(Problem::not_found(format!("no route for {method} /api{path}"))),
+            _ => Err(Problem::not_found(format!(
+                "no route for {method} /api{path}"
+            ))),
         },
     };
     result.unwrap_or_else(|p| response::problem(&p))
@@ -109,7 +123,11 @@ fn window(query: Option<&str>) -> Result<(Instant, Instant), FieldErrors> {
     let pairs = query_pairs(query);
     let mut errors = FieldErrors::new();
     let mut read = |name: &str| -> Option<Instant> {
-        let values: Vec<&String> = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+        let values: Vec<&String> = pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .collect();
         let parsed = match values.as_slice() {
             [] => Err("is required (RFC 3339)".to_string()),
             [one] => Instant::parse(one),
@@ -120,14 +138,20 @@ fn window(query: Option<&str>) -> Result<(Instant, Instant), FieldErrors> {
     let (from, to) = (read("from"), read("to"));
     for (key, _) in &pairs {
         if key != "from" && key != "to" {
-            errors.insert(key.clone(), "is not a parameter of this route (from, to)".into());
+            errors.insert(
+                key.clone(),
+                "is not a parameter of this route (from, to)".into(),
+            );
         }
     }
     if let (Some(from), Some(to)) = (from, to) {
         if to <= from {
             errors.insert("to".into(), "must be after from".into());
         } else if to.since(from) > time::Duration::days(MAX_WINDOW_DAYS) {
-            errors.insert("to".into(), format!("must be at most {MAX_WINDOW_DAYS} days after from"));
+            errors.insert(
+                "to".into(),
+                format!("must be at most {MAX_WINDOW_DAYS} days after from"),
+            );
         }
     }
     match (from, to) {
@@ -191,9 +215,13 @@ fn get(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> 
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
+fn create(
+    platform: &dyn Platform,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
     let body: AppointmentBody = json_body(request)?;
-    let input = AppointmentInput::parse(&body, Purpose::Create, now(platform)).map_err(Problem::validation)?;
+    let input = AppointmentInput::parse(&body, Purpose::Create, now(platform))
+        .map_err(Problem::validation)?;
     let patient = input.patient_id.clone().unwrap_or_default();
     let created = platform
         .store()
@@ -221,20 +249,33 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
         (status = 409, description = "Stale version, cancelled, or overlapping", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn update(platform: &dyn Platform, id: &str, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
+fn update(
+    platform: &dyn Platform,
+    id: &str,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
     let body: AppointmentBody = json_body(request)?;
-    let input = AppointmentInput::parse(&body, Purpose::Update, now(platform)).map_err(Problem::validation)?;
+    let input = AppointmentInput::parse(&body, Purpose::Update, now(platform))
+        .map_err(Problem::validation)?;
     let sent = input.version.unwrap_or_default();
     match platform.store().update(id, &input).map_err(write_error)? {
         Updated::Done(appointment) => Ok(response::json(StatusCode::OK, &appointment)),
         Updated::NotFound => Err(no_appointment(id)),
         Updated::Stale { current } => Err(Problem::new(
             StatusCode::CONFLICT,
-            format!("version {sent} is stale: the appointment is at version {current}; read it again"),
+            format!(
+                "version {sent} is stale: the appointment is at version {current}; read it again"
+            ),
         )),
-        Updated::Cancelled => Err(Problem::new(StatusCode::CONFLICT, "the appointment is cancelled")),
+        Updated::Cancelled => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the appointment is cancelled",
+        )),
         Updated::OtherPatient => {
-            let errors = FieldErrors::from([("patientId".to_string(), "cannot change; book a new appointment".to_string())]);
+            let errors = FieldErrors::from([(
+                "patientId".to_string(),
+                "cannot change; book a new appointment".to_string(),
+            )]);
             Err(Problem::validation(errors))
         }
     }
@@ -290,7 +331,11 @@ mod tests {
         fn overlaps(&self, input: &AppointmentInput, patient: &str, except: &str) -> bool {
             let (start, end) = (input.start.to_rfc3339(), input.end.to_rfc3339());
             self.rows.borrow().iter().any(|a| {
-                a.id != except && a.patient_id == patient && a.status == "SCHEDULED" && a.start_time < end && start < a.end_time
+                a.id != except
+                    && a.patient_id == patient
+                    && a.status == "SCHEDULED"
+                    && a.start_time < end
+                    && start < a.end_time
             })
         }
     }
@@ -298,8 +343,13 @@ mod tests {
     impl Store for Memory {
         fn list(&self, from: Instant, to: Instant) -> Result<Vec<Appointment>, String> {
             let (from, to) = (from.to_rfc3339(), to.to_rfc3339());
-            let mut rows: Vec<Appointment> =
-                self.rows.borrow().iter().filter(|a| a.start_time >= from && a.start_time < to).cloned().collect();
+            let mut rows: Vec<Appointment> = self
+                .rows
+                .borrow()
+                .iter()
+                .filter(|a| a.start_time >= from && a.start_time < to)
+                .cloned()
+                .collect();
             rows.sort_by(|a, b| a.start_time.cmp(&b.start_time));
             Ok(rows)
         }
@@ -309,7 +359,11 @@ mod tests {
             }
             Ok(self.rows.borrow().iter().find(|a| a.id == id).cloned())
         }
-        fn insert(&self, id: &str, input: &AppointmentInput) -> Result<Option<Appointment>, WriteError> {
+        fn insert(
+            &self,
+            id: &str,
+            input: &AppointmentInput,
+        ) -> Result<Option<Appointment>, WriteError> {
             let patient = input.patient_id.clone().unwrap();
             if patient != PATIENT {
                 return Ok(None);
@@ -331,15 +385,23 @@ mod tests {
             Ok(Some(a))
         }
         fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError> {
-            let Some(stored) = self.find(id).unwrap() else { return Ok(Updated::NotFound) };
-            if input.patient_id.as_ref().is_some_and(|p| *p != stored.patient_id) {
+            let Some(stored) = self.find(id).unwrap() else {
+                return Ok(Updated::NotFound);
+            };
+            if input
+                .patient_id
+                .as_ref()
+                .is_some_and(|p| *p != stored.patient_id)
+            {
                 return Ok(Updated::OtherPatient);
             }
             if stored.status == "CANCELLED" {
                 return Ok(Updated::Cancelled);
             }
             if Some(stored.version) != input.version {
-                return Ok(Updated::Stale { current: stored.version });
+                return Ok(Updated::Stale {
+                    current: stored.version,
+                });
             }
             if self.overlaps(input, &stored.patient_id, id) {
                 return Err(WriteError::Overlap);
@@ -354,7 +416,9 @@ mod tests {
         }
         fn cancel(&self, id: &str) -> Result<bool, String> {
             let mut rows = self.rows.borrow_mut();
-            let Some(a) = rows.iter_mut().find(|a| a.id == id) else { return Ok(false) };
+            let Some(a) = rows.iter_mut().find(|a| a.id == id) else {
+                return Ok(false);
+            };
             if a.status == "SCHEDULED" {
                 a.status = "CANCELLED".into();
                 a.version += 1;
@@ -382,7 +446,10 @@ mod tests {
     }
 
     fn platform() -> Fixed {
-        Fixed { store: Memory::default(), ids: RefCell::new(0) }
+        Fixed {
+            store: Memory::default(),
+            ids: RefCell::new(0),
+        }
     }
 
     fn call(p: &Fixed, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -390,7 +457,9 @@ mod tests {
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = builder.body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default()).unwrap();
+        let request = builder
+            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
+            .unwrap();
         let response = handle(p, &request);
         let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
         (response.status(), value)
@@ -403,52 +472,153 @@ mod tests {
     #[test]
     fn create_get_list_in_order_and_cancel() {
         let p = platform();
-        let (status, later) = call(&p, Method::POST, "/appointments", Some(booking("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z")));
+        let (status, later) = call(
+            &p,
+            Method::POST,
+            "/appointments",
+            Some(booking("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z")),
+        );
         assert_eq!(status, StatusCode::CREATED, "{later}");
         assert_eq!(later["version"], 1);
         // Back to back is not an overlap.
-        let (status, earlier) = call(&p, Method::POST, "/appointments", Some(booking("2030-01-02T09:00:00Z", "2030-01-02T10:00:00Z")));
+        let (status, earlier) = call(
+            &p,
+            Method::POST,
+            "/appointments",
+            Some(booking("2030-01-02T09:00:00Z", "2030-01-02T10:00:00Z")),
+        );
         assert_eq!(status, StatusCode::CREATED, "{earlier}");
-        let (status, list) = call(&p, Method::GET, "/appointments?from=2030-01-02T00:00:00Z&to=2030-01-03T00:00:00Z", None);
+        let (status, list) = call(
+            &p,
+            Method::GET,
+            "/appointments?from=2030-01-02T00:00:00Z&to=2030-01-03T00:00:00Z",
+            None,
+        );
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list[0]["id"], earlier["id"]);
         assert_eq!(list[1]["id"], later["id"]);
         let id = later["id"].as_str().unwrap();
-        assert_eq!(call(&p, Method::GET, &format!("/appointments/{id}"), None).0, StatusCode::OK);
-        assert_eq!(call(&p, Method::DELETE, &format!("/appointments/{id}"), None).0, StatusCode::NO_CONTENT);
-        assert_eq!(call(&p, Method::GET, &format!("/appointments/{id}"), None).1["status"], "CANCELLED");
+        assert_eq!(
+            call(&p, Method::GET, &format!("/appointments/{id}"), None).0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&p, Method::DELETE, &format!("/appointments/{id}"), None).0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            call(&p, Method::GET, &format!("/appointments/{id}"), None).1["status"],
+            "CANCELLED"
+        );
         // Cancelled, its slot is free again.
-        assert_eq!(call(&p, Method::POST, "/appointments", Some(booking("2030-01-02T10:30:00Z", "2030-01-02T11:00:00Z"))).0, StatusCode::CREATED);
+        assert_eq!(
+            call(
+                &p,
+                Method::POST,
+                "/appointments",
+                Some(booking("2030-01-02T10:30:00Z", "2030-01-02T11:00:00Z"))
+            )
+            .0,
+            StatusCode::CREATED
+        );
     }
 
     #[test]
     fn refusals_have_their_status() {
         let p = platform();
-        let (_, first) = call(&p, Method::POST, "/appointments", Some(booking("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z")));
-        let overlap = call(&p, Method::POST, "/appointments", Some(booking("2030-01-02T10:59:59Z", "2030-01-02T12:00:00Z")));
+        let (_, first) = call(
+            &p,
+            Method::POST,
+            "/appointments",
+            Some(booking("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z")),
+        );
+        let overlap = call(
+            &p,
+            Method::POST,
+            "/appointments",
+            Some(booking("2030-01-02T10:59:59Z", "2030-01-02T12:00:00Z")),
+        );
         assert_eq!(overlap.0, StatusCode::CONFLICT);
         let mut stranger = booking("2030-01-03T10:00:00Z", "2030-01-03T11:00:00Z");
         stranger["patientId"] = json!("123e4567-e89b-12d3-a456-426614174999");
-        assert_eq!(call(&p, Method::POST, "/appointments", Some(stranger)).0, StatusCode::NOT_FOUND);
-        let (status, problem) = call(&p, Method::POST, "/appointments", Some(booking("2029-01-02T10:00:00Z", "2029-01-02T11:00:00Z")));
-        assert_eq!((status, problem["errors"]["startTime"].as_str()), (StatusCode::BAD_REQUEST, Some("must be in the future")));
+        assert_eq!(
+            call(&p, Method::POST, "/appointments", Some(stranger)).0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, problem) = call(
+            &p,
+            Method::POST,
+            "/appointments",
+            Some(booking("2029-01-02T10:00:00Z", "2029-01-02T11:00:00Z")),
+        );
+        assert_eq!(
+            (status, problem["errors"]["startTime"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("must be in the future"))
+        );
 
         let id = first["id"].as_str().unwrap();
         let mut change = booking("2030-01-02T13:00:00Z", "2030-01-02T14:00:00Z");
         change["version"] = json!(1);
-        let (status, changed) = call(&p, Method::PUT, &format!("/appointments/{id}"), Some(change.clone()));
-        assert_eq!((status, changed["version"].as_i64()), (StatusCode::OK, Some(2)));
-        assert_eq!(call(&p, Method::PUT, &format!("/appointments/{id}"), Some(change.clone())).0, StatusCode::CONFLICT);
+        let (status, changed) = call(
+            &p,
+            Method::PUT,
+            &format!("/appointments/{id}"),
+            Some(change.clone()),
+        );
+        assert_eq!(
+            (status, changed["version"].as_i64()),
+            (StatusCode::OK, Some(2))
+        );
+        assert_eq!(
+            call(
+                &p,
+                Method::PUT,
+                &format!("/appointments/{id}"),
+                Some(change.clone())
+            )
+            .0,
+            StatusCode::CONFLICT
+        );
         change["version"] = json!(2);
         change["patientId"] = json!("123e4567-e89b-12d3-a456-426614174999");
-        assert_eq!(call(&p, Method::PUT, &format!("/appointments/{id}"), Some(change)).0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            call(
+                &p,
+                Method::PUT,
+                &format!("/appointments/{id}"),
+                Some(change)
+            )
+            .0,
+            StatusCode::BAD_REQUEST
+        );
         let missing = "/appointments/123e4567-e89b-12d3-a456-426614174999";
-        assert_eq!(call(&p, Method::GET, missing, None).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&p, Method::DELETE, missing, None).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&p, Method::GET, "/appointments/7", None).0, StatusCode::BAD_REQUEST);
-        assert_eq!(call(&p, Method::PATCH, "/appointments", None).0, StatusCode::METHOD_NOT_ALLOWED);
-        let down = Fixed { store: Memory { down: true, ..Memory::default() }, ids: RefCell::new(0) };
-        assert_eq!(call(&down, Method::GET, &format!("/appointments/{id}"), None).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call(&p, Method::GET, missing, None).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&p, Method::DELETE, missing, None).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&p, Method::GET, "/appointments/7", None).0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call(&p, Method::PATCH, "/appointments", None).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let down = Fixed {
+            store: Memory {
+                down: true,
+                ..Memory::default()
+            },
+            ids: RefCell::new(0),
+        };
+        assert_eq!(
+            call(&down, Method::GET, &format!("/appointments/{id}"), None).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]
@@ -460,7 +630,10 @@ mod tests {
             ("from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "to"),
             ("from=2030-01-01T00:00:00Z&to=2031-01-03T00:00:00Z", "to"),
             ("from=yesterday&to=2030-01-01T00:00:00Z", "from"),
-            ("from=2030-01-01T00:00:00Z&to=2030-01-02T00:00:00Z&page=2", "page"),
+            (
+                "from=2030-01-01T00:00:00Z&to=2030-01-02T00:00:00Z&page=2",
+                "page",
+            ),
         ] {
             let (status, problem) = call(&p, Method::GET, &format!("/appointments?{query}"), None);
             assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");

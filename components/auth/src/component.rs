@@ -40,7 +40,6 @@ impl bindings::exports::pm::platform::service::Guest for Auth {
 
 struct Postgres;
 
-
 impl Store for Postgres {
     fn find(&self, email: &Email) -> Result<Option<UserRecord>, String> {
         let rows = query(

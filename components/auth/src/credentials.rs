@@ -3,8 +3,8 @@
 //! length. Errors name the field, for problem+json `errors`.
 use std::collections::BTreeMap;
 
-pub use kit::fields::Email;
 use kit::fields::required;
+pub use kit::fields::Email;
 use serde::Deserialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! so neither the body nor the timing tells which it was.
 use http::{header, Method, Request, Response, StatusCode};
 use kit::openapi::BearerAuth;
-use kit::tokens::{now, Tokens};
 use kit::request::json_body;
+use kit::tokens::{now, Tokens};
 use kit::{response, time, Problem};
 use serde::Serialize;
 use utoipa::OpenApi;

@@ -50,7 +50,8 @@ fn unavailable(e: QueryError) -> BillingError {
 }
 
 fn patient_id(raw: &str) -> Result<String, BillingError> {
-    parse_uuid(raw).ok_or_else(|| BillingError::Invalid(format!("`{raw}` is not a patient id (UUID)")))
+    parse_uuid(raw)
+        .ok_or_else(|| BillingError::Invalid(format!("`{raw}` is not a patient id (UUID)")))
 }
 
 /// The first row as an account, or `NotFound`.
@@ -63,7 +64,11 @@ fn one(rows: Result<Vec<ResultRow>, QueryError>) -> Result<api::Account, Billing
 }
 
 impl api::Guest for Billing {
-    fn create_account(patient: String, name: String, email: String) -> Result<api::Account, BillingError> {
+    fn create_account(
+        patient: String,
+        name: String,
+        email: String,
+    ) -> Result<api::Account, BillingError> {
         let patient = patient_id(&patient)?;
         // Idempotent: a second call finds the account the first one opened.
         let statement = format!(
@@ -73,7 +78,10 @@ impl api::Guest for Billing {
              SELECT {COLUMNS} FROM opened \
              UNION ALL SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"
         );
-        one(query(&statement, &[param(&patient), param(&name), param(&email)]))
+        one(query(
+            &statement,
+            &[param(&patient), param(&name), param(&email)],
+        ))
     }
 
     fn get_account(patient: String) -> Result<api::Account, BillingError> {
@@ -97,7 +105,9 @@ impl api::Guest for Billing {
 
 impl bindings::exports::pm::platform::service::Guest for Billing {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| routes::handle(&Postgres, request))
+        platform_wit::serve(request, &[("postgres", &|| answers(query))], |request| {
+            routes::handle(&Postgres, request)
+        })
     }
 }
 
@@ -105,8 +115,11 @@ struct Postgres;
 
 impl Accounts for Postgres {
     fn get(&self, patient: &str) -> Result<Option<Account>, String> {
-        let rows = query(&format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"), &[param(patient)])
-            .map_err(describe)?;
+        let rows = query(
+            &format!("SELECT {COLUMNS} FROM accounts WHERE patient_id = $1::uuid"),
+            &[param(patient)],
+        )
+        .map_err(describe)?;
         Ok(rows.first().and_then(account))
     }
 }

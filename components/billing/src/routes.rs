@@ -33,7 +33,9 @@ pub fn handle(accounts: &dyn Accounts, request: &Request<Vec<u8>>) -> Response<V
                 method.as_str(),
                 "/api/billing/accounts/{patientId}",
             )),
-            _ => Err(Problem::not_found(format!("no route for {method} /api{path}"))),
+            _ => Err(Problem::not_found(format!(
+                "no route for {method} /api{path}"
+            ))),
         },
     };
     result.unwrap_or_else(|p| response::problem(&p))
@@ -54,11 +56,16 @@ pub fn handle(accounts: &dyn Accounts, request: &Request<Vec<u8>>) -> Response<V
 )]
 fn get(accounts: &dyn Accounts, raw: &str) -> Result<Response<Vec<u8>>, Problem> {
     let id = parse_uuid(raw).ok_or_else(|| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("`{raw}` is not a patient id (UUID)"))
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{raw}` is not a patient id (UUID)"),
+        )
     })?;
     match accounts.get(&id) {
         Ok(Some(account)) => Ok(response::json(StatusCode::OK, &account)),
-        Ok(None) => Err(Problem::not_found(format!("no billing account for patient {id}"))),
+        Ok(None) => Err(Problem::not_found(format!(
+            "no billing account for patient {id}"
+        ))),
         Err(e) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("billing store unavailable, retry later: {e}"),
@@ -93,7 +100,11 @@ mod tests {
     const ID: &str = "123e4567-e89b-12d3-a456-426614174000";
 
     fn status(accounts: &One, method: Method, path: &str) -> StatusCode {
-        let request = Request::builder().method(method).uri(path).body(Vec::new()).unwrap();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Vec::new())
+            .unwrap();
         handle(accounts, &request).status()
     }
 
@@ -106,15 +117,38 @@ mod tests {
             created_at: "2026-11-25T10:00:00Z".into(),
         };
         let found = One(Some(account), false);
-        assert_eq!(status(&found, Method::GET, &format!("/billing/accounts/{ID}")), StatusCode::OK);
         assert_eq!(
-            status(&found, Method::GET, "/billing/accounts/123e4567-e89b-12d3-a456-426614174001"),
+            status(&found, Method::GET, &format!("/billing/accounts/{ID}")),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(
+                &found,
+                Method::GET,
+                "/billing/accounts/123e4567-e89b-12d3-a456-426614174001"
+            ),
             StatusCode::NOT_FOUND
         );
-        assert_eq!(status(&found, Method::GET, "/billing/accounts/42"), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&found, Method::DELETE, &format!("/billing/accounts/{ID}")), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(status(&found, Method::GET, "/billing/other"), StatusCode::NOT_FOUND);
-        assert_eq!(status(&One(None, true), Method::GET, &format!("/billing/accounts/{ID}")), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&found, Method::GET, "/billing/accounts/42"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(&found, Method::DELETE, &format!("/billing/accounts/{ID}")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status(&found, Method::GET, "/billing/other"),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(
+                &One(None, true),
+                Method::GET,
+                &format!("/billing/accounts/{ID}")
+            ),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(status(&found, Method::GET, "/openapi.json"), StatusCode::OK);
     }
 }

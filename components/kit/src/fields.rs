@@ -138,7 +138,9 @@ pub fn check<T>(
     value: Option<&str>,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
-    parse(value?).map_err(|m| errors.insert(field.into(), m)).ok()
+    parse(value?)
+        .map_err(|m| errors.insert(field.into(), m))
+        .ok()
 }
 
 #[cfg(test)]
@@ -151,7 +153,9 @@ mod tests {
             Email::parse("  TestUser@Test.com ").unwrap().as_str(),
             "testuser@test.com"
         );
-        for bad in ["", "no-at", "a@b", "a@.b", "a b@c.d", "a@b@c.d", "@c.d", "a@b..c"] {
+        for bad in [
+            "", "no-at", "a@b", "a@.b", "a b@c.d", "a@b@c.d", "@c.d", "a@b..c",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -159,7 +163,16 @@ mod tests {
     #[test]
     fn dates_must_exist_and_order_by_time() {
         assert_eq!(Date::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
-        for bad in ["2023-02-29", "2024-13-01", "2024-00-10", "24-01-01", "2024-1-01", "2024-01-32", "", "2024-01-0a"] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "24-01-01",
+            "2024-1-01",
+            "2024-01-32",
+            "",
+            "2024-01-0a",
+        ] {
             assert!(Date::parse(bad).is_err(), "{bad}");
         }
         assert!(Date::parse("1999-12-31").unwrap() < Date::parse("2000-01-01").unwrap());
@@ -172,7 +185,12 @@ mod tests {
             parse_uuid("123E4567-e89b-12d3-a456-426614174000").as_deref(),
             Some("123e4567-e89b-12d3-a456-426614174000")
         );
-        for bad in ["", "123", "123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g"] {
+        for bad in [
+            "",
+            "123",
+            "123e4567e89b12d3a456426614174000",
+            "123e4567-e89b-12d3-a456-42661417400g",
+        ] {
             assert_eq!(parse_uuid(bad), None, "{bad}");
         }
     }
@@ -180,7 +198,10 @@ mod tests {
     #[test]
     fn blank_required_fields_are_missing() {
         let mut errors = FieldErrors::new();
-        assert_eq!(required(&mut errors, "a", &Some("  x ".into())), Some("  x "));
+        assert_eq!(
+            required(&mut errors, "a", &Some("  x ".into())),
+            Some("  x ")
+        );
         assert_eq!(required(&mut errors, "b", &Some("   ".into())), None);
         assert_eq!(required(&mut errors, "c", &None), None);
         assert_eq!(errors.keys().collect::<Vec<_>>(), ["b", "c"]);

@@ -1,8 +1,8 @@
 //! Helpers every component shares, free of any WIT or wasm detail so they compile and are
 //! unit-tested natively. Components keep their WIT glue thin and call into these.
+pub mod fields;
 #[cfg(feature = "openapi")]
 pub mod openapi;
-pub mod fields;
 pub mod pg_float;
 pub mod problem;
 pub mod readiness;

@@ -19,8 +19,15 @@ pub fn check(result: Result<(), String>) -> Value {
 /// The document for `checks` (each an object with a `status`), with its overall status.
 pub fn report(checks: BTreeMap<String, Value>) -> Response<Vec<u8>> {
     let up = checks.values().all(|c| c["status"] == "UP");
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    response::json(status, &json!({ "status": if up { "UP" } else { "DOWN" }, "checks": checks }))
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    response::json(
+        status,
+        &json!({ "status": if up { "UP" } else { "DOWN" }, "checks": checks }),
+    )
 }
 
 #[cfg(test)]

@@ -97,7 +97,9 @@ mod tests {
         assert_eq!(received.registered_date(), None);
         // Field 1 (patientId) comes first on the wire, tagged as the seed's schema says.
         assert_eq!(bytes[0], (1 << 3) | 2);
-        assert!(Received::decode(&prost::Message::encode_to_vec(&event("PATIENT_RENAMED"))).is_err());
+        assert!(
+            Received::decode(&prost::Message::encode_to_vec(&event("PATIENT_RENAMED"))).is_err()
+        );
         assert!(Received::decode(b"\xff\xff not protobuf").is_err());
         let mut anonymous = event("PATIENT_CREATED");
         anonymous.event_id.clear();

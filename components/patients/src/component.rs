@@ -42,9 +42,11 @@ bindings::export!(Patients with_types_in bindings);
 impl bindings::exports::pm::platform::service::Guest for Patients {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
         let cache = || Redis.generation().map(|_| ());
-        platform_wit::serve(request, &[("postgres", &|| sql::answers(query)), ("cache", &cache)], |request| {
-            routes::handle(&Wasm, request)
-        })
+        platform_wit::serve(
+            request,
+            &[("postgres", &|| sql::answers(query)), ("cache", &cache)],
+            |request| routes::handle(&Wasm, request),
+        )
     }
 }
 
@@ -84,7 +86,8 @@ impl Platform for Wasm {
 
 struct Postgres;
 
-const COLUMNS: &str = "id::text AS id, name, email, address, date_of_birth::text AS date_of_birth, \
+const COLUMNS: &str =
+    "id::text AS id, name, email, address, date_of_birth::text AS date_of_birth, \
                        registered_date::text AS registered_date";
 
 fn patient(row: &ResultRow) -> Option<Patient> {
@@ -121,7 +124,13 @@ fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>
                 param(entry.delivery.kind()),
                 param(&entry.delivery.payload_json()),
             ]);
-            format!("(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)", n + 1, n + 2, n + 3, n + 4)
+            format!(
+                "(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            )
         })
         .collect();
     rows.join(", ")
@@ -130,7 +139,11 @@ fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>
 impl Store for Postgres {
     fn list(&self, q: &ListQuery) -> Result<(Vec<Patient>, u64), String> {
         // One statement: the count and the page (the LEFT JOIN keeps the count on an empty page).
-        let order = format!("{} {}, id", q.sort_field.column(), if q.ascending { "ASC" } else { "DESC" });
+        let order = format!(
+            "{} {}, id",
+            q.sort_field.column(),
+            if q.ascending { "ASC" } else { "DESC" }
+        );
         let statement = format!(
             "WITH matching AS (SELECT * FROM patients WHERE $1::text IS NULL OR name ILIKE $1), \
                   total AS (SELECT count(*) AS n FROM matching), \
@@ -186,7 +199,12 @@ impl Store for Postgres {
         Ok(())
     }
 
-    fn update(&self, id: &str, input: &PatientInput, outbox: &[OutboxEntry]) -> Result<Option<Patient>, WriteError> {
+    fn update(
+        &self,
+        id: &str,
+        input: &PatientInput,
+        outbox: &[OutboxEntry],
+    ) -> Result<Option<Patient>, WriteError> {
         let registered = input.registered_date.map(|d| d.to_string());
         let mut params = vec![
             param(id),
@@ -223,7 +241,13 @@ impl Store for Postgres {
         let event_row = platform_wit::new_id();
         let rows = query(
             statement,
-            &[param(id), param(&event_row), param(event_id), param(at), param(close_id)],
+            &[
+                param(id),
+                param(&event_row),
+                param(event_id),
+                param(at),
+                param(close_id),
+            ],
         )
         .map_err(describe)?;
         Ok(!rows.is_empty())
@@ -242,7 +266,10 @@ impl Cache for Redis {
         atomics::increment(&bucket, GENERATION_KEY, 0).map_err(cache_error)
     }
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        store::open(CACHE_BUCKET).and_then(|b| b.get(key)).ok().flatten()
+        store::open(CACHE_BUCKET)
+            .and_then(|b| b.get(key))
+            .ok()
+            .flatten()
     }
     fn put(&self, key: &str, value: &[u8]) {
         if let Err(e) = store::open(CACHE_BUCKET).and_then(|b| b.set(key, value)) {
@@ -251,7 +278,9 @@ impl Cache for Redis {
     }
     fn bump(&self) -> Result<(), String> {
         let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
-        atomics::increment(&bucket, GENERATION_KEY, 1).map(|_| ()).map_err(cache_error)
+        atomics::increment(&bucket, GENERATION_KEY, 1)
+            .map(|_| ())
+            .map_err(cache_error)
     }
 }
 
@@ -280,7 +309,11 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
                 .ok()?;
             Some((
                 text(row, "seq")?.parse().ok()?,
-                OutboxEntry { id: text(row, "id")?, patient_id: text(row, "patient_id")?, delivery },
+                OutboxEntry {
+                    id: text(row, "id")?,
+                    patient_id: text(row, "patient_id")?,
+                    delivery,
+                },
             ))
         })
         .collect();
@@ -292,7 +325,11 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
         match deliver(&entry.delivery) {
             Ok(()) => delivered.push(entry.id),
             Err(e) => {
-                eprintln!("outbox {} ({}) not delivered yet: {e}", entry.id, entry.delivery.kind());
+                eprintln!(
+                    "outbox {} ({}) not delivered yet: {e}",
+                    entry.id,
+                    entry.delivery.kind()
+                );
                 failure = Some((e, entry.id));
                 // One failure means the channel's target is down: the rest waits for the next
                 // tick instead of each waiting out its own timeout.
@@ -301,12 +338,17 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
         }
     }
     if !delivered.is_empty() {
-        query("DELETE FROM outbox WHERE id = ANY($1::uuid[])", &[uuid_array(&delivered)])
-            .map_err(describe)?;
+        query(
+            "DELETE FROM outbox WHERE id = ANY($1::uuid[])",
+            &[uuid_array(&delivered)],
+        )
+        .map_err(describe)?;
     }
     if let Some((error, first)) = failure {
         // Free the failed row and those after it for the next tick now, not when the lease ends.
-        let undelivered: Vec<String> = std::iter::once(first).chain(entries.map(|e| e.id)).collect();
+        let undelivered: Vec<String> = std::iter::once(first)
+            .chain(entries.map(|e| e.id))
+            .collect();
         let _ = query(
             "UPDATE outbox SET lease_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])",
             &[uuid_array(&undelivered), param(&error)],
@@ -327,7 +369,11 @@ fn deliver(delivery: &Delivery) -> Result<(), String> {
             body: event.to_protobuf(),
             reply_to: None,
         }),
-        Delivery::BillingOpen { patient_id, name, email } => billing::create_account(patient_id, name, email)
+        Delivery::BillingOpen {
+            patient_id,
+            name,
+            email,
+        } => billing::create_account(patient_id, name, email)
             .map(|_| ())
             .map_err(billing_error),
         Delivery::BillingClose { patient_id } => match billing::close_account(patient_id) {

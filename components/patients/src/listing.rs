@@ -91,7 +91,10 @@ impl ListQuery {
                         Ok(())
                     }
                 }
-                _ => Err("is not a parameter of this route (page, size, sort, sortField, searchValue)".into()),
+                _ => Err(
+                    "is not a parameter of this route (page, size, sort, sortField, searchValue)"
+                        .into(),
+                ),
             };
             if let Err(message) = outcome {
                 errors.insert(key, message);
@@ -149,15 +152,24 @@ mod tests {
     #[test]
     fn defaults_match_the_seed() {
         let q = ListQuery::parse(None).unwrap();
-        assert_eq!((q.page, q.size, q.ascending, q.sort_field), (1, 10, true, SortField::Name));
+        assert_eq!(
+            (q.page, q.size, q.ascending, q.sort_field),
+            (1, 10, true, SortField::Name)
+        );
         assert_eq!(q.offset(), 0);
         assert_eq!(q.cache_key().as_deref(), Some("page:1:10:asc:name"));
     }
 
     #[test]
     fn every_parameter_is_read_and_checked() {
-        let q = ListQuery::parse(Some("page=3&size=5&sort=DESC&sortField=dateOfBirth&searchValue=+Jo+")).unwrap();
-        assert_eq!((q.page, q.size, q.ascending, q.sort_field), (3, 5, false, SortField::DateOfBirth));
+        let q = ListQuery::parse(Some(
+            "page=3&size=5&sort=DESC&sortField=dateOfBirth&searchValue=+Jo+",
+        ))
+        .unwrap();
+        assert_eq!(
+            (q.page, q.size, q.ascending, q.sort_field),
+            (3, 5, false, SortField::DateOfBirth)
+        );
         assert_eq!(q.offset(), 10);
         assert_eq!(q.search.as_deref(), Some("Jo"));
         assert_eq!(q.cache_key(), None, "searches are not cached");

@@ -67,7 +67,9 @@ impl PatientInput {
     pub fn parse(body: &PatientBody, purpose: Purpose, today: Date) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let name = required(&mut errors, "name", &body.name);
-        let name = check(&mut errors, "name", name, |v| bounded_text(v, MAX_NAME_CHARS));
+        let name = check(&mut errors, "name", name, |v| {
+            bounded_text(v, MAX_NAME_CHARS)
+        });
         let email = required(&mut errors, "email", &body.email);
         let email = check(&mut errors, "email", email, Email::parse);
         let address = required(&mut errors, "address", &body.address);
@@ -86,21 +88,26 @@ impl PatientInput {
             (Purpose::Update, None) => Some(None),
             _ => {
                 let raw = required(&mut errors, "registeredDate", &body.registered_date);
-                check(&mut errors, "registeredDate", raw, |v| Date::parse(v.trim())).map(Some)
+                check(&mut errors, "registeredDate", raw, |v| {
+                    Date::parse(v.trim())
+                })
+                .map(Some)
             }
         };
         match (name, email, address, date_of_birth, registered_date) {
-            (Some(name), Some(email), Some(address), Some(date_of_birth), Some(registered_date))
-                if errors.is_empty() =>
-            {
-                Ok(Self {
-                    name,
-                    email,
-                    address,
-                    date_of_birth,
-                    registered_date,
-                })
-            }
+            (
+                Some(name),
+                Some(email),
+                Some(address),
+                Some(date_of_birth),
+                Some(registered_date),
+            ) if errors.is_empty() => Ok(Self {
+                name,
+                email,
+                address,
+                date_of_birth,
+                registered_date,
+            }),
             _ => Err(errors),
         }
     }
@@ -137,16 +144,76 @@ mod tests {
     #[test]
     fn every_rule_reports_its_field() {
         let cases: Vec<(&str, PatientBody)> = vec![
-            ("name", PatientBody { name: None, ..valid() }),
-            ("name", PatientBody { name: Some("   ".into()), ..valid() }),
-            ("name", PatientBody { name: Some("x".repeat(101)), ..valid() }),
-            ("email", PatientBody { email: Some("not-an-email".into()), ..valid() }),
-            ("email", PatientBody { email: None, ..valid() }),
-            ("address", PatientBody { address: None, ..valid() }),
-            ("dateOfBirth", PatientBody { date_of_birth: Some("2026-11-26".into()), ..valid() }),
-            ("dateOfBirth", PatientBody { date_of_birth: Some("10/12/1815".into()), ..valid() }),
-            ("registeredDate", PatientBody { registered_date: None, ..valid() }),
-            ("registeredDate", PatientBody { registered_date: Some("2026-02-30".into()), ..valid() }),
+            (
+                "name",
+                PatientBody {
+                    name: None,
+                    ..valid()
+                },
+            ),
+            (
+                "name",
+                PatientBody {
+                    name: Some("   ".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "name",
+                PatientBody {
+                    name: Some("x".repeat(101)),
+                    ..valid()
+                },
+            ),
+            (
+                "email",
+                PatientBody {
+                    email: Some("not-an-email".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "email",
+                PatientBody {
+                    email: None,
+                    ..valid()
+                },
+            ),
+            (
+                "address",
+                PatientBody {
+                    address: None,
+                    ..valid()
+                },
+            ),
+            (
+                "dateOfBirth",
+                PatientBody {
+                    date_of_birth: Some("2026-11-26".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "dateOfBirth",
+                PatientBody {
+                    date_of_birth: Some("10/12/1815".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "registeredDate",
+                PatientBody {
+                    registered_date: None,
+                    ..valid()
+                },
+            ),
+            (
+                "registeredDate",
+                PatientBody {
+                    registered_date: Some("2026-02-30".into()),
+                    ..valid()
+                },
+            ),
         ];
         for (field, body) in cases {
             let errors = PatientInput::parse(&body, Purpose::Create, today()).unwrap_err();
@@ -168,7 +235,10 @@ mod tests {
 
     #[test]
     fn an_update_may_leave_out_the_registered_date() {
-        let body = PatientBody { registered_date: None, ..valid() };
+        let body = PatientBody {
+            registered_date: None,
+            ..valid()
+        };
         let input = PatientInput::parse(&body, Purpose::Update, today()).unwrap();
         assert_eq!(input.registered_date, None);
     }

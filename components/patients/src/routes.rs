@@ -68,20 +68,31 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
         (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
         (&Method::GET, "/patients") => list(platform, request.uri().query()),
         (&Method::POST, "/patients") => create(platform, request),
-        (_, "/patients") => Err(Problem::method_not_allowed(method.as_str(), "/api/patients")),
+        (_, "/patients") => Err(Problem::method_not_allowed(
+            method.as_str(),
+            "/api/patients",
+        )),
         (_, rest) => match rest.strip_prefix("/patients/") {
             Some(raw_id) if !raw_id.contains('/') => {
                 let id = parse_id(raw_id).ok_or_else(|| {
-                    Problem::new(StatusCode::BAD_REQUEST, format!("`{raw_id}` is not a patient id (UUID)"))
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("`{raw_id}` is not a patient id (UUID)"),
+                    )
                 });
                 id.and_then(|id| match *method {
                     Method::GET => get(platform, &id),
                     Method::PUT => update(platform, &id, request),
                     Method::DELETE => delete(platform, &id),
-                    _ => Err(Problem::method_not_allowed(method.as_str(), "/api/patients/{id}")),
+                    _ => Err(Problem::method_not_allowed(
+                        method.as_str(),
+                        "/api/patients/{id}",
+                    )),
                 })
             }
-            _ => Err(Problem::not_found(format!("no route for {method} /api{path}"))),
+            _ => Err(Problem::not_found(format!(
+                "no route for {method} /api{path}"
+            ))),
         },
     };
     result.unwrap_or_else(|p| response::problem(&p))
@@ -255,9 +266,13 @@ fn today(platform: &dyn Platform) -> Date {
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
+fn create(
+    platform: &dyn Platform,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
     let body: PatientBody = json_body(request)?;
-    let input = PatientInput::parse(&body, Purpose::Create, today(platform)).map_err(Problem::validation)?;
+    let input = PatientInput::parse(&body, Purpose::Create, today(platform))
+        .map_err(Problem::validation)?;
     let registered = input.registered_date.expect("required on create");
     let patient = Patient {
         id: platform.new_id(),
@@ -268,7 +283,14 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
         registered_date: registered.to_string(),
     };
     let outbox = [
-        event(platform, EventType::Created, &patient.id, &patient.name, &patient.email, Some(registered)),
+        event(
+            platform,
+            EventType::Created,
+            &patient.id,
+            &patient.name,
+            &patient.email,
+            Some(registered),
+        ),
         OutboxEntry {
             id: platform.new_id(),
             patient_id: patient.id.clone(),
@@ -305,9 +327,14 @@ fn create(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Result<Respons
         (status = 409, description = "Another patient has this email", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn update(platform: &dyn Platform, id: &str, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
+fn update(
+    platform: &dyn Platform,
+    id: &str,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
     let body: PatientBody = json_body(request)?;
-    let input = PatientInput::parse(&body, Purpose::Update, today(platform)).map_err(Problem::validation)?;
+    let input = PatientInput::parse(&body, Purpose::Update, today(platform))
+        .map_err(Problem::validation)?;
     let outbox = [event(
         platform,
         EventType::Updated,
@@ -377,7 +404,10 @@ mod tests {
 
     impl Memory {
         fn taken(&self, email: &str, except: &str) -> bool {
-            self.patients.borrow().iter().any(|p| p.email == email && p.id != except)
+            self.patients
+                .borrow()
+                .iter()
+                .any(|p| p.email == email && p.id != except)
         }
     }
 
@@ -392,7 +422,11 @@ mod tests {
                 all.reverse();
             }
             let total = all.len() as u64;
-            let page = all.into_iter().skip(q.offset() as usize).take(q.size as usize).collect();
+            let page = all
+                .into_iter()
+                .skip(q.offset() as usize)
+                .take(q.size as usize)
+                .collect();
             Ok((page, total))
         }
         fn find(&self, id: &str) -> Result<Option<Patient>, String> {
@@ -413,7 +447,12 @@ mod tests {
             self.outbox.borrow_mut().extend_from_slice(outbox);
             Ok(())
         }
-        fn update(&self, id: &str, input: &PatientInput, outbox: &[OutboxEntry]) -> Result<Option<Patient>, WriteError> {
+        fn update(
+            &self,
+            id: &str,
+            input: &PatientInput,
+            outbox: &[OutboxEntry],
+        ) -> Result<Option<Patient>, WriteError> {
             if self.taken(input.email.as_str(), id) {
                 return Err(WriteError::EmailTaken);
             }
@@ -431,7 +470,13 @@ mod tests {
             self.outbox.borrow_mut().extend_from_slice(outbox);
             Ok(Some(p.clone()))
         }
-        fn delete(&self, id: &str, event_id: &str, close_id: &str, _at: &str) -> Result<bool, String> {
+        fn delete(
+            &self,
+            id: &str,
+            event_id: &str,
+            close_id: &str,
+            _at: &str,
+        ) -> Result<bool, String> {
             let before = self.patients.borrow().len();
             self.patients.borrow_mut().retain(|p| p.id != id);
             let deleted = self.patients.borrow().len() < before;
@@ -439,7 +484,9 @@ mod tests {
                 self.outbox.borrow_mut().push(OutboxEntry {
                     id: close_id.into(),
                     patient_id: id.into(),
-                    delivery: Delivery::BillingClose { patient_id: id.into() },
+                    delivery: Delivery::BillingClose {
+                        patient_id: id.into(),
+                    },
                 });
                 let _ = event_id;
             }
@@ -511,7 +558,12 @@ mod tests {
         .unwrap()
     }
 
-    fn call(fake: &Fake, method: Method, path: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+    fn call(
+        fake: &Fake,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
         let answer = handle(fake, &request(method, path, body));
         let body = serde_json::from_slice(answer.body()).unwrap_or(serde_json::Value::Null);
         (answer.status(), body)
@@ -534,7 +586,10 @@ mod tests {
         let answer = handle(&fake, &request(Method::POST, "/patients", Some(ada())));
         assert_eq!(answer.status(), StatusCode::CREATED);
         let patient: Patient = serde_json::from_slice(answer.body()).unwrap();
-        assert_eq!(answer.headers()[header::LOCATION], format!("/api/patients/{}", patient.id));
+        assert_eq!(
+            answer.headers()[header::LOCATION],
+            format!("/api/patients/{}", patient.id)
+        );
         assert_eq!(patient.email, "ada@example.com");
         let outbox = fake.store.outbox.borrow();
         let kinds: Vec<&str> = outbox.iter().map(|e| e.delivery.kind()).collect();
@@ -548,7 +603,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(*fake.relayed.borrow(), [patient.id.clone()]);
-        assert_eq!(fake.cache.generation.get(), 1, "the write made cached reads stale");
+        assert_eq!(
+            fake.cache.generation.get(),
+            1,
+            "the write made cached reads stale"
+        );
     }
 
     #[test]
@@ -569,14 +628,20 @@ mod tests {
         let (status, body) = call(&fake, Method::POST, "/patients", Some(json!({"name": ""})));
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let fields: Vec<&String> = body["errors"].as_object().unwrap().keys().collect();
-        assert_eq!(fields, ["address", "dateOfBirth", "email", "name", "registeredDate"]);
+        assert_eq!(
+            fields,
+            ["address", "dateOfBirth", "email", "name", "registeredDate"]
+        );
         let not_json = Request::builder()
             .method(Method::POST)
             .uri("/patients")
             .header("content-type", "text/plain")
             .body(b"name=x".to_vec())
             .unwrap();
-        assert_eq!(handle(&fake, &not_json).status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            handle(&fake, &not_json).status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
         assert!(fake.store.patients.borrow().is_empty());
         assert!(fake.store.outbox.borrow().is_empty());
     }
@@ -598,7 +663,13 @@ mod tests {
         assert_eq!(body["registeredDate"], "2026-11-01", "kept when left out");
         let (_, read) = call(&fake, Method::GET, &path, None);
         assert_eq!(read["name"], "Augusta Ada King");
-        let kinds: Vec<&str> = fake.store.outbox.borrow().iter().map(|e| e.delivery.kind()).collect();
+        let kinds: Vec<&str> = fake
+            .store
+            .outbox
+            .borrow()
+            .iter()
+            .map(|e| e.delivery.kind())
+            .collect();
         assert_eq!(kinds, ["event", "billing-open", "event"]);
     }
 
@@ -608,12 +679,30 @@ mod tests {
         let (status, _) = call(&fake, Method::GET, "/patients/not-a-uuid", None);
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let unknown = "/patients/123e4567-e89b-12d3-a456-426614174999";
-        assert_eq!(call(&fake, Method::GET, unknown, None).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&fake, Method::PUT, unknown, Some(ada())).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&fake, Method::DELETE, unknown, None).0, StatusCode::NOT_FOUND);
-        assert_eq!(call(&fake, Method::PATCH, unknown, None).0, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(call(&fake, Method::DELETE, "/patients", None).0, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(call(&fake, Method::GET, "/patients/a/b", None).0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&fake, Method::GET, unknown, None).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&fake, Method::PUT, unknown, Some(ada())).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&fake, Method::DELETE, unknown, None).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&fake, Method::PATCH, unknown, None).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&fake, Method::DELETE, "/patients", None).0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            call(&fake, Method::GET, "/patients/a/b", None).0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
@@ -637,8 +726,17 @@ mod tests {
         let answer = handle(&fake, &request(Method::DELETE, &path, None));
         assert_eq!(answer.status(), StatusCode::NO_CONTENT);
         assert!(answer.body().is_empty());
-        assert_eq!(call(&fake, Method::GET, &path, None).0, StatusCode::NOT_FOUND, "not from cache");
-        assert!(fake.store.outbox.borrow().iter().any(|e| e.delivery.kind() == "billing-close"));
+        assert_eq!(
+            call(&fake, Method::GET, &path, None).0,
+            StatusCode::NOT_FOUND,
+            "not from cache"
+        );
+        assert!(fake
+            .store
+            .outbox
+            .borrow()
+            .iter()
+            .any(|e| e.delivery.kind() == "billing-close"));
     }
 
     #[test]
@@ -657,11 +755,18 @@ mod tests {
         assert_eq!(page["page"], 2);
         assert_eq!(page["patients"][0]["name"], "Cleo");
         let (_, found) = call(&fake, Method::GET, "/patients?searchValue=AB", None);
-        let names: Vec<&str> = found["patients"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = found["patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["abe", "Abel"]);
         let (status, problem) = call(&fake, Method::GET, "/patients?size=500&sortField=x", None);
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(problem["errors"]["size"].is_string() && problem["errors"]["sortField"].is_string());
+        assert!(
+            problem["errors"]["size"].is_string() && problem["errors"]["sortField"].is_string()
+        );
     }
 
     #[test]
@@ -669,10 +774,19 @@ mod tests {
         let mut fake = Fake::default();
         let id = created(&fake, ada());
         fake.cache.down = true;
-        assert_eq!(call(&fake, Method::GET, &format!("/patients/{id}"), None).0, StatusCode::OK);
+        assert_eq!(
+            call(&fake, Method::GET, &format!("/patients/{id}"), None).0,
+            StatusCode::OK
+        );
         fake.store.down = true;
-        assert_eq!(call(&fake, Method::GET, &format!("/patients/{id}"), None).0, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(call(&fake, Method::POST, "/patients", Some(ada())).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call(&fake, Method::GET, &format!("/patients/{id}"), None).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            call(&fake, Method::POST, "/patients", Some(ada())).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

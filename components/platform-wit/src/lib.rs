@@ -59,7 +59,9 @@ pub mod sql {
 
     pub fn message(e: &QueryError) -> &str {
         match e {
-            QueryError::InvalidParams(m) | QueryError::InvalidQuery(m) | QueryError::Unexpected(m) => m,
+            QueryError::InvalidParams(m)
+            | QueryError::InvalidQuery(m)
+            | QueryError::Unexpected(m) => m,
         }
     }
 
@@ -152,7 +154,9 @@ mod convert {
         handler: impl FnOnce(&http::Request<Vec<u8>>) -> http::Response<Vec<u8>>,
     ) -> types::Response {
         from_http(match into_http(request) {
-            Ok(request) if request.method() == http::Method::GET && request.uri().path() == "/ready" => {
+            Ok(request)
+                if request.method() == http::Method::GET && request.uri().path() == "/ready" =>
+            {
                 kit::readiness::report(
                     dependencies
                         .iter()

@@ -41,11 +41,37 @@ fn packages(artifacts: &[manifest::Artifact]) -> Vec<String> {
     names
 }
 
-fn cargo_build(packages: &[String], target: Option<&str>) -> Result<()> {
+/// The gateway built with its `hot-swap-check` feature, as `build/gateway-hot-swap-check.wasm`:
+/// the second build the hot-swap test swaps in. Cargo keeps each feature set's output apart, so
+/// neither build makes the other compile again.
+pub fn hot_swap_build() -> Result<std::path::PathBuf> {
+    step("building the gateway's hot-swap-check variant");
+    cargo_build(
+        &["gateway".to_string()],
+        Some("wasm32-wasip2"),
+        &["gateway/hot-swap-check"],
+    )?;
+    let built = component_output("gateway");
+    let destination = paths::build().join("gateway-hot-swap-check.wasm");
+    fs::create_dir_all(paths::build())?;
+    fs::copy(&built, &destination).with_context(|| format!("copying {}", built.display()))?;
+    Ok(destination)
+}
+
+fn component_output(package: &str) -> std::path::PathBuf {
+    paths::repo()
+        .join("target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+fn cargo_build(packages: &[String], target: Option<&str>, features: &[&str]) -> Result<()> {
     let mut cargo = Command::new("cargo");
     cargo
         .current_dir(paths::repo())
         .args(["build", "--release"]);
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
     if let Some(target) = target {
         cargo.args(["--target", target]);
     }
@@ -64,11 +90,9 @@ fn components(artifacts: &[manifest::Artifact]) -> Result<()> {
         "building components for wasm32-wasip2: {}",
         names.join(", ")
     ));
-    cargo_build(&names, Some("wasm32-wasip2"))?;
+    cargo_build(&names, Some("wasm32-wasip2"), &[])?;
     for artifact in artifacts {
-        let built = paths::repo()
-            .join("target/wasm32-wasip2/release")
-            .join(format!("{}.wasm", artifact.package.replace('-', "_")));
+        let built = component_output(&artifact.package);
         let destination = paths::build().join(&artifact.path);
         fs::create_dir_all(destination.parent().context("artifact path")?)?;
         fs::copy(&built, &destination).with_context(|| format!("copying {}", built.display()))?;
@@ -82,7 +106,7 @@ fn providers(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
         return Ok(());
     }
     step(&format!("building providers: {}", names.join(", ")));
-    cargo_build(&names, None)?;
+    cargo_build(&names, None, &[])?;
     for artifact in artifacts {
         let name = &artifact.package;
         let binary = paths::repo().join("target/release").join(name);

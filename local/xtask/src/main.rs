@@ -3,6 +3,7 @@
 mod build;
 mod manifest;
 mod net;
+mod operations;
 mod patches;
 mod paths;
 mod process;
@@ -28,6 +29,11 @@ usage: cargo xtask <command>
   down                             stop everything `up` started
   test                             unit tests, then end-to-end tests on a lattice of their own
   tools                            only install/build the tools (wash, host, wadm, NATS)
+  swap <component> <wasm> [--manifest-only]
+                                   replace a running component with another build, with no
+                                   request lost: `wash update component` on every host, then a
+                                   new manifest version naming the build (wadm's source of
+                                   truth); --manifest-only rolls out through wadm alone
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
@@ -93,10 +99,48 @@ fn dispatch(args: &[String]) -> Result<()> {
             [component, instances, lattice] => Stack::existing(lattice)?.scale(
                 &tools::ensure_all()?,
                 component,
-                instances.parse().context("instances must be a whole number")?,
+                instances
+                    .parse()
+                    .context("instances must be a whole number")?,
             ),
             _ => bail!("usage: cargo xtask scale <component> <instances> <lattice>"),
         },
+        // Used by the failover test: lose a host (not the one with the HTTP listener) and get
+        // it back; `settle` waits until wadm has everything in place again.
+        "host" => match rest {
+            [action, lattice] if action == "kill" => {
+                let index = Stack::existing(lattice)?.kill_host(&tools::ensure_all()?)?;
+                println!("{index}");
+                Ok(())
+            }
+            [action, index, lattice] if action == "start" => Stack::existing(lattice)?
+                .ensure_host(&tools::ensure_all()?, index.parse().context("host index")?),
+            _ => bail!("usage: cargo xtask host <kill <lattice> | start <index> <lattice>>"),
+        },
+        "settle" => match rest {
+            [lattice] => {
+                let took = Stack::existing(lattice)?
+                    .settle(&tools::ensure_all()?, Duration::from_secs(180))?;
+                println!("{:.1}", took.as_secs_f64());
+                Ok(())
+            }
+            _ => bail!("usage: cargo xtask settle <lattice>"),
+        },
+        "swap" => {
+            let (positional, flags): (Vec<&String>, Vec<&String>) =
+                rest.iter().partition(|a| !a.starts_with("--"));
+            let [component, wasm, lattice @ ..] = positional.as_slice() else {
+                bail!("usage: cargo xtask swap <component> <wasm file> [--manifest-only]");
+            };
+            let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+            let manifest_only = flags.iter().any(|f| *f == "--manifest-only");
+            Stack::existing(lattice)?.swap(
+                &tools::ensure_all()?,
+                component,
+                std::path::Path::new(wasm.as_str()),
+                !manifest_only,
+            )
+        }
         "wash" => {
             let tools = tools::ensure_all()?;
             let stack = Stack::existing(DEV_LATTICE)?;
@@ -175,7 +219,8 @@ fn up(args: &[String]) -> Result<()> {
     let gateway = stack.gateway_addr();
     step("the platform is up");
     println!(
-        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
+        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  metrics:  {}\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
+        stack.metrics_urls().join("  "),
         stack.config.lattice,
         stack.nats_addr(),
         manifest::APP_NAME,
@@ -187,7 +232,9 @@ fn up(args: &[String]) -> Result<()> {
 fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
     stack.put_secrets(tools)?;
     let manifest = paths::repo().join(build::MANIFESTS[0]);
-    stack.deploy(tools, &manifest, manifest::APP_NAME, || stack.platform_ready())
+    stack.deploy(tools, &manifest, manifest::APP_NAME, || {
+        stack.platform_ready()
+    })
 }
 
 /// Unit tests, then the end-to-end suite against a lattice of its own.
@@ -202,7 +249,10 @@ fn test() -> Result<()> {
         "bench",
     ]))?;
     let validator = tools::openapi_validator()?;
-    on_test_stack("pmtest", |stack, env| {
+    tools::ensure_all()?;
+    let hot_swap_wasm = build::hot_swap_build()?;
+    // Two hosts in two zones: the failover test loses one of them.
+    on_test_stack("pmtest", 2, |stack, env| {
         step(&format!(
             "end-to-end tests against lattice `{}`",
             stack.config.lattice
@@ -213,14 +263,15 @@ fn test() -> Result<()> {
                 // Every test binary runs even after one fails, so a run reports all failures.
                 .args(["test", "--no-fail-fast", "-p", "e2e"])
                 .envs(env)
-                .env("PM_OPENAPI_VALIDATOR_PATH", &validator),
+                .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
+                .env("PM_HOT_SWAP_WASM", &hot_swap_wasm),
         )
     })
 }
 
 /// The benchmarks in bench/, against a lattice of their own.
 fn bench() -> Result<()> {
-    on_test_stack("pmbench", |stack, env| {
+    on_test_stack("pmbench", 1, |stack, env| {
         step("provider benchmark");
         process::run_visible(
             Command::new("cargo")
@@ -233,9 +284,11 @@ fn bench() -> Result<()> {
         let tools = tools::ensure_all()?;
         let started = std::time::Instant::now();
         stack.scale(&tools, "patients", 16)?;
-        net::wait_for("the platform to serve after scaling", Duration::from_secs(60), || {
-            stack.platform_ready().map(|()| true)
-        })?;
+        net::wait_for(
+            "the platform to serve after scaling",
+            Duration::from_secs(60),
+            || stack.platform_ready().map(|()| true),
+        )?;
         step(&format!(
             "scale-up of patients 8 -> 16: serving {:.1} s after the request",
             started.elapsed().as_secs_f64()
@@ -249,6 +302,7 @@ fn bench() -> Result<()> {
 /// tears it all down whatever the outcome (keeping the logs when `f` failed).
 fn on_test_stack(
     name: &str,
+    hosts: usize,
     f: impl FnOnce(&Stack, Vec<(&str, String)>) -> Result<()>,
 ) -> Result<()> {
     services::ensure_all()?;
@@ -267,7 +321,7 @@ fn on_test_stack(
         key_prefix: format!("{lattice}:"),
         // Benchmarks measure the request path, not the limiter's refusals.
         rate_limit: (name == "pmbench").then_some(1_000_000),
-        hosts: 1,
+        hosts,
     });
     let outcome = (|| {
         stack.up(&tools)?;
@@ -286,6 +340,7 @@ fn on_test_stack(
             ),
             ("PM_XTASK", std::env::current_exe()?.display().to_string()),
             ("PM_LATTICE", lattice.clone()),
+            ("PM_STACK_DIR", stack.dir.display().to_string()),
             ("PM_NATS_ADDR", stack.nats_addr().to_string()),
             ("PM_KAFKA_BROKERS", stack.broker_addr().to_string()),
             ("PM_DATABASE", stack.config.database.clone()),

@@ -169,23 +169,72 @@ pub fn artifacts(text: &str) -> Vec<Artifact> {
 
 /// `text` with the spread scaler of `component` asking for `instances` (0 stops it): how the
 /// outage tests take a component away without wadm putting it straight back.
-pub fn with_instances(text: &str, component: &str, instances: u32) -> Result<String> {
+/// The text of `component`'s entry: from its `- name:` line to the next entry.
+fn component_block(text: &str, component: &str) -> Result<(usize, usize)> {
     let start = text
         .find(&format!("\n    - name: {component}\n"))
         .with_context(|| format!("no component `{component}` in the manifest"))?;
     let end = text[start + 1..]
         .find("\n    - name: ")
         .map_or(text.len(), |i| start + 1 + i);
+    Ok((start, end))
+}
+
+/// `text` with the value of the first `key: ` line of `component`'s entry replaced.
+fn with_property(text: &str, component: &str, key: &str, value: &str) -> Result<String> {
+    let (start, end) = component_block(text, component)?;
     let block = &text[start..end];
     let at = block
-        .find("instances: ")
-        .with_context(|| format!("component `{component}` has no spread scaler"))?;
+        .find(&format!("{key}: "))
+        .with_context(|| format!("component `{component}` has no `{key}`"))?;
     let line_end = block[at..].find('\n').map_or(block.len(), |i| at + i);
     Ok(format!(
-        "{}instances: {instances}{}",
+        "{}{key}: {value}{}",
         &text[..start + at],
         &text[start + line_end..]
     ))
+}
+
+pub fn with_instances(text: &str, component: &str, instances: u32) -> Result<String> {
+    with_property(text, component, "instances", &instances.to_string())
+        .with_context(|| format!("component `{component}` has no spread scaler"))
+}
+
+pub fn with_image(text: &str, component: &str, image: &str) -> Result<String> {
+    with_property(text, component, "image", image)
+}
+
+/// The image of `component` in `text`.
+pub fn image(text: &str, component: &str) -> Result<String> {
+    let (start, end) = component_block(text, component)?;
+    let block = &text[start..end];
+    let at = block
+        .find("image: ")
+        .with_context(|| format!("component `{component}` has no image"))?;
+    let rest = &block[at + "image: ".len()..];
+    Ok(rest[..rest.find('\n').unwrap_or(rest.len())]
+        .trim()
+        .trim_matches('"')
+        .to_string())
+}
+
+/// Every wasm component of `text` with the instances its spread scaler asks for.
+pub fn component_instances(text: &str) -> Vec<(String, u32)> {
+    text.split("\n    - name: ")
+        .skip(1)
+        .filter(|block| block.contains("\n      type: component\n"))
+        .filter_map(|block| {
+            let name = block.lines().next()?.trim().to_string();
+            let at = block.find("instances: ")?;
+            let count = block[at + "instances: ".len()..]
+                .lines()
+                .next()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((name, count))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -198,6 +247,24 @@ mod tests {
         assert!(out.contains("            instances: 0\n    - name: redis"));
         assert!(super::with_instances(text, "redis", 1).is_err());
         assert!(super::with_instances(text, "nothing", 1).is_err());
+    }
+
+    #[test]
+    fn images_and_counts_of_components() {
+        let text = "spec:\n  components:\n    - name: gateway\n      type: component\n      properties:\n        image: file:///b/gateway.wasm\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 20\n    - name: redis\n      type: capability\n      properties:\n        image: file:///b/redis.par.gz\n      traits:\n        - type: daemonscaler\n          properties:\n            instances: 1\n";
+        assert_eq!(
+            super::component_instances(text),
+            vec![("gateway".to_string(), 20)]
+        );
+        let swapped = super::with_image(text, "gateway", "file:///r/gateway-1.wasm").unwrap();
+        assert_eq!(
+            super::image(&swapped, "gateway").unwrap(),
+            "file:///r/gateway-1.wasm"
+        );
+        assert_eq!(
+            super::image(&swapped, "redis").unwrap(),
+            "file:///b/redis.par.gz"
+        );
     }
 
     use super::*;

@@ -13,6 +13,21 @@
 //!   to answer (a trap: for example the gateway calling a component that has no running
 //!   instance, as while it is scaled to 0 or replaced). SPEC.md wants a 503; the edit answers
 //!   503 problem+json with `Retry-After` there instead.
+//! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
+//!   one zone is gone, that zone's share of instances can be placed nowhere, the application
+//!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
+//!   soft: while a spread has no live host, the instances are divided among the spreads that
+//!   have one (by their weights), and the original division returns with the hosts.
+//! - Replacing a component's image (hot swap) stops and cold-starts it in wadm 0.21.1 + host
+//!   0.27.1, dropping requests: the image is part of the scaler's id, so a new manifest version
+//!   is a new scaler whose clean-up scales the component to 0. And `wash update component`, which
+//!   swaps in place, leaves the old code serving wRPC (it stops the new instance's exports
+//!   instead of the old one's), drops wadm's annotations (wadm then loses track of the instances)
+//!   and reports the component scaled to 0. The edits: the scaler's id leaves the image out, a
+//!   scaler whose instances run another image than the manifest's asks each host to scale with
+//!   the manifest's image, the host answers a scale to another image with its in-place update
+//!   (as the control interface's `allow_update` does), and that update keeps the annotations,
+//!   stops the old exports after the new ones serve, and reports only the new instances.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +47,7 @@ struct Patch {
     apply: fn(&Path) -> Result<()>,
 }
 
-const PATCHES: [Patch; 2] = [
+const PATCHES: [Patch; 3] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
@@ -43,9 +58,16 @@ const PATCHES: [Patch; 2] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-on-component-failure",
-        why: "a failed component answer is a 503, not a dropped connection",
-        apply: unavailable_on_component_failure,
+        edit: "http-503-serial-in-place-update",
+        why: "a failed component answer is a 503, not a dropped connection; hitless image updates",
+        apply: host_edits,
+    },
+    Patch {
+        krate: "wadm",
+        version: "0.21.1",
+        edit: "soft-spreads-image-updates",
+        why: "a lost zone's instances move to the zones that remain; hitless image updates",
+        apply: wadm_edits,
     },
 ];
 
@@ -55,7 +77,11 @@ pub fn cargo_configs() -> Result<Vec<String>> {
         .iter()
         .map(|patch| {
             let dir = patched(patch)?;
-            Ok(format!("patch.crates-io.{}.path={:?}", patch.krate, dir.to_string_lossy()))
+            Ok(format!(
+                "patch.crates-io.{}.path={:?}",
+                patch.krate,
+                dir.to_string_lossy()
+            ))
         })
         .collect()
 }
@@ -68,7 +94,10 @@ fn patched(patch: &Patch) -> Result<PathBuf> {
     if dir.join(".patched").exists() {
         return Ok(dir);
     }
-    step(&format!("patching {} {} ({})", patch.krate, patch.version, patch.why));
+    step(&format!(
+        "patching {} {} ({})",
+        patch.krate, patch.version, patch.why
+    ));
     let original = registry_source(&root.join("fetch"), patch)?;
     let staging = root.join(format!(".{name}.partial"));
     let _ = fs::remove_dir_all(&staging);
@@ -102,6 +131,101 @@ fn commands_before_messages(crate_dir: &Path) -> Result<()> {
         &format!("biased;\n{indent}{command}\n{indent}{message}"),
     )
 }
+
+fn host_edits(crate_dir: &Path) -> Result<()> {
+    unavailable_on_component_failure(crate_dir)?;
+    update_in_place(crate_dir)
+}
+
+fn update_in_place(crate_dir: &Path) -> Result<()> {
+    // A scale to another image reference updates the component afterwards, in place.
+    replace_once(
+        crate_dir,
+        "src/wasmbus/ctl.rs",
+        "let allow_update = request.allow_update();",
+        "let allow_update = { let _ = request.allow_update(); true };",
+    )?;
+    let file = "src/wasmbus/mod.rs";
+    // Rescaling keeps the image the instances run; the update that follows changes it (else the
+    // new reference is recorded against the old code and the update finds nothing to do).
+    replace_once(
+        crate_dir,
+        file,
+        "                        .instantiate_component(\n                            annotations,\n                            Arc::clone(&component_ref),\n",
+        "                        .instantiate_component(\n                            annotations,\n                            Arc::clone(&component.image_reference),\n",
+    )?;
+    // One update at a time per host: two at once (wadm's and an operator's) would both replace
+    // the same instances and leave one set serving wRPC forever; the second now finds the image
+    // already in place and does nothing.
+    replace_once(
+        crate_dir,
+        file,
+        "        // NOTE: This block is specifically scoped to ensure we drop the read lock on `self.components` before\n",
+        "        static UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());\n        let _one_at_a_time = UPDATES.lock().await;\n        // NOTE: This block is specifically scoped to ensure we drop the read lock on `self.components` before\n",
+    )?;
+    // The update keeps the annotations it was not given ...
+    replace_once(
+        crate_dir,
+        file,
+        "            let annotations = annotations.unwrap_or_default().into_iter().collect();\n",
+        "            let annotations: Annotations = annotations\n                .map(|a| a.into_iter().collect())\n                .unwrap_or_else(|| existing_component.annotations.clone());\n",
+    )?;
+    // ... stops the old component's exports (in-flight invocations finish: each runs in its own
+    // task), not the new one's ...
+    replace_once(
+        crate_dir,
+        file,
+        "            self.stop_component(&component, host_id)\n                .await\n                .context(\"failed to stop old component\")?;\n",
+        "            self.stop_component(existing_component, host_id)\n                .await\n                .context(\"failed to stop old component\")?;\n",
+    )?;
+    // ... and does not report the new instances as scaled to 0.
+    replace_once(
+        crate_dir,
+        file,
+        "            self.publish_event(\n                \"component_scaled\",\n                event::component_scaled(\n                    component.claims(),\n                    &component.annotations,\n                    host_id,\n                    0_usize,\n                    &component.image_reference,\n                    &component.id,\n                ),\n            )\n            .await?;\n",
+        "",
+    )
+}
+
+fn wadm_edits(crate_dir: &Path) -> Result<()> {
+    soft_spreads(crate_dir)?;
+    let file = "src/scaler/spreadscaler/mod.rs";
+    // The image is not part of the scaler's identity: a new image is the same scaler.
+    replace_once(
+        crate_dir,
+        file,
+        "            &component_id,\n            &component_reference,\n        ];\n",
+        "            &component_id,\n        ];\n",
+    )?;
+    // Instances at the right count but on another image get the manifest's image, host by host.
+    replace_once(
+        crate_dir,
+        file,
+        "                        Ordering::Equal => None,\n",
+        IMAGE_DRIFT,
+    )
+}
+
+const IMAGE_DRIFT: &str = r####"                        Ordering::Equal => component
+                            .as_ref()
+                            .filter(|c| c.reference != self.spread_config.component_reference)
+                            .map(|_| {
+                                running_components_per_host
+                                    .iter()
+                                    .map(|(host_id, count)| {
+                                        Command::ScaleComponent(ScaleComponent {
+                                            component_id: component_id.to_owned(),
+                                            reference: self.spread_config.component_reference.to_owned(),
+                                            host_id: host_id.to_string(),
+                                            count: *count as u32,
+                                            model_name: self.spread_config.model_name.to_owned(),
+                                            annotations: spreadscaler_annotations(&spread.name, self.id()),
+                                            config: self.config.clone(),
+                                        })
+                                    })
+                                    .collect()
+                            }),
+"####;
 
 fn unavailable_on_component_failure(crate_dir: &Path) -> Result<()> {
     let file = "src/wasmbus/providers/http_server/address.rs";
@@ -152,6 +276,59 @@ async fn unavailable_on_error(
 }
 "####;
 
+fn soft_spreads(crate_dir: &Path) -> Result<()> {
+    let file = "src/scaler/spreadscaler/mod.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "        let ineligible_hosts = compute_ineligible_hosts(\n            &hosts,\n            self.spread_requirements\n",
+        "        let spread_requirements =\n            live_spread_requirements(&self.spread_config.spread_config, &hosts, &self.spread_requirements);\n        let ineligible_hosts = compute_ineligible_hosts(\n            &hosts,\n            spread_requirements\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        let commands = self\n            .spread_requirements\n            .iter()\n",
+        "        let commands = spread_requirements\n            .iter()\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "detect_spread_requirement_conflicts(\n            &self.spread_requirements,\n",
+        "detect_spread_requirement_conflicts(\n            &spread_requirements,\n",
+    )?;
+    let path = crate_dir.join(file);
+    let mut source = fs::read_to_string(&path)?;
+    source.push_str(LIVE_SPREAD_REQUIREMENTS);
+    fs::write(&path, source)?;
+    Ok(())
+}
+
+const LIVE_SPREAD_REQUIREMENTS: &str = r####"
+
+/// Added by patient-management's build (local/xtask/src/patches.rs): the spreads that have at
+/// least one live host share all the instances by their weights; with every spread live (or
+/// none) the division is the manifest's own.
+fn live_spread_requirements(
+    config: &SpreadScalerProperty,
+    hosts: &HashMap<String, Host>,
+    planned: &[(Spread, usize)],
+) -> Vec<(Spread, usize)> {
+    let live: Vec<Spread> = config
+        .spread
+        .iter()
+        .filter(|spread| !eligible_hosts(hosts, spread).is_empty())
+        .cloned()
+        .collect();
+    if live.is_empty() || live.len() == config.spread.len() {
+        return planned.to_vec();
+    }
+    compute_spread(&SpreadScalerProperty {
+        instances: config.instances,
+        spread: live,
+    })
+}
+"####;
+
 /// Where cargo unpacked the released crate, fetched through a throwaway manifest.
 fn registry_source(work: &Path, patch: &Patch) -> Result<PathBuf> {
     let (krate, version) = (patch.krate, patch.version);
@@ -176,7 +353,10 @@ fn registry_source(work: &Path, patch: &Patch) -> Result<PathBuf> {
         .find(|p| p["name"] == krate && p["version"] == version)
         .with_context(|| format!("{krate} is not in the fetched metadata"))?;
     let path = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
-    Ok(path.parent().with_context(|| format!("{krate} manifest has no directory"))?.to_path_buf())
+    Ok(path
+        .parent()
+        .with_context(|| format!("{krate} manifest has no directory"))?
+        .to_path_buf())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

@@ -86,6 +86,21 @@ impl Daemon {
         Ok(true)
     }
 
+    /// SIGKILL to it and its children at once, as when the machine under it is lost: nothing
+    /// gets to say goodbye (a host's providers are its children).
+    pub fn kill_hard(&self) -> Result<bool> {
+        let Some(pid) = self.running_pid() else {
+            return Ok(false);
+        };
+        let children = children_of(pid);
+        signal(pid, "KILL");
+        for (child, _) in children {
+            signal(child, "KILL");
+        }
+        let _ = fs::remove_file(self.pid_path());
+        Ok(true)
+    }
+
     /// The last `n` lines of the log, for error messages.
     pub fn log_tail(&self, n: usize) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();

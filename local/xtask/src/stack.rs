@@ -15,6 +15,13 @@ use crate::process::{run, Daemon};
 use crate::tools::Tools;
 use crate::{manifest, paths, step};
 
+/// Hosts send a heartbeat this often; wadm forgets a host that has sent none for
+/// `HOST_EXPIRY_SECS` (wadm checks every half of that) and puts its work on the hosts that remain.
+/// So a host that dies without saying goodbye is replaced 20 to 30 s later, instead of wasmCloud's
+/// default 70 to 105 s.
+const HEARTBEAT_SECS: u64 = 5;
+const HOST_EXPIRY_SECS: u64 = 20;
+
 /// Zones handed to hosts in turn, as the `zone` label wadm's spread scalers select on.
 const ZONES: [&str; 3] = ["a", "b", "c"];
 
@@ -105,7 +112,7 @@ impl Stack {
     fn wadm(&self) -> Daemon {
         Daemon::new(&self.dir, "wadm")
     }
-    fn host(&self, index: usize) -> Daemon {
+    pub(crate) fn host(&self, index: usize) -> Daemon {
         Daemon::new(&self.dir, &format!("host-{index}"))
     }
 
@@ -254,6 +261,7 @@ impl Stack {
         self.wadm().spawn(
             Command::new(&tools.wadm)
                 .env("WADM_NATS_SERVER", self.nats_addr().to_string())
+                .env("WADM_CLEANUP_INTERVAL", HOST_EXPIRY_SECS.to_string())
                 .env("WADM_STRUCTURED_LOGGING", "true"),
         )?;
         // wadm answers its API over NATS once its streams and consumers exist.
@@ -265,7 +273,7 @@ impl Stack {
         )
     }
 
-    fn ensure_host(&self, tools: &Tools, index: usize) -> Result<()> {
+    pub(crate) fn ensure_host(&self, tools: &Tools, index: usize) -> Result<()> {
         let daemon = self.host(index);
         if daemon.running_pid().is_some() {
             step(&format!("host {index} already running"));
@@ -273,6 +281,11 @@ impl Stack {
         }
         let zone = ZONES[(index - 1) % ZONES.len()];
         let admin = loopback(net::free_port()?);
+        let metrics = loopback(net::free_port()?);
+        fs::write(
+            self.dir.join(format!("host-{index}.metrics")),
+            metrics.to_string(),
+        )?;
         step(&format!(
             "starting wasmCloud host {index} (zone={zone}, lattice {})",
             self.config.lattice
@@ -290,6 +303,9 @@ impl Stack {
                 ])
                 .arg("--http-admin")
                 .arg(admin.to_string())
+                .args(["--heartbeat-secs", &HEARTBEAT_SECS.to_string()])
+                .arg("--metrics")
+                .arg(metrics.to_string())
                 .args(["--structured-logging"]),
         )?;
         self.wait_alive(
@@ -298,6 +314,15 @@ impl Stack {
             Duration::from_secs(60),
             || Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200)),
         )
+    }
+
+    /// Each running host's Prometheus endpoint.
+    pub fn metrics_urls(&self) -> Vec<String> {
+        (1..=16)
+            .filter(|i| self.host(*i).running_pid().is_some())
+            .filter_map(|i| fs::read_to_string(self.dir.join(format!("host-{i}.metrics"))).ok())
+            .map(|addr| format!("http://{}/metrics", addr.trim()))
+            .collect()
     }
 
     /// Polls `ready`, failing at once (with the log's tail) if the process died meanwhile.
@@ -395,15 +420,20 @@ impl Stack {
         let target = self.dir.join(format!("{app}.yaml"));
         let deployed = fs::read_to_string(&target)
             .with_context(|| format!("{app} was not deployed on this lattice"))?;
-        fs::write(&target, manifest::with_instances(&deployed, component, instances)?)?;
+        fs::write(
+            &target,
+            manifest::with_instances(&deployed, component, instances)?,
+        )?;
         step(&format!("scaling {component} to {instances} instance(s)"));
         run(self.wash(tools).args(["app", "deploy"]).arg(&target))?;
         let started = std::time::Instant::now();
         // wadm's status can still say "deployed" from before it read the new version, so the
         // hosts' inventories must show the new count too.
-        net::wait_for(&format!("{app} to be deployed"), Duration::from_secs(180), || {
-            Ok(self.instances(tools, component)? == instances && self.app_deployed(tools, app))
-        })?;
+        net::wait_for(
+            &format!("{app} to be deployed"),
+            Duration::from_secs(180),
+            || Ok(self.instances(tools, component)? == instances && self.app_deployed(tools, app)),
+        )?;
         step(&format!(
             "{component} at {instances} instance(s) on the hosts {:.1} s after the request",
             started.elapsed().as_secs_f64()
@@ -411,23 +441,28 @@ impl Stack {
         Ok(())
     }
 
-    /// How many instances of the manifest's `component` the hosts run, by their inventories.
-    fn instances(&self, tools: &Tools, component: &str) -> Result<u32> {
+    /// What every host runs (`wash get inventory`), one JSON object per host.
+    pub(crate) fn inventories(&self, tools: &Tools) -> Result<Vec<serde_json::Value>> {
         let out = run(self.wash(tools).args(["get", "inventory", "-o", "json"]))?;
         let inventory: serde_json::Value = serde_json::from_str(out.trim())?;
-        let suffix = format!("-{component}");
         Ok(inventory["inventories"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|host| host["components"].as_array().into_iter().flatten())
-            .filter(|c| c["id"].as_str().is_some_and(|id| id.ends_with(&suffix)))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// How many instances of the manifest's `component` the hosts run, by their inventories.
+    pub(crate) fn instances(&self, tools: &Tools, component: &str) -> Result<u32> {
+        Ok(self
+            .inventories(tools)?
+            .iter()
+            .flat_map(|host| running(host, component))
             .map(|c| c["max_instances"].as_u64().unwrap_or(0) as u32)
             .sum())
     }
 
     /// wadm reports every scaler of `app` deployed.
-    fn app_deployed(&self, tools: &Tools, app: &str) -> bool {
+    pub(crate) fn app_deployed(&self, tools: &Tools, app: &str) -> bool {
         let Ok(out) = run(self.wash(tools).args(["app", "status", app, "-o", "json"])) else {
             return false;
         };
@@ -482,6 +517,19 @@ impl Stack {
         }
         Ok(())
     }
+}
+
+/// The entries of a host's inventory for the manifest's `component` (ids are `<app>-<name>`).
+pub(crate) fn running<'a>(
+    host: &'a serde_json::Value,
+    component: &str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    let suffix = format!("-{component}");
+    host["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |c| c["id"].as_str().is_some_and(|id| id.ends_with(&suffix)))
 }
 
 fn read_port(dir: &Path, file: &str, default: u16) -> u16 {

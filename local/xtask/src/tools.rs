@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{paths, patches};
 use crate::process::{run, run_visible};
 use crate::step;
+use crate::{patches, paths};
 
 pub const NATS_VERSION: &str = "2.15.1";
 pub const WASH_VERSION: &str = "0.39.0";
@@ -185,9 +185,10 @@ fn cargo_install(
 pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     let source = paths::repo().join("local/launchers");
     let patches = patches::cargo_configs()?;
-    let dir = paths::cache()
-        .join("launchers")
-        .join(format!("{:016x}", source_hash(&source, &patches.join("\n"))?));
+    let dir = paths::cache().join("launchers").join(format!(
+        "{:016x}",
+        source_hash(&source, &patches.join("\n"))?
+    ));
     let (host, wadm) = (dir.join("pm-host"), dir.join("pm-wadm"));
     if host.exists() && wadm.exists() {
         return Ok((host, wadm));
@@ -230,17 +231,22 @@ fn source_hash(root: &Path, extra: &str) -> Result<u64> {
     if files.is_empty() {
         bail!("no launcher sources under {}", root.display());
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in extra.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut hash = fnv1a(FNV_OFFSET, extra.bytes());
     for file in files {
         let rel = file.strip_prefix(root)?.to_string_lossy().into_owned();
-        for byte in rel.bytes().chain(fs::read(&file)?) {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        hash = fnv1a(hash, rel.bytes().chain(fs::read(&file)?));
     }
     Ok(hash)
+}
+
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a: a stable content hash for cache keys and file names (not for security).
+pub fn fnv1a(mut hash: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    for byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

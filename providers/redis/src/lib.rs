@@ -244,14 +244,11 @@ impl bindings::exports::pm::platform::token_bucket::Handler<Option<Context>> for
         key: String,
         limit: Limit,
     ) -> anyhow::Result<Result<Decision, String>> {
-        let answer: Result<Result<Option<u64>, Error>, anyhow::Error> =
-            with_store!(self, cx, |s| s.take_token(
-                &bucket,
-                &key,
-                limit.per_second,
-                limit.burst,
-                None
-            ));
+        let answer: Result<Result<Option<u64>, Error>, anyhow::Error> = with_store!(
+            self,
+            cx,
+            |s| s.take_token(&bucket, &key, limit.per_second, limit.burst, None)
+        );
         answer.map(|r| {
             r.map(|wait| wait.map_or(Decision::Allow, Decision::Deny))
                 .map_err(message)

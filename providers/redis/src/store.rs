@@ -300,10 +300,16 @@ mod tests {
         }
         assert_eq!(take(1_000_000).await.unwrap(), Some(200));
         assert_eq!(take(1_000_100).await.unwrap(), Some(100));
-        assert_eq!(take(1_000_200).await.unwrap(), None, "one token back after 200 ms");
+        assert_eq!(
+            take(1_000_200).await.unwrap(),
+            None,
+            "one token back after 200 ms"
+        );
         assert!(take(1_000_200).await.unwrap().is_some());
         assert_eq!(
-            s.take_token("b", "other", 5.0, 5, Some(1_000_000)).await.unwrap(),
+            s.take_token("b", "other", 5.0, 5, Some(1_000_000))
+                .await
+                .unwrap(),
             None,
             "every key has its own bucket"
         );
@@ -314,7 +320,11 @@ mod tests {
         let s = store("seed");
         let mut refused = 0;
         for i in 0..10 {
-            if s.take_token("b", "c", 5.0, 5, Some(5_000_000 + i * 100)).await.unwrap().is_some() {
+            if s.take_token("b", "c", 5.0, 5, Some(5_000_000 + i * 100))
+                .await
+                .unwrap()
+                .is_some()
+            {
                 refused += 1;
             }
         }
@@ -338,7 +348,10 @@ mod tests {
                 taken += 1;
             }
         }
-        assert_eq!(taken, 5, "a rate of one per 1000 s refills nothing during the test");
+        assert_eq!(
+            taken, 5,
+            "a rate of one per 1000 s refills nothing during the test"
+        );
     }
 
     #[tokio::test]
@@ -348,7 +361,11 @@ mod tests {
         // The key lives until the bucket is full again: one token at 1000/s is 1 ms.
         let key = s.settings.key("b", "c");
         let mut c = s.connection().await.unwrap();
-        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
         assert!((0..=2).contains(&ttl) || ttl == -2, "ttl {ttl}");
     }
 

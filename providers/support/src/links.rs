@@ -38,7 +38,10 @@ fn received_links() -> &'static Mutex<HashSet<LinkId>> {
 }
 
 fn remember(id: LinkId) {
-    received_links().lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+    received_links()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id);
 }
 
 /// Records a link the host handed over (call it first in `receive_link_config_as_*`, also for
@@ -94,7 +97,9 @@ async fn check_links() -> anyhow::Result<()> {
         });
     }
     if !host.lattice_rpc_user_jwt.is_empty() {
-        tracing::info!("lattice credentials in use: links the host did not hand over are not checked");
+        tracing::info!(
+            "lattice credentials in use: links the host did not hand over are not checked"
+        );
         return Ok(());
     }
     let nats = async_nats::connect(&host.lattice_rpc_url).await?;
@@ -104,9 +109,20 @@ async fn check_links() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(pause)).await;
         let reply = nats.request(subject.clone(), "".into()).await?;
         let answer: CtlResponse = serde_json::from_slice(&reply.payload)?;
-        anyhow::ensure!(answer.success, "the host refused to list links: {}", answer.message);
-        let received = received_links().lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let missed = missed(&answer.response.unwrap_or_default(), &host.provider_key, &received);
+        anyhow::ensure!(
+            answer.success,
+            "the host refused to list links: {}",
+            answer.message
+        );
+        let received = received_links()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let missed = missed(
+            &answer.response.unwrap_or_default(),
+            &host.provider_key,
+            &received,
+        );
         // Missing twice in a row: not a put still on its way.
         let confirmed: Vec<&LinkId> = missed.intersection(&suspects).collect();
         if !confirmed.is_empty() {

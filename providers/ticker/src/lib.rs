@@ -31,9 +31,9 @@ impl Settings {
         let millis = |key: &str, default: u64| -> anyhow::Result<Duration> {
             let value = match config.get(key).map(|v| v.trim()) {
                 None | Some("") => default,
-                Some(v) => v
-                    .parse()
-                    .with_context(|| format!("{key}: `{v}` is not a whole number of milliseconds"))?,
+                Some(v) => v.parse().with_context(|| {
+                    format!("{key}: `{v}` is not a whole number of milliseconds")
+                })?,
             };
             if value == 0 {
                 bail!("{key} must be above 0");

@@ -21,20 +21,30 @@ pub fn patient_events(
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("a Kafka consumer");
-    consumer.subscribe(&["patient"]).expect("subscribe to patient");
+    consumer
+        .subscribe(&["patient"])
+        .expect("subscribe to patient");
     let mut seen: HashMap<String, Vec<PatientEvent>> = HashMap::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !done(&seen) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let Ok(event) = <PatientEvent as prost::Message>::decode(message.payload().unwrap_or_default()) else {
+        let Ok(event) =
+            <PatientEvent as prost::Message>::decode(message.payload().unwrap_or_default())
+        else {
             continue;
         };
         if ids.contains(&event.patient_id) {
             // The record key is the patient id, so one patient's events share a partition.
-            assert_eq!(message.key(), Some(event.patient_id.as_bytes()), "record key");
-            seen.entry(event.patient_id.clone()).or_default().push(event);
+            assert_eq!(
+                message.key(),
+                Some(event.patient_id.as_bytes()),
+                "record key"
+            );
+            seen.entry(event.patient_id.clone())
+                .or_default()
+                .push(event);
         }
     }
     seen
@@ -59,5 +69,7 @@ pub fn publish(key: &str, events: &[PatientEvent]) {
             .map_err(|(e, _)| e)
             .expect("queue an event");
     }
-    producer.flush(Duration::from_secs(30)).expect("the broker took the events");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("the broker took the events");
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod load;
 
 /// Base URL of the gateway under test. Panics (failing the test) when unset, so the suite can
 /// never pass without having talked to a lattice.
@@ -162,7 +163,9 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> (u16, Headers, serde_json::Value) {
-        waiting_out_429(&format!("{method} {path}"), || self.request(method, path, body))
+        waiting_out_429(&format!("{method} {path}"), || {
+            self.request(method, path, body)
+        })
     }
 
     /// `patiently` with a body sent as is, under `content_type` (for bodies that are not JSON).
@@ -174,7 +177,11 @@ impl Client {
         body: &str,
     ) -> (u16, Headers, serde_json::Value) {
         waiting_out_429(&format!("{method} {path}"), || {
-            into_parts(self.builder(method, path).set("content-type", content_type).send_string(body))
+            into_parts(
+                self.builder(method, path)
+                    .set("content-type", content_type)
+                    .send_string(body),
+            )
         })
     }
 
@@ -233,13 +240,20 @@ fn waiting_out_429(
 
 /// Runs `cargo xtask <args> <lattice under test>` (e.g. `broker stop`), as the outage tests do.
 pub fn xtask(args: &[&str]) {
+    xtask_output(args);
+}
+
+/// `xtask`, returning what it printed on stdout (its progress goes to stderr, shown as is).
+pub fn xtask_output(args: &[&str]) -> String {
     let xtask =
         std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
     let lattice = std::env::var("PM_LATTICE").expect("PM_LATTICE is not set");
-    let status = std::process::Command::new(xtask)
+    let output = std::process::Command::new(xtask)
         .args(args)
         .arg(lattice)
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .expect("xtask runs");
-    assert!(status.success(), "xtask {args:?} failed");
+    assert!(output.status.success(), "xtask {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }

@@ -1,0 +1,179 @@
+//! Operating a running lattice: losing a host and getting it back, waiting for wadm to put
+//! everything back in place, and replacing a component's image while it serves (hot swap).
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::process::run;
+use crate::stack::{running, Stack};
+use crate::tools::{fnv1a, Tools, FNV_OFFSET};
+use crate::{manifest, net, paths, step};
+
+/// The built-in HTTP server's provider id ends so: wadm names it `<app>-<name>` with every
+/// character other than a letter or digit made `_` (`patient_management-http_server`).
+const LISTENER_SUFFIX: &str = "-http_server";
+
+impl Stack {
+    /// The rendered manifest wadm was last given for the platform.
+    fn deployed_manifest(&self) -> Result<(PathBuf, String)> {
+        let path = self.dir.join(format!("{}.yaml", manifest::APP_NAME));
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("{} was not deployed on this lattice", manifest::APP_NAME))?;
+        Ok((path, text))
+    }
+
+    /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
+    /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
+    pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
+        let listeners: Vec<String> = self
+            .inventories(tools)?
+            .iter()
+            .filter(|host| {
+                host["providers"].as_array().into_iter().flatten().any(|p| {
+                    p["id"]
+                        .as_str()
+                        .is_some_and(|id| id.ends_with(LISTENER_SUFFIX))
+                })
+            })
+            .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
+            .collect();
+        let victim = (1..=16)
+            .filter(|i| self.host(*i).running_pid().is_some())
+            .find(|i| !listeners.contains(&i.to_string()))
+            .context("no running host without the HTTP listener (start with --hosts 2 or more)")?;
+        self.host(victim).kill_hard()?;
+        step(&format!(
+            "host {victim} killed (SIGKILL, with its providers)"
+        ));
+        Ok(victim)
+    }
+
+    /// Waits until the live hosts run every component at the manifest's count, spread over
+    /// every live zone, wadm reports the application deployed and the gateway's `/ready` is 200. Returns how
+    /// long that took.
+    pub fn settle(&self, tools: &Tools, timeout: Duration) -> Result<Duration> {
+        let (_, deployed) = self.deployed_manifest()?;
+        let wanted = manifest::component_instances(&deployed);
+        let started = Instant::now();
+        net::wait_for("the application to be whole again", timeout, || {
+            let inventories = self.inventories(tools)?;
+            for (component, count) in &wanted {
+                // Instances per zone (the `zone` label wadm spreads on).
+                let mut per_zone = std::collections::BTreeMap::<String, u64>::new();
+                for host in &inventories {
+                    let zone = host["labels"]["zone"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let here: u64 = running(host, component)
+                        .map(|c| c["max_instances"].as_u64().unwrap_or(0))
+                        .sum();
+                    *per_zone.entry(zone).or_default() += here;
+                }
+                let placed: u64 = per_zone.values().sum();
+                if placed != u64::from(*count) {
+                    bail!("{component}: {placed} of {count} instances on the live hosts");
+                }
+                // Spread: with enough instances, every live zone runs some.
+                if *count as usize >= per_zone.len() && per_zone.values().any(|n| *n == 0) {
+                    bail!("{component}: not in every live zone yet ({per_zone:?})");
+                }
+            }
+            if !self.app_deployed(tools, manifest::APP_NAME) {
+                bail!("wadm does not report the application deployed yet");
+            }
+            self.platform_ready()?;
+            Ok(true)
+        })?;
+        Ok(started.elapsed())
+    }
+
+    /// Replaces `component`'s image with `wasm` while it serves, and records the new image in the
+    /// manifest wadm holds, so later reconciling (scaling, a lost host) keeps it.
+    /// The new manifest version is deployed first; wadm rolls it out host by host as an in-place
+    /// update (see patches.rs). `in_place` also runs `wash update component` on every host that
+    /// runs the component at once. Either way no instance is stopped before its successor serves.
+    pub fn swap(&self, tools: &Tools, component: &str, wasm: &Path, in_place: bool) -> Result<()> {
+        let (path, deployed) = self.deployed_manifest()?;
+        let image = format!("file://{}", release_copy(component, wasm)?.display());
+        if manifest::image(&deployed, component)? == image {
+            step(&format!("{component} already runs {image}"));
+            return Ok(());
+        }
+        let started = Instant::now();
+        // The manifest first: wadm reconciles running instances to it, so a host updated before
+        // wadm knew the new image would be put back (hitlessly, but back) until it did.
+        fs::write(&path, manifest::with_image(&deployed, component, &image)?)?;
+        step(&format!(
+            "deploying the manifest with {component} at {image}"
+        ));
+        run(self.wash(tools).args(["app", "deploy"]).arg(&path))?;
+        if in_place {
+            // Then each host directly, without waiting for wadm's next pass.
+            for host in self.inventories(tools)? {
+                let host_id = host["host_id"].as_str().unwrap_or_default();
+                for instance in running(&host, component) {
+                    let id = instance["id"].as_str().unwrap_or_default();
+                    step(&format!("wash update component {id} on host {host_id:.8}…"));
+                    run(self.wash(tools).args([
+                        "update",
+                        "component",
+                        "--host-id",
+                        host_id,
+                        id,
+                        &image,
+                    ]))?;
+                }
+            }
+        }
+        let count = manifest::component_instances(&deployed)
+            .into_iter()
+            .find_map(|(name, count)| (name == component).then_some(u64::from(count)))
+            .with_context(|| format!("`{component}` is not a component of the manifest"))?;
+        net::wait_for(
+            &format!("every {component} instance to run the new image"),
+            Duration::from_secs(120),
+            || {
+                let (mut new, mut old) = (0, 0);
+                for host in self.inventories(tools)? {
+                    for instance in running(&host, component) {
+                        let n = instance["max_instances"].as_u64().unwrap_or(0);
+                        if instance["image_ref"] == image.as_str() {
+                            new += n
+                        } else {
+                            old += n
+                        }
+                    }
+                }
+                if new != count || old != 0 {
+                    bail!("{new} of {count} instances on the new image, {old} on another");
+                }
+                Ok(self.app_deployed(tools, manifest::APP_NAME))
+            },
+        )?;
+        step(&format!(
+            "{component} swapped to {image} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+/// `wasm` copied to `build/releases/<component>-<content hash>.wasm`: an image reference names
+/// one build for good, so hosts and wadm can tell builds apart and a rollback is a swap to an
+/// earlier release.
+fn release_copy(component: &str, wasm: &Path) -> Result<PathBuf> {
+    let bytes = fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let dir = paths::build().join("releases");
+    fs::create_dir_all(&dir)?;
+    let release = dir.join(format!(
+        "{component}-{:016x}.wasm",
+        fnv1a(FNV_OFFSET, bytes.iter().copied())
+    ));
+    if !release.exists() {
+        fs::write(&release, &bytes)?;
+    }
+    Ok(release)
+}
