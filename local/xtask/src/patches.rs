@@ -12,7 +12,9 @@
 //! - wasmcloud-host 0.27.1's built-in HTTP server drops the connection when the component fails
 //!   to answer (a trap: for example the gateway calling a component that has no running
 //!   instance, as while it is scaled to 0 or replaced). SPEC.md wants a 503; the edit answers
-//!   503 problem+json with `Retry-After` there instead.
+//!   503 problem+json with `Retry-After` there instead, and also when no answer came within
+//!   15 s: a call whose callee's host died mid-call never returns otherwise (measured: requests
+//!   in flight when a host was killed waited past 30 s).
 //! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
 //!   one zone is gone, that zone's share of instances can be placed nowhere, the application
 //!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
@@ -58,7 +60,7 @@ const PATCHES: [Patch; 3] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-serial-in-place-update",
+        edit: "http-503-budget-in-place-update",
         why: "a failed component answer is a 503, not a dropped connection; hitless image updates",
         apply: host_edits,
     },
@@ -251,16 +253,22 @@ fn unavailable_on_component_failure(crate_dir: &Path) -> Result<()> {
 
 const UNAVAILABLE_ON_ERROR: &str = r####"
 
+/// A request not answered within this long gets a 503: a component's call to another whose host
+/// vanished mid-call never returns (wRPC's timeout covers only the start of a call).
+const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Added by patient-management's build (local/xtask/src/patches.rs): a component that fails to
-/// answer gets the client a 503 problem+json instead of a dropped connection.
+/// answer, or not in time, gets the client a 503 problem+json instead of a dropped connection or
+/// a wait without end.
 async fn unavailable_on_error(
     handled: impl core::future::Future<
         Output = anyhow::Result<http::Response<wasmtime_wasi_http::body::HyperOutgoingBody>>,
     >,
 ) -> anyhow::Result<http::Response<wasmtime_wasi_http::body::HyperOutgoingBody>> {
-    let error = match handled.await {
-        Ok(response) => return Ok(response),
-        Err(error) => error,
+    let error = match tokio::time::timeout(REQUEST_BUDGET, handled).await {
+        Ok(Ok(response)) => return Ok(response),
+        Ok(Err(error)) => error,
+        Err(_) => anyhow::anyhow!("no answer within {REQUEST_BUDGET:?}"),
     };
     tracing::warn!(error = %format!("{error:#}"), "the component did not answer; replying 503");
     let problem: &'static [u8] = br#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"the platform could not answer this request now; retry later"}"#;
