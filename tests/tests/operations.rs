@@ -58,12 +58,12 @@ fn hot_swap_under_load_loses_no_request() {
     let (outcomes, ran) = load.finish();
     let failed = failures(&outcomes);
     let rate = outcomes.len() as f64 / ran.as_secs_f64();
-    println!(
+    common::report(&format!(
         "hot swap: {} requests in {:.1} s ({rate:.0}/s), {} failed; in-place swap then manifest-only swap back",
         outcomes.len(),
         ran.as_secs_f64(),
         failed.len()
-    );
+    ));
     assert!(
         failed.is_empty(),
         "requests failed during the swaps: {:?}",
@@ -120,7 +120,7 @@ fn losing_a_host_fails_only_requests_in_flight() {
         outcomes.iter().partition(|o| o.sent < restarted_at);
     let failed_while_lost = lost.iter().filter(|o| !o.ok()).count();
     let failed_rejoining = rejoined.iter().filter(|o| !o.ok()).count();
-    println!(
+    common::report(&format!(
         "failover: {} requests in {:.1} s; host {victim} killed: {} requests, {failed_while_lost} failed, every instance back on the survivor and wadm Deployed {:.1} s later; host back: {} requests, {failed_rejoining} failed, spread again in {:.1} s",
         outcomes.len(),
         ran.as_secs_f64(),
@@ -128,7 +128,7 @@ fn losing_a_host_fails_only_requests_in_flight() {
         whole_after.as_secs_f64(),
         rejoined.len(),
         respread.as_secs_f64()
-    );
+    ));
     // Each client has one request in flight at a time, so at most CLIENTS were on the lost host
     // when it died; anything sent later must have found the survivor.
     let late: Vec<&&Outcome> = lost

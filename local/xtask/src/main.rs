@@ -257,7 +257,7 @@ fn test() -> Result<()> {
             "end-to-end tests against lattice `{}`",
             stack.config.lattice
         ));
-        process::run_visible(
+        let outcome = process::run_visible(
             Command::new("cargo")
                 .current_dir(paths::repo())
                 // Every test binary runs even after one fails, so a run reports all failures.
@@ -265,7 +265,13 @@ fn test() -> Result<()> {
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
                 .env("PM_HOT_SWAP_WASM", &hot_swap_wasm),
-        )
+        );
+        // The operations tests' figures (requests, failures, recovery times), whatever passed.
+        if let Ok(figures) = std::fs::read_to_string(stack.dir.join("figures.txt")) {
+            step("figures from the operations tests");
+            eprintln!("{}", figures.trim_end());
+        }
+        outcome
     })
 }
 

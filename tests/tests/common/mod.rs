@@ -257,3 +257,19 @@ pub fn xtask_output(args: &[&str]) -> String {
     assert!(output.status.success(), "xtask {args:?} failed");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+/// Prints a test's figures and keeps them for `cargo xtask test` to print again at the end of
+/// the run (a passing test's own output is not shown).
+pub fn report(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    if let Ok(dir) = std::env::var("PM_STACK_DIR") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(&dir).join("figures.txt"))
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
