@@ -147,6 +147,7 @@ impl Stack {
     pub fn up(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
         self.preflight()?;
+        self.forget_state_of_other_host_count()?;
         self.ensure_nats(tools)?;
         fs::write(self.dir.join("nats.addr"), self.nats_addr().to_string())?;
         fs::write(
@@ -162,6 +163,26 @@ impl Stack {
         for index in 1..=self.config.hosts {
             self.ensure_host(tools, index)?;
         }
+        Ok(())
+    }
+
+    /// wadm keeps its state (manifests, what runs where, spread annotations) in JetStream under
+    /// the stack dir. State left by a lattice of another host count does not converge on this
+    /// one (measured: `up --hosts 2` after `up` lost the HTTP listener, `up` after `--hosts 2`
+    /// stayed Reconciling), so a stopped lattice started with another count starts afresh.
+    fn forget_state_of_other_host_count(&self) -> Result<()> {
+        let recorded = fs::read_to_string(self.dir.join("hosts")).ok();
+        let wanted = self.config.hosts.to_string();
+        let stopped = self.nats().running_pid().is_none() && self.running_hosts().is_empty();
+        if stopped && recorded.as_deref().is_some_and(|r| r.trim() != wanted) {
+            step(&format!(
+                "the lattice last ran {} host(s), now {wanted}: starting it with a fresh wadm state",
+                recorded.as_deref().unwrap_or_default().trim()
+            ));
+            let _ = fs::remove_dir_all(self.dir.join("jetstream"));
+            let _ = fs::remove_file(self.dir.join(format!("{}.yaml", manifest::APP_NAME)));
+        }
+        fs::write(self.dir.join("hosts"), &wanted)?;
         Ok(())
     }
 
