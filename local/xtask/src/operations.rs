@@ -11,9 +11,10 @@ use crate::stack::{running, Stack};
 use crate::tools::{fnv1a, Tools, FNV_OFFSET};
 use crate::{manifest, net, paths, step};
 
-/// The built-in HTTP server's provider id ends so: wadm names it `<app>-<name>` with every
-/// character other than a letter or digit made `_` (`patient_management-http_server`).
-const LISTENER_SUFFIX: &str = "-http_server";
+/// The platform's HTTP listener (the built-in http-server provider): wadm names it
+/// `<app>-<name>` with every character other than a letter or digit made `_`. (The test probe's
+/// listener is `provider_probe-http_server`, and does not count.)
+const LISTENER_ID: &str = "patient_management-http_server";
 
 impl Stack {
     /// The rendered manifest wadm was last given for the platform.
@@ -31,11 +32,11 @@ impl Stack {
             .inventories(tools)?
             .iter()
             .filter(|host| {
-                host["providers"].as_array().into_iter().flatten().any(|p| {
-                    p["id"]
-                        .as_str()
-                        .is_some_and(|id| id.ends_with(LISTENER_SUFFIX))
-                })
+                host["providers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["id"].as_str().is_some_and(|id| id == LISTENER_ID))
             })
             .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
             .collect();
