@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::process::run;
-use crate::stack::{running, Stack};
+use crate::stack::{instance_count, instances_on, running, Stack};
 use crate::tools::{fnv1a, Tools, FNV_OFFSET};
 use crate::{manifest, net, paths, step};
 
@@ -17,14 +17,6 @@ use crate::{manifest, net, paths, step};
 const LISTENER_ID: &str = "patient_management-http_server";
 
 impl Stack {
-    /// The rendered manifest wadm was last given for the platform.
-    fn deployed_manifest(&self) -> Result<(PathBuf, String)> {
-        let path = self.dir.join(format!("{}.yaml", manifest::APP_NAME));
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("{} was not deployed on this lattice", manifest::APP_NAME))?;
-        Ok((path, text))
-    }
-
     /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
     /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
     pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
@@ -40,8 +32,9 @@ impl Stack {
             })
             .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
             .collect();
-        let victim = (1..=16)
-            .filter(|i| self.host(*i).running_pid().is_some())
+        let victim = self
+            .running_hosts()
+            .into_iter()
             .find(|i| !listeners.contains(&i.to_string()))
             .context("no running host without the HTTP listener (start with --hosts 2 or more)")?;
         self.host(victim).kill_hard()?;
@@ -68,10 +61,7 @@ impl Stack {
                         .as_str()
                         .unwrap_or_default()
                         .to_string();
-                    let here: u64 = running(host, component)
-                        .map(|c| c["max_instances"].as_u64().unwrap_or(0))
-                        .sum();
-                    *per_zone.entry(zone).or_default() += here;
+                    *per_zone.entry(zone).or_default() += instances_on(host, component);
                 }
                 let placed: u64 = per_zone.values().sum();
                 if placed != u64::from(*count) {
@@ -140,7 +130,7 @@ impl Stack {
                 let (mut new, mut old) = (0, 0);
                 for host in self.inventories(tools)? {
                     for instance in running(&host, component) {
-                        let n = instance["max_instances"].as_u64().unwrap_or(0);
+                        let n = instance_count(instance);
                         if instance["image_ref"] == image.as_str() {
                             new += n
                         } else {

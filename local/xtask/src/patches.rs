@@ -122,6 +122,15 @@ fn replace_once(crate_dir: &Path, file: &str, old: &str, new: &str) -> Result<()
     Ok(())
 }
 
+/// Adds `code` (a new item) at the end of `file` (below `crate_dir`).
+fn append(crate_dir: &Path, file: &str, code: &str) -> Result<()> {
+    let path = crate_dir.join(file);
+    let mut source = fs::read_to_string(&path)?;
+    source.push_str(code);
+    fs::write(&path, source)?;
+    Ok(())
+}
+
 fn commands_before_messages(crate_dir: &Path) -> Result<()> {
     let message = "Some(msg) = sub.next() => handle_message(&mut subs, msg).await,";
     let command = "Some(cmd) = cmd_rx.recv() => handle_command(&mut subs, cmd),";
@@ -244,11 +253,7 @@ fn unavailable_on_component_failure(crate_dir: &Path) -> Result<()> {
         &format!("{indent}.instrument(info_span!(\"handle\"))\n"),
         &format!("{indent}.instrument(info_span!(\"handle\")))\n"),
     )?;
-    let path = crate_dir.join(file);
-    let mut source = fs::read_to_string(&path)?;
-    source.push_str(UNAVAILABLE_ON_ERROR);
-    fs::write(&path, source)?;
-    Ok(())
+    append(crate_dir, file, UNAVAILABLE_ON_ERROR)
 }
 
 const UNAVAILABLE_ON_ERROR: &str = r####"
@@ -304,11 +309,7 @@ fn soft_spreads(crate_dir: &Path) -> Result<()> {
         "detect_spread_requirement_conflicts(\n            &self.spread_requirements,\n",
         "detect_spread_requirement_conflicts(\n            &spread_requirements,\n",
     )?;
-    let path = crate_dir.join(file);
-    let mut source = fs::read_to_string(&path)?;
-    source.push_str(LIVE_SPREAD_REQUIREMENTS);
-    fs::write(&path, source)?;
-    Ok(())
+    append(crate_dir, file, LIVE_SPREAD_REQUIREMENTS)
 }
 
 const LIVE_SPREAD_REQUIREMENTS: &str = r####"

@@ -116,7 +116,7 @@ impl Stack {
         Daemon::new(&self.dir, &format!("host-{index}"))
     }
 
-    fn running_hosts(&self) -> Vec<usize> {
+    pub(crate) fn running_hosts(&self) -> Vec<usize> {
         (1..=16)
             .filter(|i| self.host(*i).running_pid().is_some())
             .collect()
@@ -339,8 +339,8 @@ impl Stack {
 
     /// Each running host's Prometheus endpoint.
     pub fn metrics_urls(&self) -> Vec<String> {
-        (1..=16)
-            .filter(|i| self.host(*i).running_pid().is_some())
+        self.running_hosts()
+            .into_iter()
             .filter_map(|i| fs::read_to_string(self.dir.join(format!("host-{i}.metrics"))).ok())
             .map(|addr| format!("http://{}/metrics", addr.trim()))
             .collect()
@@ -437,10 +437,8 @@ impl Stack {
     /// Redeploys the platform as last deployed, with `component` at `instances`, and waits
     /// until wadm reports it deployed (the outage tests stop billing this way).
     pub fn scale(&self, tools: &Tools, component: &str, instances: u32) -> Result<()> {
-        let app = "patient-management";
-        let target = self.dir.join(format!("{app}.yaml"));
-        let deployed = fs::read_to_string(&target)
-            .with_context(|| format!("{app} was not deployed on this lattice"))?;
+        let app = manifest::APP_NAME;
+        let (target, deployed) = self.deployed_manifest()?;
         fs::write(
             &target,
             manifest::with_instances(&deployed, component, instances)?,
@@ -462,6 +460,14 @@ impl Stack {
         Ok(())
     }
 
+    /// The rendered manifest wadm was last given for the platform, and where it is kept.
+    pub(crate) fn deployed_manifest(&self) -> Result<(PathBuf, String)> {
+        let path = self.dir.join(format!("{}.yaml", manifest::APP_NAME));
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("{} was not deployed on this lattice", manifest::APP_NAME))?;
+        Ok((path, text))
+    }
+
     /// What every host runs (`wash get inventory`), one JSON object per host.
     pub(crate) fn inventories(&self, tools: &Tools) -> Result<Vec<serde_json::Value>> {
         let out = run(self.wash(tools).args(["get", "inventory", "-o", "json"]))?;
@@ -474,12 +480,12 @@ impl Stack {
 
     /// How many instances of the manifest's `component` the hosts run, by their inventories.
     pub(crate) fn instances(&self, tools: &Tools, component: &str) -> Result<u32> {
-        Ok(self
+        let placed: u64 = self
             .inventories(tools)?
             .iter()
-            .flat_map(|host| running(host, component))
-            .map(|c| c["max_instances"].as_u64().unwrap_or(0) as u32)
-            .sum())
+            .map(|host| instances_on(host, component))
+            .sum();
+        Ok(placed as u32)
     }
 
     /// wadm reports every scaler of `app` deployed.
@@ -551,6 +557,16 @@ pub(crate) fn running<'a>(
         .into_iter()
         .flatten()
         .filter(move |c| c["id"].as_str().is_some_and(|id| id.ends_with(&suffix)))
+}
+
+/// How many instances of the manifest's `component` one inventory entry stands for.
+pub(crate) fn instance_count(entry: &serde_json::Value) -> u64 {
+    entry["max_instances"].as_u64().unwrap_or(0)
+}
+
+/// How many instances of the manifest's `component` a host runs, by its inventory.
+pub(crate) fn instances_on(host: &serde_json::Value, component: &str) -> u64 {
+    running(host, component).map(instance_count).sum()
 }
 
 fn read_port(dir: &Path, file: &str, default: u16) -> u16 {
