@@ -127,6 +127,11 @@ fn providers(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
                     "--vendor",
                     "patient-management",
                     "--compress",
+                    // Without a version the host's provider_started event carries
+                    // `"version": null`, which wadm 0.21 cannot decode: it then never saw a
+                    // provider start, and a provider stopped soon after stayed down for a minute.
+                    "--version",
+                    env!("CARGO_PKG_VERSION"),
                     "--name",
                     name,
                     "--binary",

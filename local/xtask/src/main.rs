@@ -34,6 +34,9 @@ usage: cargo xtask <command>
                                    request lost: `wash update component` on every host, then a
                                    new manifest version naming the build (wadm's source of
                                    truth); --manifest-only rolls out through wadm alone
+  provider restart <provider>      restart a provider (postgres, redis, kafka, ticker) host by
+                                   host, with no call lost: each instance finishes its calls
+                                   first, the next goes once the new one serves
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
@@ -116,6 +119,16 @@ fn dispatch(args: &[String]) -> Result<()> {
             [action, index, lattice] if action == "start" => Stack::existing(lattice)?
                 .ensure_host(&tools::ensure_all()?, index.parse().context("host index")?),
             _ => bail!("usage: cargo xtask host <kill <lattice> | start <index> <lattice>>"),
+        },
+        "provider" => match rest {
+            [action, provider, lattice @ ..] if action == "restart" => {
+                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                let restarted =
+                    Stack::existing(lattice)?.restart_provider(&tools::ensure_all()?, provider)?;
+                println!("{restarted}");
+                Ok(())
+            }
+            _ => bail!("usage: cargo xtask provider restart <provider> [lattice]"),
         },
         "settle" => match rest {
             [lattice] => {
@@ -220,7 +233,7 @@ fn up(args: &[String]) -> Result<()> {
     step("the platform is up");
     println!(
         "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  metrics:  {}\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
-        stack.metrics_urls().join("  "),
+        stack.metrics_urls(&tools).join("  "),
         stack.config.lattice,
         stack.nats_addr(),
         manifest::APP_NAME,

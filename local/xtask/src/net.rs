@@ -102,6 +102,57 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// One NATS request on a fresh connection: the first answer's payload, or None when nobody
+/// subscribes to `subject` (NATS says "no responders" at once) or no answer comes in time.
+/// Enough of the protocol for xtask's few checks; it keeps xtask free of an async runtime.
+pub fn nats_request(addr: SocketAddr, subject: &str) -> Result<Option<String>> {
+    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)
+        .with_context(|| format!("nothing answers on {addr}"))?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))?;
+    let inbox = format!("_INBOX.xtask.{}", std::process::id());
+    let mut writer = stream;
+    write!(
+        writer,
+        "CONNECT {{\"verbose\":false,\"headers\":true,\"no_responders\":true}}\r\n\
+         SUB {inbox} 1\r\nPUB {subject} {inbox} 0\r\n\r\n"
+    )?;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => bail!("NATS at {addr} closed the connection"),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["PING"] => writer.write_all(b"PONG\r\n")?,
+            // MSG <subject> <sid> <size>: the answer.
+            ["MSG", _, _, size] => {
+                let mut payload = vec![0; size.parse::<usize>()? + 2];
+                reader.read_exact(&mut payload)?;
+                payload.truncate(payload.len() - 2);
+                return Ok(Some(String::from_utf8_lossy(&payload).into_owned()));
+            }
+            // HMSG with only headers: the "503 no responders" status.
+            ["HMSG", ..] => return Ok(None),
+            ["-ERR", ..] => bail!("NATS at {addr} refused the request: {}", line.trim()),
+            _ => {}
+        }
+    }
+}
+
 /// Polls `check` until it returns Ok(true) or `timeout` passes; `what` names the wait in errors.
 pub fn wait_for(
     what: &str,

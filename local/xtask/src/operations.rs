@@ -17,10 +17,10 @@ use crate::{manifest, net, paths, step};
 const LISTENER_ID: &str = "patient_management-http_server";
 
 impl Stack {
-    /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
-    /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
-    pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
-        let listeners: Vec<String> = self
+    /// The hosts that run provider `id`, each named by `name` (`host_id`, or `pm.host` for our
+    /// index).
+    fn hosts_running(&self, tools: &Tools, id: &str, name: &str) -> Result<Vec<String>> {
+        Ok(self
             .inventories(tools)?
             .iter()
             .filter(|host| {
@@ -28,10 +28,43 @@ impl Stack {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|p| p["id"].as_str().is_some_and(|id| id == LISTENER_ID))
+                    .any(|p| p["id"] == id)
             })
-            .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
-            .collect();
+            .filter_map(|host| {
+                let named = if name == "host_id" {
+                    &host[name]
+                } else {
+                    &host["labels"][name]
+                };
+                named.as_str().map(str::to_string)
+            })
+            .collect())
+    }
+
+    /// Each running host's Prometheus endpoint; the one whose host holds the HTTP listener (where
+    /// the gateway answers every request, so where the per-route series are) is marked.
+    pub fn metrics_urls(&self, tools: &Tools) -> Vec<String> {
+        let listeners = self
+            .hosts_running(tools, LISTENER_ID, "pm.host")
+            .unwrap_or_default();
+        self.running_hosts()
+            .into_iter()
+            .filter_map(|i| {
+                let addr = fs::read_to_string(self.dir.join(format!("host-{i}.metrics"))).ok()?;
+                let mark = if listeners.contains(&i.to_string()) {
+                    " (per route)"
+                } else {
+                    ""
+                };
+                Some(format!("http://{}/metrics{mark}", addr.trim()))
+            })
+            .collect()
+    }
+
+    /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
+    /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
+    pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
+        let listeners = self.hosts_running(tools, LISTENER_ID, "pm.host")?;
         let victim = self
             .running_hosts()
             .into_iter()
@@ -150,6 +183,58 @@ impl Stack {
         ));
         Ok(())
     }
+    /// Restarts `provider` on every host that runs it, one host at a time, while it serves.
+    /// Each instance stops taking calls, finishes those in progress and exits (drain.rs); wadm
+    /// starts it again, and the next host's goes only once the new one answers its `serving`
+    /// subject. Meanwhile the other hosts' instances take the calls, so none is lost; on a
+    /// one-host lattice calls made in the gap fail at once (NATS has no one to hand them to).
+    /// Returns how many instances it restarted.
+    pub fn restart_provider(&self, tools: &Tools, provider: &str) -> Result<usize> {
+        let id = format!("{}-{}", wadm_name(manifest::APP_NAME), wadm_name(provider));
+        let hosts = self.hosts_running(tools, &id, "host_id")?;
+        if hosts.is_empty() {
+            bail!("no host runs provider `{id}`");
+        }
+        for host_id in &hosts {
+            let subject = format!("pm.{}.serving.{id}.{host_id}", self.config.lattice);
+            let before = net::nats_request(self.nats_addr(), &subject)?
+                .with_context(|| format!("{id} on host {host_id:.8} does not answer {subject}"))?;
+            let started = Instant::now();
+            step(&format!(
+                "stopping {id} on host {host_id:.8} (it finishes its calls first)…"
+            ));
+            run(self.wash(tools).args([
+                "stop",
+                "provider",
+                "--timeout-ms",
+                "20000",
+                "--host-id",
+                host_id,
+                &id,
+            ]))?;
+            net::wait_for(
+                &format!("wadm to start {id} again on host {host_id:.8}"),
+                Duration::from_secs(120),
+                || {
+                    let now = net::nats_request(self.nats_addr(), &subject)?;
+                    Ok(now.is_some_and(|now| now != before))
+                },
+            )?;
+            step(&format!(
+                "{id} on host {host_id:.8} serving again after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(hosts.len())
+    }
+}
+
+/// How wadm spells a name in the ids it gives: every character other than a letter or digit
+/// becomes `_`.
+fn wadm_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// `wasm` copied to `build/releases/<component>-<content hash>.wasm`: an image reference names

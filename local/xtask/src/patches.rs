@@ -15,6 +15,10 @@
 //!   503 problem+json with `Retry-After` there instead, and also when no answer came within
 //!   15 s: a call whose callee's host died mid-call never returns otherwise (measured: requests
 //!   in flight when a host was killed waited past 30 s).
+//! - wasmcloud-host 0.27.1's `provider_started` event names a `file://` provider by its bare
+//!   path, so wadm, which waits for the event with the reference it asked for, ignores that
+//!   provider's events for 30 s: a provider stopped in that window (as by a rolling restart)
+//!   stays down until then. The edit sends the reference as requested.
 //! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
 //!   one zone is gone, that zone's share of instances can be placed nowhere, the application
 //!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
@@ -60,8 +64,10 @@ const PATCHES: [Patch; 3] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget-in-place-update",
-        why: "a failed component answer is a 503, not a dropped connection; hitless image updates",
+        edit: "http-503-budget-in-place-update-started-ref",
+        why:
+            "a failed component answer is a 503, not a dropped connection; hitless image updates; \
+              provider_started names the requested reference",
         apply: host_edits,
     },
     Patch {
@@ -145,7 +151,27 @@ fn commands_before_messages(crate_dir: &Path) -> Result<()> {
 
 fn host_edits(crate_dir: &Path) -> Result<()> {
     unavailable_on_component_failure(crate_dir)?;
-    update_in_place(crate_dir)
+    update_in_place(crate_dir)?;
+    started_event_names_the_reference(crate_dir)
+}
+
+/// The `provider_started` event named a `file://` provider by its bare path, never the reference
+/// wadm asked for, so wadm kept waiting for the event it expected and ignored the provider's
+/// other events for 30 s (a provider stopped meanwhile was started again only after that).
+fn started_event_names_the_reference(crate_dir: &Path) -> Result<()> {
+    replace_once(
+        crate_dir,
+        "src/wasmbus/mod.rs",
+        "        trace!(provider_ref, provider_id, \"start provider task\");\n",
+        "        trace!(provider_ref, provider_id, \"start provider task\");\n        \
+         let requested_ref = provider_ref.to_string();\n",
+    )?;
+    replace_once(
+        crate_dir,
+        "src/wasmbus/mod.rs",
+        "                    host_id,\n                    &provider_ref,\n                    provider_id,\n",
+        "                    host_id,\n                    &requested_ref,\n                    provider_id,\n",
+    )
 }
 
 fn update_in_place(crate_dir: &Path) -> Result<()> {

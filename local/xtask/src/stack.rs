@@ -147,7 +147,7 @@ impl Stack {
     pub fn up(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
         self.preflight()?;
-        self.forget_state_of_other_host_count()?;
+        self.forget_state_of_stopped_lattice()?;
         self.ensure_nats(tools)?;
         fs::write(self.dir.join("nats.addr"), self.nats_addr().to_string())?;
         fs::write(
@@ -166,23 +166,19 @@ impl Stack {
         Ok(())
     }
 
-    /// wadm keeps its state (manifests, what runs where, spread annotations) in JetStream under
-    /// the stack dir. State left by a lattice of another host count does not converge on this
-    /// one (measured: `up --hosts 2` after `up` lost the HTTP listener, `up` after `--hosts 2`
-    /// stayed Reconciling), so a stopped lattice started with another count starts afresh.
-    fn forget_state_of_other_host_count(&self) -> Result<()> {
-        let recorded = fs::read_to_string(self.dir.join("hosts")).ok();
-        let wanted = self.config.hosts.to_string();
+    /// wadm keeps its state (manifests, what runs where, expected events) in JetStream under the
+    /// stack dir. Left from a lattice that is gone, it does not converge on the new one: measured,
+    /// a stopped lattice started again (same or another host count) could end with the HTTP
+    /// listener started on both hosts and then stopped on the one that held the port, so nothing
+    /// listened; `up --hosts 2` after `up` stayed Reconciling. A stopped lattice therefore always
+    /// starts with a fresh wadm state; `up` on a running one keeps it.
+    fn forget_state_of_stopped_lattice(&self) -> Result<()> {
         let stopped = self.nats().running_pid().is_none() && self.running_hosts().is_empty();
-        if stopped && recorded.as_deref().is_some_and(|r| r.trim() != wanted) {
-            step(&format!(
-                "the lattice last ran {} host(s), now {wanted}: starting it with a fresh wadm state",
-                recorded.as_deref().unwrap_or_default().trim()
-            ));
+        if stopped && self.dir.join("jetstream").exists() {
+            step("the lattice was stopped: starting it with a fresh wadm state");
             let _ = fs::remove_dir_all(self.dir.join("jetstream"));
             let _ = fs::remove_file(self.dir.join(format!("{}.yaml", manifest::APP_NAME)));
         }
-        fs::write(self.dir.join("hosts"), &wanted)?;
         Ok(())
     }
 
@@ -335,15 +331,6 @@ impl Stack {
             Duration::from_secs(60),
             || Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200)),
         )
-    }
-
-    /// Each running host's Prometheus endpoint.
-    pub fn metrics_urls(&self) -> Vec<String> {
-        self.running_hosts()
-            .into_iter()
-            .filter_map(|i| fs::read_to_string(self.dir.join(format!("host-{i}.metrics"))).ok())
-            .map(|addr| format!("http://{}/metrics", addr.trim()))
-            .collect()
     }
 
     /// Polls `ready`, failing at once (with the log's tail) if the process died meanwhile.

@@ -16,10 +16,7 @@ use provider_support::LinkKey;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokio::sync::{Mutex, RwLock};
-use wasmcloud_provider_sdk::{
-    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
-    Provider, ProviderInitConfig,
-};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use settings::{Settings, Subscription};
@@ -48,15 +45,12 @@ struct Publisher {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    provider_support::init_logging();
-    let provider = KafkaProvider::default();
-    let shutdown = run_provider(provider.clone(), "kafka-provider").await?;
-    provider_support::links::watch();
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve).await
+    provider_support::drain::run_provider(
+        KafkaProvider::default(),
+        "kafka-provider",
+        bindings::serve,
+    )
+    .await
 }
 
 impl Provider for KafkaProvider {
@@ -134,6 +128,8 @@ impl Provider for KafkaProvider {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
+        // The calls in progress may still need what is closed below.
+        provider_support::drain::finish_calls().await;
         self.deliveries.lock().await.clear();
         self.publishers.write().await.clear();
         Ok(())

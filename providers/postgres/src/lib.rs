@@ -10,10 +10,7 @@ use std::sync::Arc;
 
 use provider_support::{secret_strings, LinkKey};
 use tokio::sync::RwLock;
-use wasmcloud_provider_sdk::{
-    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
-    Provider,
-};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider};
 
 use bindings::exports::pm::platform::sql_transaction::Statement;
 use bindings::wasmcloud::postgres::types::{PgValue, QueryError, ResultRow};
@@ -46,15 +43,12 @@ impl PostgresProvider {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    provider_support::init_logging();
-    let provider = PostgresProvider::default();
-    let shutdown = run_provider(provider.clone(), "postgres-provider").await?;
-    provider_support::links::watch();
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve).await
+    provider_support::drain::run_provider(
+        PostgresProvider::default(),
+        "postgres-provider",
+        bindings::serve,
+    )
+    .await
 }
 
 impl Provider for PostgresProvider {
@@ -116,6 +110,8 @@ impl Provider for PostgresProvider {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
+        // The calls in progress may still need what is closed below.
+        provider_support::drain::finish_calls().await;
         for (_, db) in self.links.write().await.drain() {
             db.close().await;
         }

@@ -12,10 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use provider_support::{secret_strings, LinkKey};
 use tokio::sync::RwLock;
-use wasmcloud_provider_sdk::{
-    get_connection, run_provider, serve_provider_exports, Context, LinkConfig, LinkDeleteInfo,
-    Provider,
-};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider};
 
 use bindings::exports::pm::platform::token_bucket::{Decision, Limit};
 use bindings::exports::wrpc::keyvalue::store::{Error, KeyResponse};
@@ -48,15 +45,12 @@ impl RedisProvider {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    provider_support::init_logging();
-    let provider = RedisProvider::default();
-    let shutdown = run_provider(provider.clone(), "redis-provider").await?;
-    provider_support::links::watch();
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve).await
+    provider_support::drain::run_provider(
+        RedisProvider::default(),
+        "redis-provider",
+        bindings::serve,
+    )
+    .await
 }
 
 impl Provider for RedisProvider {
@@ -109,6 +103,8 @@ impl Provider for RedisProvider {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
+        // The calls in progress may still need what is closed below.
+        provider_support::drain::finish_calls().await;
         self.links.write().await.clear();
         Ok(())
     }

@@ -1,4 +1,5 @@
 //! Shared by the platform's capability providers.
+pub mod drain;
 pub mod links;
 
 use std::collections::HashMap;

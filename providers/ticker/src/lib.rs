@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use provider_support::LinkKey;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use wasmcloud_provider_sdk::{get_connection, run_provider, LinkConfig, LinkDeleteInfo, Provider};
+use wasmcloud_provider_sdk::{get_connection, LinkConfig, LinkDeleteInfo, Provider};
 
 pub mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -62,11 +62,13 @@ pub struct TickerProvider {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    provider_support::init_logging();
-    let shutdown = run_provider(TickerProvider::default(), "ticker-provider").await?;
-    provider_support::links::watch();
-    shutdown.await;
-    Ok(())
+    // No exports to serve; the loop still answers `serving` for `cargo xtask provider restart`.
+    provider_support::drain::run_provider(
+        TickerProvider::default(),
+        "ticker-provider",
+        |_, _| async { Ok(Vec::new()) },
+    )
+    .await
 }
 
 async fn tick_forever(link: LinkKey, settings: Settings) {

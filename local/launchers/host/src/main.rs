@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         .with(metrics.clone().with_filter(records))
         .init();
     if let Some(addr) = args.metrics {
+        metrics.include_host_instruments()?;
         metrics
             .serve(addr)
             .await
@@ -114,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         enable_structured_logging: args.structured_logging,
         http_admin: args.http_admin,
         heartbeat_interval: Some(Duration::from_secs(args.heartbeat_secs.max(1))),
+        // How long a provider asked to stop may take before its process is killed: the
+        // platform's providers first finish the calls they took (up to 5 s, see
+        // providers/support/src/drain.rs), then close their pools.
+        provider_shutdown_delay: Some(Duration::from_secs(10)),
         experimental_features: Features::new().enable_builtin_http_server(),
         ..Default::default()
     };

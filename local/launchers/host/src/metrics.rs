@@ -2,7 +2,9 @@
 //! - per route, from the gateway's request records (wasi:logging, context `request`; see
 //!   components/gateway/src/access_log.rs): requests by status, 5xx errors, latency histogram;
 //! - the host process itself (CPU, memory, threads, open files), from the `prometheus` crate's
-//!   process collector.
+//!   process collector;
+//! - the wasmCloud host's own OpenTelemetry instruments (component invocations and their
+//!   errors, wRPC handling time, instances), through the OpenTelemetry Prometheus exporter.
 //!
 //! The records reach us as tracing events of the host's wasi:logging implementation, so a
 //! tracing layer reads them: no extra call on the request path.
@@ -22,6 +24,9 @@ const REQUEST_CONTEXT: &str = "request";
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The host's OpenTelemetry instruments, apart: they carry their own `host` attribute (the
+    /// host id), which would clash with `registry`'s constant `host` label.
+    host_instruments: Registry,
     requests: IntCounterVec,
     errors: IntCounterVec,
     duration: HistogramVec,
@@ -73,10 +78,29 @@ impl Metrics {
         ))?;
         Ok(Self {
             registry,
+            host_instruments: Registry::new_custom(Some("pm".into()), None)?,
             requests,
             errors,
             duration,
         })
+    }
+
+    /// Makes the wasmCloud host's OpenTelemetry instruments part of this registry (as
+    /// `pm_wasmcloud_host_*`). The host takes its meter from the global provider when it is
+    /// created, so this must run before `Host::new`.
+    pub fn include_host_instruments(&self) -> anyhow::Result<()> {
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(self.host_instruments.clone())
+            // The host's scope and resource attributes (ids, OS, kernel) would ride on every
+            // series; the `host` label already says whose they are.
+            .without_scope_info()
+            .without_target_info()
+            .build()?;
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .build();
+        opentelemetry::global::set_meter_provider(provider);
+        Ok(())
     }
 
     /// Counts one gateway record (the JSON message of a `request` log record).
@@ -98,7 +122,9 @@ impl Metrics {
 
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let mut families = self.registry.gather();
+        families.extend(self.host_instruments.gather());
+        let _ = TextEncoder::new().encode(&families, &mut out);
         out
     }
 
