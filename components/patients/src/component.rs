@@ -1,6 +1,6 @@
 //! WIT glue: `pm:platform/service` and `ticker` in; Postgres, the Redis cache, Kafka and billing
 //! out. The SQL lives here; what answer a request gets is decided in `routes`.
-use wasmcloud_component::wasi::keyvalue::{atomics, store};
+use wasmcloud_component::wasi::keyvalue::{atomics, batch, store};
 use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 
 use crate::events::{Delivery, OutboxEntry, TOPIC};
@@ -41,7 +41,7 @@ bindings::export!(Patients with_types_in bindings);
 
 impl bindings::exports::pm::platform::service::Guest for Patients {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        let cache = || Redis.generation().map(|_| ());
+        let cache = || Redis.lookup(GENERATION_KEY).map(|_| ());
         platform_wit::serve(
             request,
             &[("postgres", &|| sql::answers(query)), ("cache", &cache)],
@@ -261,15 +261,20 @@ fn cache_error(e: store::Error) -> String {
 }
 
 impl Cache for Redis {
-    fn generation(&self) -> Result<u64, String> {
+    fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String> {
         let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
-        atomics::increment(&bucket, GENERATION_KEY, 0).map_err(cache_error)
-    }
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        store::open(CACHE_BUCKET)
-            .and_then(|b| b.get(key))
-            .ok()
-            .flatten()
+        let found = batch::get_many(&bucket, &[GENERATION_KEY.to_string(), key.to_string()])
+            .map_err(cache_error)?;
+        let mut found = found.into_iter().map(|pair| pair.map(|(_, value)| value));
+        // The counter is Redis's decimal text; absent means no write has bumped it yet.
+        let generation = match found.next().flatten() {
+            Some(text) => std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| format!("the cache generation is not a number: {text:?}"))?,
+            None => 0,
+        };
+        Ok((generation, found.next().flatten()))
     }
     fn put(&self, key: &str, value: &[u8]) {
         if let Err(e) = store::open(CACHE_BUCKET).and_then(|b| b.set(key, value)) {

@@ -1,10 +1,12 @@
 //! Patients' answers (SPEC.md "Patients"): status codes, bodies and the order of side effects.
 //! Everything the component needs from outside is behind `Platform`, so this is tested natively.
 //!
-//! Caching: every key carries the current cache *generation*, a counter in Redis that each write
-//! bumps after its commit. A read that raced with a write can only fill a key of the old
-//! generation, which no later read asks for, so a read after a write never sees old data, on
-//! any host. A write costs every cached entry; writes are rare next to reads here.
+//! Caching: every entry is stamped with the cache *generation* read before its value was loaded,
+//! a counter in Redis that each write bumps after its commit, and counts only while the stamp is
+//! the current generation. A read that raced with a write can only store an entry stamped with
+//! the old generation, which no later read accepts, so a read after a write never sees old data,
+//! on any host. A read fetches the generation and the entry in one round trip. A write costs
+//! every cached entry; writes are rare next to reads here.
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use kit::fields::Date;
 use kit::openapi::BearerAuth;
@@ -45,8 +47,8 @@ pub trait Store {
 
 /// The read cache (Redis). Failures are not errors to the client: the database answers instead.
 pub trait Cache {
-    fn generation(&self) -> Result<u64, String>;
-    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// The current generation and what is stored under `key`, in one round trip.
+    fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String>;
     fn put(&self, key: &str, value: &[u8]);
     /// Moves to a new generation: everything cached before is stale.
     fn bump(&self) -> Result<(), String>;
@@ -115,30 +117,39 @@ fn write_error(e: WriteError, email: &str) -> Problem {
     }
 }
 
-/// The answer from the cache under `key` (in the current generation), else from `load`, which
-/// is then cached. `Ok(None)` from `load` (not found) is not cached.
+/// What the cache holds: a value and the generation it was loaded in.
+#[derive(Serialize, Deserialize)]
+struct Stamped<T> {
+    generation: u64,
+    value: T,
+}
+
+/// The answer from the cache under `key` (stamped with the current generation), else from
+/// `load`, which is then cached. `Ok(None)` from `load` (not found) is not cached.
 fn cached<T: Serialize + for<'de> Deserialize<'de>>(
     platform: &dyn Platform,
     key: Option<String>,
     load: impl FnOnce() -> Result<Option<T>, String>,
 ) -> Result<Option<T>, Problem> {
     let cache = platform.cache();
-    let key = match (key, cache.generation()) {
-        (Some(key), Ok(generation)) => Some(format!("g{generation}:{key}")),
-        (_, Err(e)) => {
+    // The generation before loading: an entry stored with it goes stale at the next write.
+    let generation = match key.as_deref().map(|k| cache.lookup(k)) {
+        Some(Ok((generation, entry))) => {
+            let hit = entry.and_then(|bytes| serde_json::from_slice::<Stamped<T>>(&bytes).ok());
+            if let Some(hit) = hit.filter(|hit| hit.generation == generation) {
+                return Ok(Some(hit.value));
+            }
+            Some(generation)
+        }
+        Some(Err(e)) => {
             eprintln!("patients cache unavailable, reading the database: {e}");
             None
         }
-        (None, _) => None,
+        None => None,
     };
-    if let Some(hit) = key.as_deref().and_then(|k| cache.get(k)) {
-        if let Ok(value) = serde_json::from_slice(&hit) {
-            return Ok(Some(value));
-        }
-    }
     let value = load().map_err(unavailable)?;
-    if let (Some(key), Some(value)) = (key, &value) {
-        if let Ok(bytes) = serde_json::to_vec(value) {
+    if let (Some(key), Some(generation), Some(value)) = (key, generation, &value) {
+        if let Ok(bytes) = serde_json::to_vec(&Stamped { generation, value }) {
             cache.put(&key, &bytes);
         }
     }
@@ -502,14 +513,14 @@ mod tests {
     }
 
     impl Cache for MemoryCache {
-        fn generation(&self) -> Result<u64, String> {
+        fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String> {
             if self.down {
                 return Err("redis unavailable".into());
             }
-            Ok(self.generation.get())
-        }
-        fn get(&self, key: &str) -> Option<Vec<u8>> {
-            self.entries.borrow().get(key).cloned()
+            Ok((
+                self.generation.get(),
+                self.entries.borrow().get(key).cloned(),
+            ))
         }
         fn put(&self, key: &str, value: &[u8]) {
             self.entries.borrow_mut().insert(key.into(), value.to_vec());
@@ -671,6 +682,21 @@ mod tests {
             .map(|e| e.delivery.kind())
             .collect();
         assert_eq!(kinds, ["event", "billing-open", "event"]);
+    }
+
+    #[test]
+    fn an_entry_stamped_with_an_older_generation_is_not_served() {
+        let fake = Fake::default();
+        let id = created(&fake, ada());
+        let path = format!("/patients/{id}");
+        call(&fake, Method::GET, &path, None);
+        assert_eq!(fake.store.finds.get(), 1);
+        // Another host's write moved the generation on: the entry is stale, whatever it holds.
+        fake.cache.generation.set(fake.cache.generation.get() + 1);
+        call(&fake, Method::GET, &path, None);
+        assert_eq!(fake.store.finds.get(), 2, "the stale entry was not served");
+        call(&fake, Method::GET, &path, None);
+        assert_eq!(fake.store.finds.get(), 2, "the entry stored anew was");
     }
 
     #[test]
