@@ -182,6 +182,54 @@ pub fn wait_for(
 mod tests {
     use super::*;
 
+    /// A one-connection stand-in for NATS: greets, reads the client's three lines (CONNECT,
+    /// SUB, PUB with its empty payload line), checks the request's subject, then sends `answer`.
+    fn fake_nats(subject: &'static str, answer: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind(loopback(0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            writer
+                .write_all(b"INFO {\"version\":\"2.15.1\",\"jetstream\":true}\r\n")
+                .unwrap();
+            let mut lines = Vec::new();
+            for _ in 0..4 {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                lines.push(line);
+            }
+            assert!(lines[0].starts_with("CONNECT "), "{lines:?}");
+            let inbox = lines[1].split_whitespace().nth(1).unwrap().to_string();
+            assert_eq!(
+                lines[2].split_whitespace().nth(1),
+                Some(subject),
+                "{lines:?}"
+            );
+            writer
+                .write_all(answer.replace("INBOX", &inbox).as_bytes())
+                .unwrap();
+        });
+        addr
+    }
+
+    #[test]
+    fn a_nats_request_returns_the_answer() {
+        let addr = fake_nats("pm.x.serving", "PING\r\nMSG INBOX 1 8\r\n123 4567\r\n");
+        let answer = nats_request(addr, "pm.x.serving").unwrap();
+        assert_eq!(answer.as_deref(), Some("123 4567"));
+    }
+
+    #[test]
+    fn a_nats_request_nobody_serves_is_none() {
+        let addr = fake_nats(
+            "pm.x.serving",
+            "HMSG INBOX 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+        );
+        assert_eq!(nats_request(addr, "pm.x.serving").unwrap(), None);
+    }
+
     #[test]
     fn parses_info_line() {
         let info = parse_nats_info(r#"INFO {"server_id":"x","version":"2.15.1","jetstream":true}"#)
