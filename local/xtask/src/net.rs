@@ -35,14 +35,22 @@ pub struct NatsInfo {
 
 /// Reads the INFO line a NATS server sends on connect.
 pub fn nats_info(addr: SocketAddr) -> Result<NatsInfo> {
+    nats_connect(addr).map(|(info, _, _)| info)
+}
+
+/// A connection to the NATS at `addr` whose greeting was read: the server's INFO, a reader and
+/// a writer on the same socket.
+fn nats_connect(addr: SocketAddr) -> Result<(NatsInfo, BufReader<TcpStream>, TcpStream)> {
     let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)
         .with_context(|| format!("nothing answers on {addr}"))?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
-    BufReader::new(stream)
+    reader
         .read_line(&mut line)
         .with_context(|| format!("{addr} accepted a connection but sent no NATS greeting"))?;
-    parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))
+    let info = parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))?;
+    Ok((info, reader, stream))
 }
 
 pub fn parse_nats_info(line: &str) -> Result<NatsInfo> {
@@ -106,20 +114,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 /// subscribes to `subject` (NATS says "no responders" at once) or no answer comes in time.
 /// Enough of the protocol for xtask's few checks; it keeps xtask free of an async runtime.
 pub fn nats_request(addr: SocketAddr, subject: &str) -> Result<Option<String>> {
-    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)
-        .with_context(|| format!("nothing answers on {addr}"))?;
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))?;
+    let (_, mut reader, mut writer) = nats_connect(addr)?;
     let inbox = format!("_INBOX.xtask.{}", std::process::id());
-    let mut writer = stream;
     write!(
         writer,
         "CONNECT {{\"verbose\":false,\"headers\":true,\"no_responders\":true}}\r\n\
          SUB {inbox} 1\r\nPUB {subject} {inbox} 0\r\n\r\n"
     )?;
+    let mut line = String::new();
     loop {
         line.clear();
         match reader.read_line(&mut line) {

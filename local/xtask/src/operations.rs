@@ -11,42 +11,40 @@ use crate::stack::{instance_count, instances_on, running, Stack};
 use crate::tools::{fnv1a, Tools, FNV_OFFSET};
 use crate::{manifest, net, paths, step};
 
-/// The platform's HTTP listener (the built-in http-server provider): wadm names it
-/// `<app>-<name>` with every character other than a letter or digit made `_`. (The test probe's
-/// listener is `provider_probe-http_server`, and does not count.)
-const LISTENER_ID: &str = "patient_management-http_server";
+/// The platform's HTTP listener (the built-in http-server provider). (The test probe's listener
+/// belongs to another application and does not count.)
+const LISTENER: &str = "http-server";
 
 impl Stack {
-    /// The hosts that run provider `id`, each named by `name` (`host_id`, or `pm.host` for our
-    /// index).
-    fn hosts_running(&self, tools: &Tools, id: &str, name: &str) -> Result<Vec<String>> {
+    /// The inventories of the hosts that run the platform's provider `name`.
+    fn hosts_running(&self, tools: &Tools, name: &str) -> Result<Vec<serde_json::Value>> {
+        let id = provider_id(name);
         Ok(self
             .inventories(tools)?
-            .iter()
+            .into_iter()
             .filter(|host| {
                 host["providers"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|p| p["id"] == id)
+                    .any(|p| p["id"] == id.as_str())
             })
-            .filter_map(|host| {
-                let named = if name == "host_id" {
-                    &host[name]
-                } else {
-                    &host["labels"][name]
-                };
-                named.as_str().map(str::to_string)
-            })
+            .collect())
+    }
+
+    /// Our index (`pm.host` label) of each host holding the HTTP listener.
+    fn listener_hosts(&self, tools: &Tools) -> Result<Vec<String>> {
+        Ok(self
+            .hosts_running(tools, LISTENER)?
+            .iter()
+            .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
             .collect())
     }
 
     /// Each running host's Prometheus endpoint; the one whose host holds the HTTP listener (where
     /// the gateway answers every request, so where the per-route series are) is marked.
     pub fn metrics_urls(&self, tools: &Tools) -> Vec<String> {
-        let listeners = self
-            .hosts_running(tools, LISTENER_ID, "pm.host")
-            .unwrap_or_default();
+        let listeners = self.listener_hosts(tools).unwrap_or_default();
         self.running_hosts()
             .into_iter()
             .filter_map(|i| {
@@ -64,7 +62,7 @@ impl Stack {
     /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
     /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
     pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
-        let listeners = self.hosts_running(tools, LISTENER_ID, "pm.host")?;
+        let listeners = self.listener_hosts(tools)?;
         let victim = self
             .running_hosts()
             .into_iter()
@@ -190,12 +188,17 @@ impl Stack {
     /// one-host lattice calls made in the gap fail at once (NATS has no one to hand them to).
     /// Returns how many instances it restarted.
     pub fn restart_provider(&self, tools: &Tools, provider: &str) -> Result<usize> {
-        let id = format!("{}-{}", wadm_name(manifest::APP_NAME), wadm_name(provider));
-        let hosts = self.hosts_running(tools, &id, "host_id")?;
+        let id = provider_id(provider);
+        let hosts: Vec<String> = self
+            .hosts_running(tools, provider)?
+            .iter()
+            .filter_map(|host| host["host_id"].as_str().map(str::to_string))
+            .collect();
         if hosts.is_empty() {
             bail!("no host runs provider `{id}`");
         }
         for host_id in &hosts {
+            // What providers/support/src/drain.rs answers on while it serves.
             let subject = format!("pm.{}.serving.{id}.{host_id}", self.config.lattice);
             let before = net::nats_request(self.nats_addr(), &subject)?
                 .with_context(|| format!("{id} on host {host_id:.8} does not answer {subject}"))?;
@@ -229,12 +232,15 @@ impl Stack {
     }
 }
 
-/// How wadm spells a name in the ids it gives: every character other than a letter or digit
-/// becomes `_`.
-fn wadm_name(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+/// The id wadm gives the platform's provider `name`: `<app>-<name>`, in each part every character
+/// other than a letter or digit made `_` (`patient_management-http_server`).
+fn provider_id(name: &str) -> String {
+    let wadm_name = |part: &str| -> String {
+        part.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    format!("{}-{}", wadm_name(manifest::APP_NAME), wadm_name(name))
 }
 
 /// `wasm` copied to `build/releases/<component>-<content hash>.wasm`: an image reference names
@@ -252,4 +258,15 @@ fn release_copy(component: &str, wasm: &Path) -> Result<PathBuf> {
         fs::write(&release, &bytes)?;
     }
     Ok(release)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_ids_are_spelled_as_wadm_spells_them() {
+        assert_eq!(provider_id(LISTENER), "patient_management-http_server");
+        assert_eq!(provider_id("postgres"), "patient_management-postgres");
+    }
 }
