@@ -35,8 +35,8 @@ usage: cargo xtask <command>
                                    new manifest version naming the build (wadm's source of
                                    truth); --manifest-only rolls out through wadm alone
   provider restart <provider>      restart a provider (postgres, redis, kafka, ticker) host by
-                                   host, with no call lost: each instance finishes its calls
-                                   first, the next goes once the new one serves
+                                   host: each instance finishes its calls first, the next goes
+                                   once the new one serves
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail

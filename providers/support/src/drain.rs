@@ -27,8 +27,8 @@ use wasmcloud_provider_sdk::{get_connection, Provider};
 /// How long calls in progress may run on after the host asked the provider to stop.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(5);
 
-/// The subject a serving provider instance answers on.
-pub fn serving_subject(lattice: &str, provider_id: &str, host_id: &str) -> String {
+/// The subject a serving provider instance answers on (`cargo xtask provider restart` asks it).
+fn serving_subject(lattice: &str, provider_id: &str, host_id: &str) -> String {
     format!("pm.{lattice}.serving.{provider_id}.{host_id}")
 }
 
@@ -84,7 +84,7 @@ where
 
 /// Serves `serve`'s exports until `commands` (the SDK's command loop from `run_provider`) ends,
 /// draining as described above when the provider's `shutdown` calls [`finish_calls`].
-pub async fn serve_exports<'a, P, F, Fut>(
+async fn serve_exports<'a, P, F, Fut>(
     wrpc: &'a WrpcClient,
     provider: P,
     commands: impl Future<Output = ()>,
@@ -122,9 +122,16 @@ where
     let mut commands = std::pin::pin!(commands);
     loop {
         tokio::select! {
-            Some((instance, name, call)) = next(&mut invocations) => {
-                accept(&mut calls, instance, name, call);
-            }
+            Some((instance, name, call)) = next(&mut invocations) => match call {
+                Ok(call) => {
+                    calls.spawn(async move {
+                        if let Err(e) = call.await {
+                            tracing::warn!(instance, name, error = ?e, "call failed");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(instance, name, error = ?e, "could not accept a call"),
+            },
             Some(request) = next(&mut serving) => {
                 if let Some(reply) = request.reply {
                     let _ = connection.nats.publish(reply, instance.clone().into()).await;
@@ -162,27 +169,6 @@ where
                 return Ok(());
             }
         }
-    }
-}
-
-type Call = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'static>>;
-
-/// Runs one call the subscription handed over, among the calls in progress.
-fn accept(
-    calls: &mut JoinSet<()>,
-    instance: &'static str,
-    name: &'static str,
-    call: anyhow::Result<Call>,
-) {
-    match call {
-        Ok(call) => {
-            calls.spawn(async move {
-                if let Err(e) = call.await {
-                    tracing::warn!(instance, name, error = ?e, "call failed");
-                }
-            });
-        }
-        Err(e) => tracing::warn!(instance, name, error = ?e, "could not accept a call"),
     }
 }
 
