@@ -1,6 +1,7 @@
 //! Builds what the manifests reference under `build/`: every `X.wasm` is the workspace package
 //! `X` compiled for wasm32-wasip2, every `X.par.gz` the native package `X` packed as a provider
-//! archive. The manifests decide what gets built, so the two cannot disagree.
+//! archive (from the providers' own workspace, `providers/`). The manifests decide what gets
+//! built, so the two cannot disagree.
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::process::run_visible;
 use crate::tools::Tools;
-use crate::{manifest, paths, step};
+use crate::{manifest, patches, paths, step};
 
 /// Manifests whose artifacts `up` and `test` build.
 pub const MANIFESTS: [&str; 2] = [
@@ -69,6 +70,32 @@ fn cargo_build(packages: &[String], target: Option<&str>, features: &[&str]) -> 
     cargo
         .current_dir(paths::repo())
         .args(["build", "--release"]);
+    with_packages(cargo, packages, target, features)
+}
+
+/// `cargo <subcommand>` in the providers' workspace (`providers/`), locked, against its fixed
+/// crates (patches.rs), with its output in the repository's `target/` like everything else.
+pub fn providers_cargo(subcommand: &str) -> Result<Command> {
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(paths::repo())
+        .args([subcommand, "--locked"]);
+    for config in patches::cargo_configs(patches::Workspace::Providers)? {
+        cargo.args(["--config", &config]);
+    }
+    cargo
+        .arg("--manifest-path")
+        .arg(paths::repo().join("providers/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", paths::repo().join("target"));
+    Ok(cargo)
+}
+
+fn with_packages(
+    mut cargo: Command,
+    packages: &[String],
+    target: Option<&str>,
+    features: &[&str],
+) -> Result<()> {
     if !features.is_empty() {
         cargo.args(["--features", &features.join(",")]);
     }
@@ -106,7 +133,9 @@ fn providers(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
         return Ok(());
     }
     step(&format!("building providers: {}", names.join(", ")));
-    cargo_build(&names, None, &[])?;
+    let mut cargo = providers_cargo("build")?;
+    cargo.arg("--release");
+    with_packages(cargo, &names, None, &[])?;
     for artifact in artifacts {
         let name = &artifact.package;
         let binary = paths::repo().join("target/release").join(name);

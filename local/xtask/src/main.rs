@@ -86,9 +86,17 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test(),
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
-        // The `--config` arguments (one per line) that build against our fixed crates (see
-        // local/xtask/src/patches.rs), for building the launchers by hand.
-        "patch-config" => patches::cargo_configs().map(|c| println!("{}", c.join("\n"))),
+        // The `--config` arguments (one per line) that build a workspace (launchers, the
+        // default, or providers) against our fixed crates (see local/xtask/src/patches.rs), for
+        // building or locking it by hand.
+        "patch-config" => {
+            let workspace = match rest {
+                [] => patches::Workspace::Launchers,
+                [name] => name.parse()?,
+                _ => bail!("usage: cargo xtask patch-config [launchers|providers]"),
+            };
+            patches::cargo_configs(workspace).map(|c| println!("{}", c.join("\n")))
+        }
         // Used by the outage tests: take a lattice's broker down and bring it back.
         "broker" => match rest {
             [action, lattice] if action == "stop" => Stack::existing(lattice)?.stop_broker(),
@@ -261,6 +269,7 @@ fn test() -> Result<()> {
         "--exclude",
         "bench",
     ]))?;
+    process::run_visible(&mut build::providers_cargo("test")?.arg("--workspace"))?;
     let validator = tools::openapi_validator()?;
     tools::ensure_all()?;
     let hot_swap_wasm = build::hot_swap_build()?;

@@ -9,6 +9,16 @@
 //!   thousand hung that way under load. Upstream fixed it in 0.31 (commit 2d3c810b, "apply
 //!   subscription commands before routing messages"), which needs a newer async-nats than the
 //!   host can take. The fix is to poll commands first (`biased;`).
+//! - async-nats 0.39.0 (what wasmcloud-provider-sdk 0.17.1 uses) forgets a draining
+//!   subscription as soon as its UNSUB is written, but the server may already have routed
+//!   messages to it that are still on their way: they are dropped. A provider stopping for a
+//!   restart lost the calls NATS handed it in that instant (3 in 4,000 under load); the caller
+//!   waited 15 s for a 503. Other NATS clients (Go, C, TypeScript) send a PING after the UNSUB
+//!   and keep the subscription until its PONG: the server answers in order, so by then every
+//!   message routed before the UNSUB has arrived. The edit does that, and adds
+//!   `Client::drain_subscriptions(prefix)`, which the providers' drain (providers/support) calls
+//!   for their invocation subjects, as the wRPC transport does not hand out its subscriptions.
+//!   Only the providers' build takes it.
 //! - wasmcloud-host 0.27.1's built-in HTTP server drops the connection when the component fails
 //!   to answer (a trap: for example the gateway calling a component that has no running
 //!   instance, as while it is scaled to 0 or replaced). SPEC.md wants a 503; the edit answers
@@ -44,6 +54,27 @@ use crate::paths;
 use crate::process::run;
 use crate::step;
 
+/// The cargo workspaces built against fixed crates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Workspace {
+    /// `local/launchers`: the wasmCloud host and wadm.
+    Launchers,
+    /// `providers`: the capability providers.
+    Providers,
+}
+
+impl std::str::FromStr for Workspace {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "launchers" => Ok(Self::Launchers),
+            "providers" => Ok(Self::Providers),
+            _ => bail!("no workspace `{name}` (launchers or providers)"),
+        }
+    }
+}
+
 struct Patch {
     krate: &'static str,
     version: &'static str,
@@ -51,15 +82,18 @@ struct Patch {
     edit: &'static str,
     why: &'static str,
     apply: fn(&Path) -> Result<()>,
+    /// The workspaces whose builds take the fixed crate.
+    used_by: &'static [Workspace],
 }
 
-const PATCHES: [Patch; 3] = [
+const PATCHES: [Patch; 4] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
         edit: "commands-before-messages",
         why: "replies lost to a subscribe race",
         apply: commands_before_messages,
+        used_by: &[Workspace::Launchers, Workspace::Providers],
     },
     Patch {
         krate: "wasmcloud-host",
@@ -69,6 +103,7 @@ const PATCHES: [Patch; 3] = [
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
               provider_started names the requested reference",
         apply: host_edits,
+        used_by: &[Workspace::Launchers],
     },
     Patch {
         krate: "wadm",
@@ -76,13 +111,23 @@ const PATCHES: [Patch; 3] = [
         edit: "soft-spreads-image-updates",
         why: "a lost zone's instances move to the zones that remain; hitless image updates",
         apply: wadm_edits,
+        used_by: &[Workspace::Launchers],
+    },
+    Patch {
+        krate: "async-nats",
+        version: "0.39.0",
+        edit: "drain-after-pong",
+        why: "a provider that stops loses none of the calls routed to it",
+        apply: drain_after_pong,
+        used_by: &[Workspace::Providers],
     },
 ];
 
-/// The `--config` arguments that make a cargo build use the fixed crates.
-pub fn cargo_configs() -> Result<Vec<String>> {
+/// The `--config` arguments that make a cargo build of `workspace` use its fixed crates.
+pub fn cargo_configs(workspace: Workspace) -> Result<Vec<String>> {
     PATCHES
         .iter()
+        .filter(|patch| patch.used_by.contains(&workspace))
         .map(|patch| {
             let dir = patched(patch)?;
             Ok(format!(
@@ -148,6 +193,119 @@ fn commands_before_messages(crate_dir: &Path) -> Result<()> {
         &format!("biased;\n{indent}{command}\n{indent}{message}"),
     )
 }
+
+/// Draining subscriptions stay until the server confirmed their UNSUB (see the module comment).
+fn drain_after_pong(crate_dir: &Path) -> Result<()> {
+    let lib = "src/lib.rs";
+    replace_once(
+        crate_dir,
+        lib,
+        "    Drain {\n        sid: Option<u64>,\n    },\n",
+        "    Drain {\n        sid: Option<u64>,\n    },\n    DrainSubjects {\n        prefix: String,\n    },\n",
+    )?;
+    replace_once(
+        crate_dir,
+        lib,
+        "    flush_observers: Vec<oneshot::Sender<()>>,\n    is_draining: bool,\n}",
+        "    flush_observers: Vec<oneshot::Sender<()>>,\n    is_draining: bool,\n    \
+         drains_awaiting_pong: Vec<(u64, usize)>,\n}",
+    )?;
+    replace_once(
+        crate_dir,
+        lib,
+        "            is_draining: false,\n        }\n    }",
+        "            is_draining: false,\n            drains_awaiting_pong: Vec::new(),\n        }\n    }",
+    )?;
+    // Per poll, draining subscriptions went at once; those awaiting their PONG now stay.
+    replace_once(
+        crate_dir,
+        lib,
+        "self.handler.subscriptions.retain(|_, s| !s.is_draining);",
+        "let handler = &mut *self.handler;\n                \
+         let awaiting = &handler.drains_awaiting_pong;\n                \
+         handler.subscriptions.retain(|sid, s| {\n                    \
+         !s.is_draining || awaiting.iter().any(|(waiting, _)| waiting == sid)\n                });",
+    )?;
+    replace_once(
+        crate_dir,
+        lib,
+        "debug!(\"received PONG\");",
+        "debug!(\"received PONG\");\n                self.confirm_drains();",
+    )?;
+    replace_once(
+        crate_dir,
+        lib,
+        "            Command::Drain { sid } => {",
+        "            Command::DrainSubjects { prefix } => self.drain_subjects(&prefix),\n            \
+         Command::Drain { sid } => {",
+    )?;
+    // A new connection has none of the old subscriptions: the drains are over.
+    replace_once(
+        crate_dir,
+        lib,
+        "        self.pending_pings = 0;\n",
+        "        self.pending_pings = 0;\n        \
+         for (sid, _) in std::mem::take(&mut self.drains_awaiting_pong) {\n            \
+         self.subscriptions.remove(&sid);\n        }\n",
+    )?;
+    append(crate_dir, lib, DRAIN_AFTER_PONG_HANDLER)?;
+    append(crate_dir, "src/client.rs", DRAIN_AFTER_PONG_CLIENT)
+}
+
+const DRAIN_AFTER_PONG_HANDLER: &str = r####"
+// Added by patient-management's build (local/xtask/src/patches.rs).
+impl ConnectionHandler {
+    /// Unsubscribes every subscription under `prefix`, then pings: the server handles the
+    /// UNSUBs before the PING, so its PONG follows every message it routed to them.
+    fn drain_subjects(&mut self, prefix: &str) {
+        let mut sids = Vec::new();
+        for (sid, subscription) in self.subscriptions.iter_mut() {
+            if !subscription.is_draining && subscription.subject.as_str().starts_with(prefix) {
+                subscription.is_draining = true;
+                sids.push(*sid);
+            }
+        }
+        for sid in &sids {
+            self.connection
+                .enqueue_write_op(&ClientOp::Unsubscribe { sid: *sid, max: None });
+        }
+        self.connection.enqueue_write_op(&ClientOp::Ping);
+        self.pending_pings += 1;
+        // PONGs come in the order of the PINGs: ours is the `pending_pings`-th from now.
+        let pongs = self.pending_pings;
+        self.drains_awaiting_pong
+            .extend(sids.into_iter().map(|sid| (sid, pongs)));
+    }
+
+    /// Counts a PONG; the subscriptions whose PONG it was end (their streams close).
+    fn confirm_drains(&mut self) {
+        let subscriptions = &mut self.subscriptions;
+        self.drains_awaiting_pong.retain_mut(|(sid, pongs)| {
+            *pongs = pongs.saturating_sub(1);
+            if *pongs == 0 {
+                subscriptions.remove(sid);
+            }
+            *pongs > 0
+        });
+    }
+}
+"####;
+
+const DRAIN_AFTER_PONG_CLIENT: &str = r####"
+// Added by patient-management's build (local/xtask/src/patches.rs).
+impl Client {
+    /// Drains every subscription whose subject starts with `prefix`: the server stops routing
+    /// to them, the messages it routed before are still delivered, and then their streams end.
+    pub async fn drain_subscriptions(&self, prefix: &str) -> Result<(), DrainError> {
+        self.sender
+            .send(Command::DrainSubjects {
+                prefix: prefix.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+"####;
 
 fn host_edits(crate_dir: &Path) -> Result<()> {
     unavailable_on_component_failure(crate_dir)?;

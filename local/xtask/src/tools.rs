@@ -184,7 +184,7 @@ fn cargo_install(
 /// The host and wadm launchers (`local/launchers`), cached by a hash of their sources.
 pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     let source = paths::repo().join("local/launchers");
-    let patches = patches::cargo_configs()?;
+    let patches = patches::cargo_configs(patches::Workspace::Launchers)?;
     let dir = paths::cache().join("launchers").join(format!(
         "{:016x}",
         source_hash(&source, &patches.join("\n"))?

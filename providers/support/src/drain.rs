@@ -3,9 +3,12 @@
 //! The SDK's `serve_provider_exports` keeps taking calls while the provider shuts down and
 //! drops the calls in progress when the process exits, so every restart failed some requests.
 //! Here, when the host asks the provider to stop:
-//! 1. its invocation subscriptions go first, so NATS hands new calls to the provider's other
-//!    instances (every host runs one), or, on a one-host lattice, refuses them at once;
-//! 2. the calls it already took run to the end, for at most [`DRAIN_BOUND`];
+//! 1. its invocation subscriptions are drained, so NATS hands new calls to the provider's other
+//!    instances (every host runs one), or, on a one-host lattice, refuses them at once. A drain,
+//!    not a plain unsubscribe: the calls NATS routed here before it took the unsubscribe are
+//!    still on their way, and the subscriptions last until the server confirmed it (async-nats
+//!    needs a fix for that, local/xtask/src/patches.rs), so those calls are taken too;
+//! 2. the calls it took run to the end; the drain and the calls have [`DRAIN_BOUND`];
 //! 3. only then does the provider close its pools and connections and answer the host.
 //!
 //! The host gives the provider `provider_shutdown_delay` (the launcher sets it above the bound)
@@ -95,11 +98,22 @@ where
     Fut: Future<Output = anyhow::Result<InvocationStreams>>,
 {
     let streams = serve(wrpc, provider).await?;
-    let mut invocations =
-        Some(stream::select_all(streams.into_iter().map(
-            |(instance, name, calls)| calls.map(move |call| (instance, name, call)),
-        )));
+    // A provider with no exports (the ticker) has nothing to take or drain.
+    let mut invocations = (!streams.is_empty()).then(|| {
+        stream::select_all(
+            streams
+                .into_iter()
+                .map(|(instance, name, calls)| calls.map(move |call| (instance, name, call))),
+        )
+    });
     let connection = get_connection();
+    // Every export is served under this prefix (wrpc-transport-nats' invocation subjects).
+    let invocation_prefix = format!(
+        "{}.{}.{}.",
+        connection.lattice,
+        connection.provider_key(),
+        wrpc_transport_nats::PROTOCOL
+    );
     let subject = serving_subject(
         &connection.lattice,
         connection.provider_key(),
@@ -122,15 +136,26 @@ where
     let mut commands = std::pin::pin!(commands);
     loop {
         tokio::select! {
-            Some((instance, name, call)) = next(&mut invocations) => match call {
-                Ok(call) => {
+            invocation = next(&mut invocations) => match invocation {
+                Some((instance, name, Ok(call))) => {
                     calls.spawn(async move {
                         if let Err(e) = call.await {
                             tracing::warn!(instance, name, error = ?e, "call failed");
                         }
                     });
                 }
-                Err(e) => tracing::warn!(instance, name, error = ?e, "could not accept a call"),
+                Some((instance, name, Err(e))) => {
+                    tracing::warn!(instance, name, error = ?e, "could not accept a call");
+                }
+                // Every subscription ended (the drain did it): no call can come any more.
+                None => {
+                    invocations = None;
+                    if matches!(phase, Phase::Serving) {
+                        tracing::error!("the invocation subscriptions ended while serving");
+                    } else {
+                        tracing::info!(in_progress = calls.len(), "drained the invocation subscriptions");
+                    }
+                }
             },
             Some(request) = next(&mut serving) => {
                 if let Some(reply) = request.reply {
@@ -138,27 +163,22 @@ where
                 }
             }
             // Reaps finished calls (the SDK's loop never did, so its set only grew).
-            Some(_) = calls.join_next(), if !calls.is_empty() => {
-                if matches!(phase, Phase::Draining(_)) && calls.is_empty() {
-                    tracing::info!("every call in progress finished");
-                    phase = drained(drain);
-                }
-            }
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
             Ok(()) = stop.changed(), if matches!(phase, Phase::Serving) => {
-                // Dropping the streams unsubscribes: new calls go to the other instances.
-                invocations = None;
+                // New calls go to the other instances; the streams end once the server
+                // confirmed, after the calls routed here before (see the module comment).
+                if let Err(e) = connection.nats.drain_subscriptions(&invocation_prefix).await {
+                    tracing::warn!(error = ?e, "could not drain the invocation subscriptions");
+                    invocations = None;
+                }
                 serving = None;
-                let _ = connection.nats.flush().await;
-                tracing::info!(in_progress = calls.len(), "stopped taking calls; finishing those in progress");
-                phase = if calls.is_empty() {
-                    drained(drain)
-                } else {
-                    Phase::Draining(tokio::time::Instant::now() + DRAIN_BOUND)
-                };
+                tracing::info!(in_progress = calls.len(), "taking no new calls; finishing those taken");
+                phase = Phase::Draining(tokio::time::Instant::now() + DRAIN_BOUND);
             }
             () = sleep_until(&phase) => {
                 tracing::warn!(abandoned = calls.len(), bound = ?DRAIN_BOUND, "calls still running at the drain bound");
                 calls.abort_all();
+                invocations = None;
                 phase = drained(drain);
             }
             () = &mut commands => {
@@ -169,12 +189,17 @@ where
                 return Ok(());
             }
         }
+        if matches!(phase, Phase::Draining(_)) && invocations.is_none() && calls.is_empty() {
+            tracing::info!("every call taken finished");
+            phase = drained(drain);
+        }
     }
 }
 
 enum Phase {
     Serving,
-    /// Taking no new calls; those in progress may run until the instant.
+    /// Taking no new calls (once the drain ended the subscriptions); those taken may run until
+    /// the instant.
     Draining(tokio::time::Instant),
     Drained,
 }
