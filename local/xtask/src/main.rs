@@ -269,7 +269,12 @@ fn test() -> Result<()> {
         "--exclude",
         "bench",
     ]))?;
-    process::run_visible(&mut build::providers_cargo("test")?.arg("--workspace"))?;
+    // The providers' NATS client is tested against a real nats-server.
+    process::run_visible(
+        build::providers_cargo("test")?
+            .arg("--workspace")
+            .env("PM_NATS_SERVER", tools::nats_server()?),
+    )?;
     let validator = tools::openapi_validator()?;
     tools::ensure_all()?;
     let hot_swap_wasm = build::hot_swap_build()?;
