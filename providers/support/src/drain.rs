@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use wasmcloud_provider_sdk::provider::{InvocationStreams, WrpcClient};
 use wasmcloud_provider_sdk::{get_connection, Provider};
 
-/// How long calls in progress may run on after the host asked the provider to stop.
+/// How long the drain and the calls taken may run on after the host asked the provider to stop.
 pub const DRAIN_BOUND: Duration = Duration::from_secs(5);
 
 /// The subject a serving provider instance answers on (`cargo xtask provider restart` asks it).
@@ -98,7 +98,7 @@ where
     Fut: Future<Output = anyhow::Result<InvocationStreams>>,
 {
     let streams = serve(wrpc, provider).await?;
-    // A provider with no exports (the ticker) has nothing to take or drain.
+    // A provider with no exports (the ticker) takes no calls; its drain ends at once.
     let mut invocations = (!streams.is_empty()).then(|| {
         stream::select_all(
             streams
