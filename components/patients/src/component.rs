@@ -6,7 +6,7 @@ use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 use crate::events::{Delivery, OutboxEntry, TOPIC};
 use crate::listing::ListQuery;
 use crate::patient::{Patient, PatientInput};
-use crate::routes::{self, Cache, Platform, Store, WriteError};
+use crate::routes::{self, Cache, Platform, Queued, Store, WriteError};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -34,6 +34,9 @@ const CACHE_BUCKET: &str = "patients";
 const GENERATION_KEY: &str = "generation";
 /// Outbox rows one tick relays at most (the next tick takes the rest).
 const RELAY_BATCH: u32 = 50;
+/// How long a relay's claim on outbox rows lasts: rows of a relay that died mid-way are taken
+/// again after it.
+const LEASE: &str = "interval '30 seconds'";
 
 struct Patients;
 
@@ -75,11 +78,16 @@ impl Platform for Wasm {
     fn now_secs(&self) -> u64 {
         kit::time::now_secs()
     }
-    /// Publishes the write's event at once. Billing is left to the ticker: a billing that is
-    /// down would fail this invocation, and with it an answer whose write is committed.
-    fn relay(&self, patient_id: &str) {
-        if let Err(e) = relay(Some(patient_id), "event", RELAY_BATCH) {
-            eprintln!("outbox relay after writing {patient_id} deferred to the ticker: {e}");
+    /// Publishes the write's events at once; what fails is left to the ticker.
+    fn deliver(&self, queued: Queued) {
+        let result = match queued {
+            Queued::Leased(entries) => settle(entries).map(|_| ()),
+            Queued::Waiting { patient_id } => {
+                relay(Some(patient_id), "event", RELAY_BATCH).map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            eprintln!("outbox delivery after a write deferred to the ticker: {e}");
         }
     }
 }
@@ -109,13 +117,35 @@ fn write_error(e: QueryError) -> WriteError {
     }
 }
 
-/// The outbox rows of a write as one `INSERT ... SELECT FROM (VALUES ...)` fragment's params,
-/// starting at `$first`: (id, patient id, channel, kind, payload) per row.
-fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>) -> String {
-    let rows: Vec<String> = outbox
-        .iter()
+/// The CTE that stores a write's outbox rows, only when the write changed a patient (`p`).
+/// `leased` rows are stored claimed by this writer, `queued` ones free for any relay; params
+/// are appended to `params` from `$first` on.
+fn outbox_insert(
+    leased: &[OutboxEntry],
+    queued: &[OutboxEntry],
+    first: usize,
+    params: &mut Vec<PgValue>,
+) -> String {
+    let rows = leased.iter().map(|e| (e, true)).chain(queued.iter().map(|e| (e, false)));
+    let values = outbox_values(rows, first, params);
+    format!(
+        "o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload, lease_until, attempts) \
+               SELECT id, patient_id, channel, kind, payload, \
+                      CASE WHEN leased THEN now() + {LEASE} END, CASE WHEN leased THEN 1 ELSE 0 END \
+               FROM (VALUES {values}) AS v (id, patient_id, channel, kind, payload, leased) \
+               WHERE EXISTS (SELECT 1 FROM p))"
+    )
+}
+
+/// The `VALUES` rows of `outbox_insert`: (id, patient id, channel, kind, payload, leased).
+fn outbox_values<'a>(
+    rows: impl Iterator<Item = (&'a OutboxEntry, bool)>,
+    first: usize,
+    params: &mut Vec<PgValue>,
+) -> String {
+    let rows: Vec<String> = rows
         .enumerate()
-        .map(|(i, entry)| {
+        .map(|(i, (entry, leased))| {
             let n = first + i * 5;
             params.extend([
                 param(&entry.id),
@@ -125,7 +155,7 @@ fn outbox_values(outbox: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>
                 param(&entry.delivery.payload_json()),
             ]);
             format!(
-                "(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)",
+                "(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb, {leased})",
                 n + 1,
                 n + 2,
                 n + 3,
@@ -178,7 +208,12 @@ impl Store for Postgres {
         Ok(rows.first().and_then(patient))
     }
 
-    fn insert(&self, p: &Patient, outbox: &[OutboxEntry]) -> Result<(), WriteError> {
+    fn insert(
+        &self,
+        p: &Patient,
+        leased: &[OutboxEntry],
+        queued: &[OutboxEntry],
+    ) -> Result<(), WriteError> {
         let mut params = vec![
             param(&p.id),
             param(&p.name),
@@ -187,12 +222,11 @@ impl Store for Postgres {
             param(&p.date_of_birth),
             param(&p.registered_date),
         ];
-        let values = outbox_values(outbox, 7, &mut params);
+        let outbox = outbox_insert(leased, queued, 7, &mut params);
         let statement = format!(
             "WITH p AS (INSERT INTO patients (id, name, email, address, date_of_birth, registered_date) \
                         VALUES ($1::uuid, $2, $3, $4, $5::date, $6::date) RETURNING id), \
-                  o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
-                        SELECT * FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM p)) \
+                  {outbox} \
              SELECT id::text AS id FROM p"
         );
         query(&statement, &params).map_err(write_error)?;
@@ -214,13 +248,12 @@ impl Store for Postgres {
             param(&input.date_of_birth.to_string()),
             null_or_text(registered.as_deref()),
         ];
-        let values = outbox_values(outbox, 7, &mut params);
+        let outbox = outbox_insert(&[], outbox, 7, &mut params);
         let statement = format!(
             "WITH p AS (UPDATE patients SET name = $2, email = $3, address = $4, date_of_birth = $5::date, \
                         registered_date = COALESCE($6::date, registered_date), updated_at = now() \
                         WHERE id = $1::uuid RETURNING {COLUMNS}), \
-                  o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
-                        SELECT * FROM (VALUES {values}) AS v WHERE EXISTS (SELECT 1 FROM p)) \
+                  {outbox} \
              SELECT * FROM p"
         );
         let rows = query(&statement, &params).map_err(write_error)?;
@@ -295,14 +328,14 @@ impl Cache for Redis {
 /// claim is a 30 s lease, so a relay that dies mid-way leaves rows for the next one.
 fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, String> {
     let claimed = query(
-        "UPDATE outbox SET lease_until = now() + interval '30 seconds', attempts = attempts + 1 \
+        &format!("UPDATE outbox SET lease_until = now() + {LEASE}, attempts = attempts + 1 \
          WHERE id IN (SELECT o.id FROM outbox o \
                       WHERE ($1::text IS NULL OR o.patient_id = $1::uuid) AND o.channel = $3 \
                         AND (o.lease_until IS NULL OR o.lease_until < now()) \
                         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.patient_id = o.patient_id \
                                         AND e.channel = o.channel AND e.seq < o.seq) \
                       ORDER BY o.seq LIMIT $2::int8 FOR UPDATE SKIP LOCKED) \
-         RETURNING id::text AS id, patient_id::text AS patient_id, kind, payload::text AS payload, seq::text AS seq",
+         RETURNING id::text AS id, patient_id::text AS patient_id, kind, payload::text AS payload, seq::text AS seq"),
         &[null_or_text(patient_id), param(&limit.to_string()), param(channel)],
     )
     .map_err(describe)?;
@@ -323,21 +356,26 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
         })
         .collect();
     rows.sort_by_key(|(seq, _)| *seq);
-    let mut entries = rows.into_iter().map(|(_, entry)| entry);
+    let entries: Vec<OutboxEntry> = rows.into_iter().map(|(_, entry)| entry).collect();
+    settle(&entries)
+}
+
+/// Delivers claimed outbox rows in order and deletes the delivered ones. At the first failure the
+/// rest is freed for the next tick (the target is down: the others would each wait out a timeout).
+fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
+    let mut entries = entries.iter();
     let mut delivered = Vec::new();
     let mut failure = None;
     for entry in entries.by_ref() {
         match deliver(&entry.delivery) {
-            Ok(()) => delivered.push(entry.id),
+            Ok(()) => delivered.push(entry.id.clone()),
             Err(e) => {
                 eprintln!(
                     "outbox {} ({}) not delivered yet: {e}",
                     entry.id,
                     entry.delivery.kind()
                 );
-                failure = Some((e, entry.id));
-                // One failure means the channel's target is down: the rest waits for the next
-                // tick instead of each waiting out its own timeout.
+                failure = Some((e, entry.id.clone()));
                 break;
             }
         }
@@ -352,7 +390,7 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
     if let Some((error, first)) = failure {
         // Free the failed row and those after it for the next tick now, not when the lease ends.
         let undelivered: Vec<String> = std::iter::once(first)
-            .chain(entries.map(|e| e.id))
+            .chain(entries.map(|e| e.id.clone()))
             .collect();
         let _ = query(
             "UPDATE outbox SET lease_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])",

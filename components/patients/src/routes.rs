@@ -32,7 +32,14 @@ pub trait Store {
     /// One page and the number of matching patients.
     fn list(&self, query: &ListQuery) -> Result<(Vec<Patient>, u64), String>;
     fn find(&self, id: &str) -> Result<Option<Patient>, String>;
-    fn insert(&self, patient: &Patient, outbox: &[OutboxEntry]) -> Result<(), WriteError>;
+    /// `leased` rows are stored leased to this writer, which delivers them at once (`Queued::
+    /// Leased`); `queued` rows wait for the ticker.
+    fn insert(
+        &self,
+        patient: &Patient,
+        leased: &[OutboxEntry],
+        queued: &[OutboxEntry],
+    ) -> Result<(), WriteError>;
     /// `None` when there is no such patient. A `None` registered date keeps the stored one.
     fn update(
         &self,
@@ -59,8 +66,18 @@ pub trait Platform {
     fn cache(&self) -> &dyn Cache;
     fn new_id(&self) -> String;
     fn now_secs(&self) -> u64;
-    /// Delivers what the write just queued, now if its targets are up (else the ticker will).
-    fn relay(&self, patient_id: &str);
+    /// Delivers what a committed write queued, now if its targets are up (else the ticker will).
+    fn deliver(&self, queued: Queued);
+}
+
+/// What a committed write hands on to be delivered at once.
+#[derive(Debug, PartialEq)]
+pub enum Queued<'a> {
+    /// A new patient's rows, stored leased to the writer: nothing of this patient can be waiting
+    /// ahead of them, so they go out without first being claimed (one database call fewer).
+    Leased(&'a [OutboxEntry]),
+    /// An existing patient's: whatever of theirs waits is claimed and goes out in order.
+    Waiting { patient_id: &'a str },
 }
 
 pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
@@ -157,12 +174,12 @@ fn cached<T: Serialize + for<'de> Deserialize<'de>>(
 }
 
 /// After a committed write: make cached reads stale, then hand on what the write queued.
-fn after_write(platform: &dyn Platform, patient_id: &str) {
+fn after_write(platform: &dyn Platform, patient_id: &str, queued: Queued) {
     if let Err(e) = platform.cache().bump() {
         // The write is committed; entries cached before it expire with their TTL.
         eprintln!("patients cache generation not bumped after writing {patient_id}: {e}");
     }
-    platform.relay(patient_id);
+    platform.deliver(queued);
 }
 
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
@@ -293,30 +310,30 @@ fn create(
         date_of_birth: input.date_of_birth.to_string(),
         registered_date: registered.to_string(),
     };
-    let outbox = [
-        event(
-            platform,
-            EventType::Created,
-            &patient.id,
-            &patient.name,
-            &patient.email,
-            Some(registered),
-        ),
-        OutboxEntry {
-            id: platform.new_id(),
+    let created = [event(
+        platform,
+        EventType::Created,
+        &patient.id,
+        &patient.name,
+        &patient.email,
+        Some(registered),
+    )];
+    // Billing is left to the ticker: a billing that is down would fail this invocation, and
+    // with it an answer whose write is committed.
+    let open_account = [OutboxEntry {
+        id: platform.new_id(),
+        patient_id: patient.id.clone(),
+        delivery: Delivery::BillingOpen {
             patient_id: patient.id.clone(),
-            delivery: Delivery::BillingOpen {
-                patient_id: patient.id.clone(),
-                name: patient.name.clone(),
-                email: patient.email.clone(),
-            },
+            name: patient.name.clone(),
+            email: patient.email.clone(),
         },
-    ];
+    }];
     platform
         .store()
-        .insert(&patient, &outbox)
+        .insert(&patient, &created, &open_account)
         .map_err(|e| write_error(e, &patient.email))?;
-    after_write(platform, &patient.id);
+    after_write(platform, &patient.id, Queued::Leased(&created));
     let mut answer = response::json(StatusCode::CREATED, &patient);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/patients/{}", patient.id)) {
         answer.headers_mut().insert(header::LOCATION, location);
@@ -359,7 +376,7 @@ fn update(
         .update(id, &input, &outbox)
         .map_err(|e| write_error(e, input.email.as_str()))?
         .ok_or_else(|| no_patient(id))?;
-    after_write(platform, id);
+    after_write(platform, id, Queued::Waiting { patient_id: id });
     Ok(response::json(StatusCode::OK, &updated))
 }
 
@@ -383,7 +400,7 @@ fn delete(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Proble
     if !deleted {
         return Err(no_patient(id));
     }
-    after_write(platform, id);
+    after_write(platform, id, Queued::Waiting { patient_id: id });
     Ok(response::no_content())
 }
 
@@ -447,7 +464,12 @@ mod tests {
             self.finds.set(self.finds.get() + 1);
             Ok(self.patients.borrow().iter().find(|p| p.id == id).cloned())
         }
-        fn insert(&self, patient: &Patient, outbox: &[OutboxEntry]) -> Result<(), WriteError> {
+        fn insert(
+            &self,
+            patient: &Patient,
+            leased: &[OutboxEntry],
+            queued: &[OutboxEntry],
+        ) -> Result<(), WriteError> {
             if self.down {
                 return Err(WriteError::Unavailable("connection refused".into()));
             }
@@ -455,7 +477,8 @@ mod tests {
                 return Err(WriteError::EmailTaken);
             }
             self.patients.borrow_mut().push(patient.clone());
-            self.outbox.borrow_mut().extend_from_slice(outbox);
+            self.outbox.borrow_mut().extend_from_slice(leased);
+            self.outbox.borrow_mut().extend_from_slice(queued);
             Ok(())
         }
         fn update(
@@ -536,7 +559,8 @@ mod tests {
         store: Memory,
         cache: MemoryCache,
         ids: Cell<u32>,
-        relayed: RefCell<Vec<String>>,
+        /// What each write handed on, as `Queued` shows it.
+        delivered: RefCell<Vec<String>>,
     }
 
     impl Platform for Fake {
@@ -553,8 +577,8 @@ mod tests {
         fn now_secs(&self) -> u64 {
             1_795_000_000 // 2026-11-18
         }
-        fn relay(&self, patient_id: &str) {
-            self.relayed.borrow_mut().push(patient_id.into());
+        fn deliver(&self, queued: Queued) {
+            self.delivered.borrow_mut().push(format!("{queued:?}"));
         }
     }
 
@@ -613,7 +637,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(*fake.relayed.borrow(), [patient.id.clone()]);
+        assert_eq!(
+            *fake.delivered.borrow(),
+            [format!("{:?}", Queued::Leased(&outbox[..1]))],
+            "the event goes out at once, without a claim; billing waits for the ticker"
+        );
         assert_eq!(
             fake.cache.generation.get(),
             1,
@@ -763,6 +791,11 @@ mod tests {
             .borrow()
             .iter()
             .any(|e| e.delivery.kind() == "billing-close"));
+        assert_eq!(
+            fake.delivered.borrow().last().unwrap(),
+            &format!("{:?}", Queued::Waiting { patient_id: &id }),
+            "an existing patient's rows are claimed in order, after any still waiting"
+        );
     }
 
     #[test]

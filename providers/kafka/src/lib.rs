@@ -71,6 +71,7 @@ impl Provider for KafkaProvider {
                         "message.timeout.ms",
                         settings.timeout.as_millis().to_string(),
                     )
+                    .set("linger.ms", settings.linger.as_millis().to_string())
                     .set("enable.idempotence", "false")
                     .create()?;
                 Ok(Publisher {

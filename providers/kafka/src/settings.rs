@@ -11,6 +11,11 @@ pub struct Settings {
     pub timeout: Duration,
     /// Partitions for topics the provider creates.
     pub partitions: i32,
+    /// How long the producer holds a message to batch it with later ones (librdkafka's
+    /// `linger.ms`). Components publish one message per call and wait for its acknowledgement,
+    /// so librdkafka's own default (5 ms) would be added to every publish; under load, messages
+    /// that arrive while a batch is in flight are still sent together.
+    pub linger: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +54,7 @@ impl Settings {
                 .to_string(),
             timeout: Duration::from_millis(number("TIMEOUT_MS", 1500)?),
             partitions: partitions as i32,
+            linger: Duration::from_millis(number("LINGER_MS", 0)?),
         })
     }
 }
@@ -88,6 +94,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.brokers.as_str(), s.partitions), ("a:1", 6));
+        assert_eq!(s.linger, Duration::ZERO, "no batching delay unless asked");
+        let s = Settings::resolve(&map(&[("LINGER_MS", "5")]), &map(&[])).unwrap();
+        assert_eq!(s.linger, Duration::from_millis(5));
+        assert!(Settings::resolve(&map(&[("LINGER_MS", "soon")]), &map(&[])).is_err());
         assert!(Settings::resolve(&map(&[("PARTITIONS", "0")]), &map(&[])).is_err());
     }
 
