@@ -77,10 +77,11 @@ impl ListQuery {
                 "page" => number(&value, u32::MAX / MAX_SIZE).map(|n| list.page = n),
                 "size" => number(&value, MAX_SIZE).map(|n| list.size = n),
                 "sort" => match value.to_ascii_lowercase().as_str() {
-                    "asc" => Ok(list.ascending = true),
-                    "desc" => Ok(list.ascending = false),
+                    "asc" => Ok(true),
+                    "desc" => Ok(false),
                     _ => Err("must be asc or desc".to_string()),
-                },
+                }
+                .map(|ascending| list.ascending = ascending),
                 "sortField" => SortField::parse(&value).map(|f| list.sort_field = f),
                 "searchValue" => {
                     let search = value.trim();

@@ -445,7 +445,7 @@ mod tests {
             if let Some(s) = &q.search {
                 all.retain(|p| p.name.to_lowercase().contains(&s.to_lowercase()));
             }
-            all.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+            all.sort_by_key(|a| a.name.to_lowercase());
             if !q.ascending {
                 all.reverse();
             }
