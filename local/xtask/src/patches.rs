@@ -98,10 +98,10 @@ const PATCHES: [Patch; 4] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget-in-place-update-started-ref",
+        edit: "http-503-budget-in-place-update-started-ref-shared-clients",
         why:
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
-              provider_started names the requested reference",
+              provider_started names the requested reference; one wRPC client per link target",
         apply: host_edits,
         used_by: &[Workspace::Launchers],
     },
@@ -310,8 +310,55 @@ impl Client {
 fn host_edits(crate_dir: &Path) -> Result<()> {
     unavailable_on_component_failure(crate_dir)?;
     update_in_place(crate_dir)?;
-    started_event_names_the_reference(crate_dir)
+    started_event_names_the_reference(crate_dir)?;
+    one_wrpc_client_per_target(crate_dir)
 }
+
+/// Every call a component made over a link built a new wRPC client: a NATS subscription on a
+/// fresh inbox (SUB, and UNSUB when the call ended, each a change to the server's interest
+/// graph) and a routing task of its own. A client routes any number of concurrent calls, so the
+/// host now keeps one per target for its lifetime.
+fn one_wrpc_client_per_target(crate_dir: &Path) -> Result<()> {
+    let file = "src/wasmbus/handler.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "        let nats = wrpc_transport_nats::Client::new(\n            Arc::clone(&self.nats),\n            format!(\"{}.{id}\", &self.lattice),\n            None,\n        )\n        .await\n",
+        "        let nats = shared_wrpc_client(&self.nats, format!(\"{}.{id}\", &self.lattice))\n        .await\n",
+    )?;
+    append(crate_dir, file, SHARED_WRPC_CLIENT)
+}
+
+const SHARED_WRPC_CLIENT: &str = r####"
+
+/// Added by patient-management's build (local/xtask/src/patches.rs): the wRPC client for the
+/// target `prefix` (`<lattice>.<target id>`), made on its first call and kept, so a call costs
+/// no subscription of its own. Keyed by prefix alone: a host process has one RPC connection.
+async fn shared_wrpc_client(
+    nats: &Arc<async_nats::Client>,
+    prefix: String,
+) -> anyhow::Result<wrpc_transport_nats::Client> {
+    static CLIENTS: std::sync::LazyLock<
+        std::sync::Mutex<HashMap<String, wrpc_transport_nats::Client>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let known = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&prefix)
+        .cloned();
+    if let Some(client) = known {
+        return Ok(client);
+    }
+    let client = wrpc_transport_nats::Client::new(Arc::clone(nats), prefix.clone(), None).await?;
+    // Two first calls may race; the first client stored wins and the other is dropped.
+    Ok(CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(prefix)
+        .or_insert(client)
+        .clone())
+}
+"####;
 
 /// The `provider_started` event named a `file://` provider by its bare path, never the reference
 /// wadm asked for, so wadm kept waiting for the event it expected and ignored the provider's
