@@ -1,4 +1,4 @@
-//! Fixes to dependencies of the host launcher that their released versions lack, applied at
+//! Fixes to dependencies of the host launcher and the providers that their released versions lack, applied at
 //! build time to a copy of the crate from crates.io (nothing upstream is kept in this repo).
 //! Each edit checks that the code it changes is where it expects, so a new release fails loudly
 //! instead of being patched wrongly.
@@ -29,6 +29,13 @@
 //!   path, so wadm, which waits for the event with the reference it asked for, ignores that
 //!   provider's events for 30 s: a provider stopped in that window (as by a rolling restart)
 //!   stays down until then. The edit sends the reference as requested.
+//! - wasmcloud-host 0.27.1 built a new wRPC client for every call a component made over a link:
+//!   a NATS subscription on a fresh inbox (SUB, then UNSUB) and a routing task per call. The
+//!   edit keeps one client per link target for the life of the host.
+//! - wasmcloud-runtime 0.12.0 gives an instance's memory back with `madvise` after every
+//!   invocation, so the next one page-faults it in again and each `madvise` stops the host's
+//!   other threads for a TLB flush. Where Linux has `PAGEMAP_SCAN`, the edit lets wasmtime reset
+//!   only the dirtied pages in place (see `resident_instance_memory`).
 //! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
 //!   one zone is gone, that zone's share of instances can be placed nowhere, the application
 //!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
@@ -86,7 +93,7 @@ struct Patch {
     used_by: &'static [Workspace],
 }
 
-const PATCHES: [Patch; 4] = [
+const PATCHES: [Patch; 5] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
@@ -111,6 +118,14 @@ const PATCHES: [Patch; 4] = [
         edit: "soft-spreads-image-updates",
         why: "a lost zone's instances move to the zones that remain; hitless image updates",
         apply: wadm_edits,
+        used_by: &[Workspace::Launchers],
+    },
+    Patch {
+        krate: "wasmcloud-runtime",
+        version: "0.12.0",
+        edit: "resident-instance-memory",
+        why: "an instance's memory is reset in place, without page faults or TLB shootdowns",
+        apply: resident_instance_memory,
         used_by: &[Workspace::Launchers],
     },
     Patch {
@@ -426,6 +441,22 @@ fn update_in_place(crate_dir: &Path) -> Result<()> {
         file,
         "            self.publish_event(\n                \"component_scaled\",\n                event::component_scaled(\n                    component.claims(),\n                    &component.annotations,\n                    host_id,\n                    0_usize,\n                    &component.image_reference,\n                    &component.id,\n                ),\n            )\n            .await?;\n",
         "",
+    )
+}
+
+/// wasmcloud-runtime keeps only the first 10 KiB of a pooled linear memory resident and gives
+/// the rest back with `madvise` when an instance ends, i.e. after every invocation: each one
+/// then page-faults its stack and heap back in, and each `madvise` interrupts the host's other
+/// threads to flush their TLBs (measured: about 15% of the host's CPU on a cached get). Where
+/// Linux has the `PAGEMAP_SCAN` ioctl (6.7+), wasmtime can find the pages an instance dirtied
+/// and reset just those in place, so the edit keeps up to 4 MiB resident there; elsewhere a
+/// large resident window would mean a 4 MiB `memset` per invocation, so it stays as it was.
+fn resident_instance_memory(crate_dir: &Path) -> Result<()> {
+    replace_once(
+        crate_dir,
+        "src/runtime.rs",
+        "            .linear_memory_keep_resident(10 * 1024)\n            .table_keep_resident(10 * 1024);\n",
+        "            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {\n                4 << 20\n            } else {\n                10 * 1024\n            })\n            .table_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {\n                1 << 20\n            } else {\n                10 * 1024\n            })\n            .pagemap_scan(wasmtime::Enabled::Auto);\n",
     )
 }
 
