@@ -9,6 +9,9 @@
 //!   thousand hung that way under load. Upstream fixed it in 0.31 (commit 2d3c810b, "apply
 //!   subscription commands before routing messages"), which needs a newer async-nats than the
 //!   host can take. The fix is to poll commands first (`biased;`).
+//! - wrpc-transport-nats 0.29.0 also ends the parameters and the results of every call with an
+//!   empty message that no peer reads (both ends decode exactly the values they expect): two of
+//!   the five NATS messages a call makes. The edit leaves them out (`quiet_root_shutdown`).
 //! - async-nats 0.39.0 (what wasmcloud-provider-sdk 0.17.1 uses) forgets a draining
 //!   subscription as soon as its UNSUB is written, but the server may already have routed
 //!   messages to it that are still on their way: they are dropped. A provider stopping for a
@@ -97,9 +100,9 @@ const PATCHES: [Patch; 5] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
-        edit: "commands-before-messages",
-        why: "replies lost to a subscribe race",
-        apply: commands_before_messages,
+        edit: "commands-before-messages-quiet-root-shutdown",
+        why: "replies lost to a subscribe race; two messages of every call that no peer reads",
+        apply: transport_edits,
         used_by: &[Workspace::Launchers, Workspace::Providers],
     },
     Patch {
@@ -195,6 +198,47 @@ fn append(crate_dir: &Path, file: &str, code: &str) -> Result<()> {
     source.push_str(code);
     fs::write(&path, source)?;
     Ok(())
+}
+
+fn transport_edits(crate_dir: &Path) -> Result<()> {
+    commands_before_messages(crate_dir)?;
+    quiet_root_shutdown(crate_dir)
+}
+
+/// Every call sent two messages that nobody reads: after the parameters, and again after the
+/// results, an empty "end of stream" message on the root subject. Both ends decode exactly the
+/// values they expect (wrpc-runtime-wasmtime's `call` and polyfill, wrpc-transport's
+/// `serve_values` and `invoke_values`) and never wait for that end, so each empty message only
+/// cost the sender, the NATS server and the receiver's routing a message apiece: two of the five
+/// a call makes. A root writer that is shut down after writing everything now sends nothing.
+/// One dropped without a shutdown (its call failed) still sends the end, so the peer stops
+/// waiting at once; nested writers (streams and futures) still end with their message.
+fn quiet_root_shutdown(crate_dir: &Path) -> Result<()> {
+    let file = "src/lib.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "    tx: Subject,\n    shutdown: bool,\n    tasks: Arc<JoinSet<()>>,\n}\n\nimpl SubjectWriter {",
+        "    tx: Subject,\n    shutdown: bool,\n    tasks: Arc<JoinSet<()>>,\n    /// Writes a call's parameters or results (`new`), not a nested stream (`index`).\n    root: bool,\n}\n\nimpl SubjectWriter {",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            tx,\n            shutdown: false,\n            tasks,\n        }",
+        "            tx,\n            shutdown: false,\n            tasks,\n            root: true,\n        }",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            shutdown: false,\n            tasks: Arc::clone(&self.tasks),\n        })",
+        "            shutdown: false,\n            tasks: Arc::clone(&self.tasks),\n            root: false,\n        })",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        trace!(\"writing stream shutdown message\");\n        ready!(self.as_mut().poll_write(cx, &[]))?;\n",
+        "        if self.root {\n            self.shutdown = true;\n            return Poll::Ready(Ok(()));\n        }\n        trace!(\"writing stream shutdown message\");\n        ready!(self.as_mut().poll_write(cx, &[]))?;\n",
+    )
 }
 
 fn commands_before_messages(crate_dir: &Path) -> Result<()> {
