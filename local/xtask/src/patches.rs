@@ -1,5 +1,6 @@
-//! Fixes to dependencies of the host launcher and the providers that their released versions lack, applied at
-//! build time to a copy of the crate from crates.io (nothing upstream is kept in this repo).
+//! Fixes to dependencies of the host launcher and the providers that their released versions
+//! lack, applied at build time to a copy of the crate from crates.io (nothing upstream is kept in
+//! this repo).
 //! Each edit checks that the code it changes is where it expects, so a new release fails loudly
 //! instead of being patched wrongly.
 //!
@@ -496,11 +497,18 @@ fn update_in_place(crate_dir: &Path) -> Result<()> {
 /// and reset just those in place, so the edit keeps up to 4 MiB resident there; elsewhere a
 /// large resident window would mean a 4 MiB `memset` per invocation, so it stays as it was.
 fn resident_instance_memory(crate_dir: &Path) -> Result<()> {
+    let file = "src/runtime.rs";
     replace_once(
         crate_dir,
-        "src/runtime.rs",
+        file,
+        "        #[allow(clippy::cast_possible_truncation)]\n        pooling_config\n",
+        "        let (memory_resident, table_resident) =\n            if PoolingAllocationConfig::is_pagemap_scan_available() {\n                (4 << 20, 1 << 20)\n            } else {\n                (10 * 1024, 10 * 1024)\n            };\n        #[allow(clippy::cast_possible_truncation)]\n        pooling_config\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
         "            .linear_memory_keep_resident(10 * 1024)\n            .table_keep_resident(10 * 1024);\n",
-        "            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {\n                4 << 20\n            } else {\n                10 * 1024\n            })\n            .table_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {\n                1 << 20\n            } else {\n                10 * 1024\n            })\n            .pagemap_scan(wasmtime::Enabled::Auto);\n",
+        "            .linear_memory_keep_resident(memory_resident)\n            .table_keep_resident(table_resident)\n            .pagemap_scan(wasmtime::Enabled::Auto);\n",
     )
 }
 
