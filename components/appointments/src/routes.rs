@@ -2,8 +2,9 @@
 //! The database is behind `Store`, so this is tested natively; overlaps and stale versions are
 //! decided by the database itself (an exclusion constraint, a conditional update), so two
 //! concurrent writers cannot both win.
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use kit::fields::{parse_uuid, FieldErrors};
+use http::{Request, Response, StatusCode};
+use kit::collection::{Collection, Route};
+use kit::fields::FieldErrors;
 use kit::openapi::BearerAuth;
 use kit::request::{json_body, query_pairs};
 use kit::{response, Problem};
@@ -56,40 +57,22 @@ pub trait Platform {
     fn now_secs(&self) -> u64;
 }
 
+const APPOINTMENTS: Collection = Collection {
+    plural: "appointments",
+    one: "an appointment",
+};
+
 pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    let path = request.uri().path();
-    let method = request.method();
-    let result = match (method, path.trim_end_matches('/')) {
-        (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
-        (&Method::GET, "/appointments") => list(platform, request.uri().query()),
-        (&Method::POST, "/appointments") => create(platform, request),
-        (_, "/appointments") => Err(Problem::method_not_allowed(
-            method.as_str(),
-            "/api/appointments",
-        )),
-        (_, rest) => match rest.strip_prefix("/appointments/") {
-            Some(raw_id) if !raw_id.contains('/') => {
-                let id = parse_uuid(raw_id).ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("`{raw_id}` is not an appointment id (UUID)"),
-                    )
-                });
-                id.and_then(|id| match *method {
-                    Method::GET => get(platform, &id),
-                    Method::PUT => update(platform, &id, request),
-                    Method::DELETE => cancel(platform, &id),
-                    _ => Err(Problem::method_not_allowed(
-                        method.as_str(),
-                        "/api/appointments/{id}",
-                    )),
-                })
-            }
-            _ => Err(Problem::not_found(format!(
-                "no route for {method} /api{path}"
-            ))),
-        },
-    };
+    let result = APPOINTMENTS
+        .route(request.method(), request.uri().path())
+        .and_then(|route| match route {
+            Route::OpenApi => Ok(response::json(StatusCode::OK, &Api::openapi())),
+            Route::List => list(platform, request.uri().query()),
+            Route::Create => create(platform, request),
+            Route::Get(id) => get(platform, &id),
+            Route::Update(id) => update(platform, &id, request),
+            Route::Delete(id) => cancel(platform, &id),
+        });
     result.unwrap_or_else(|p| response::problem(&p))
 }
 
@@ -228,11 +211,7 @@ fn create(
         .insert(&platform.new_id(), &input)
         .map_err(write_error)?
         .ok_or_else(|| Problem::not_found(format!("no patient with id {patient}")))?;
-    let mut answer = response::json(StatusCode::CREATED, &created);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/appointments/{}", created.id)) {
-        answer.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(answer)
+    Ok(APPOINTMENTS.created(&created.id, &created))
 }
 
 #[utoipa::path(
@@ -313,6 +292,7 @@ pub struct Api;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{header, Method};
     use std::cell::RefCell;
 
     use serde_json::{json, Value};

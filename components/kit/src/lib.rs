@@ -1,5 +1,6 @@
 //! Helpers every component shares, free of any WIT or wasm detail so they compile and are
 //! unit-tested natively. Components keep their WIT glue thin and call into these.
+pub mod collection;
 pub mod fields;
 #[cfg(feature = "openapi")]
 pub mod openapi;

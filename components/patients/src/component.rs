@@ -141,7 +141,10 @@ fn outbox_insert(
     first: usize,
     params: &mut Vec<PgValue>,
 ) -> String {
-    let rows = leased.iter().map(|e| (e, true)).chain(queued.iter().map(|e| (e, false)));
+    let rows = leased
+        .iter()
+        .map(|e| (e, true))
+        .chain(queued.iter().map(|e| (e, false)));
     let values = outbox_values(rows, first, params);
     format!(
         "o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload, lease_until, attempts) \

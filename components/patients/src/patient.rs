@@ -113,8 +113,6 @@ impl PatientInput {
     }
 }
 
-pub use kit::fields::parse_uuid as parse_id;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@
 //! the old generation, which no later read accepts, so a read after a write never sees old data,
 //! on any host. A read fetches the generation and the entry in one round trip. A write costs
 //! every cached entry; writes are rare next to reads here.
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
+use kit::collection::{Collection, Route};
 use kit::fields::Date;
 use kit::openapi::BearerAuth;
 use kit::request::json_body;
@@ -17,7 +18,7 @@ use utoipa::OpenApi;
 
 use crate::events::{Delivery, EventPayload, EventType, OutboxEntry};
 use crate::listing::{total_pages, ListQuery};
-use crate::patient::{parse_id, Patient, PatientBody, PatientInput, Purpose};
+use crate::patient::{Patient, PatientBody, PatientInput, Purpose};
 
 /// Why a write did not happen.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,40 +81,22 @@ pub enum Queued<'a> {
     Waiting { patient_id: &'a str },
 }
 
+const PATIENTS: Collection = Collection {
+    plural: "patients",
+    one: "a patient",
+};
+
 pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-    let path = request.uri().path();
-    let method = request.method();
-    let result = match (method, path.trim_end_matches('/')) {
-        (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
-        (&Method::GET, "/patients") => list(platform, request.uri().query()),
-        (&Method::POST, "/patients") => create(platform, request),
-        (_, "/patients") => Err(Problem::method_not_allowed(
-            method.as_str(),
-            "/api/patients",
-        )),
-        (_, rest) => match rest.strip_prefix("/patients/") {
-            Some(raw_id) if !raw_id.contains('/') => {
-                let id = parse_id(raw_id).ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("`{raw_id}` is not a patient id (UUID)"),
-                    )
-                });
-                id.and_then(|id| match *method {
-                    Method::GET => get(platform, &id),
-                    Method::PUT => update(platform, &id, request),
-                    Method::DELETE => delete(platform, &id),
-                    _ => Err(Problem::method_not_allowed(
-                        method.as_str(),
-                        "/api/patients/{id}",
-                    )),
-                })
-            }
-            _ => Err(Problem::not_found(format!(
-                "no route for {method} /api{path}"
-            ))),
-        },
-    };
+    let result = PATIENTS
+        .route(request.method(), request.uri().path())
+        .and_then(|route| match route {
+            Route::OpenApi => Ok(response::json(StatusCode::OK, &Api::openapi())),
+            Route::List => list(platform, request.uri().query()),
+            Route::Create => create(platform, request),
+            Route::Get(id) => get(platform, &id),
+            Route::Update(id) => update(platform, &id, request),
+            Route::Delete(id) => delete(platform, &id),
+        });
     result.unwrap_or_else(|p| response::problem(&p))
 }
 
@@ -334,11 +317,7 @@ fn create(
         .insert(&patient, &created, &open_account)
         .map_err(|e| write_error(e, &patient.email))?;
     after_write(platform, &patient.id, Queued::Leased(&created));
-    let mut answer = response::json(StatusCode::CREATED, &patient);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/patients/{}", patient.id)) {
-        answer.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(answer)
+    Ok(PATIENTS.created(&patient.id, &patient))
 }
 
 #[utoipa::path(
@@ -417,6 +396,7 @@ pub struct Api;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{header, Method};
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
 
