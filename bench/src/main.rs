@@ -200,7 +200,7 @@ fn main() -> Result<()> {
     println!("{CALLS} calls per case, {CONCURRENCY} concurrent callers\n");
     let bearer = gateway(&agent)?;
     let gateway_url = std::env::var("PM_GATEWAY_URL").context("PM_GATEWAY_URL")?;
-    patients::run(&agent, &gateway_url, &bearer)?;
+    let capacity = patients::run(&agent, &gateway_url, &bearer)?;
 
     // What HTTP → host → component costs before any provider call (a 404 the component makes).
     let baseline = {
@@ -235,6 +235,7 @@ fn main() -> Result<()> {
         })
     })?;
     print(&through, &native);
+    ceiling(&capacity, &baseline, &through);
 
     // One-row select by primary key.
     let sql = |statement: &str, params: serde_json::Value| -> Result<()> {
@@ -280,6 +281,30 @@ fn main() -> Result<()> {
     })?;
     print(&through, &native);
     Ok(())
+}
+
+/// The best the patients paths could do at this run's cost of one wRPC hop, whatever the
+/// components do: on a saturated machine 1/throughput is the CPU a call costs, so a hop costs
+/// the kv get through the provider minus the same path without the call. A cached get makes at
+/// least three hops (rate-limit token, forward, cache read) on top of a trivial request; a
+/// create at least six (rate limit, forward, statement, generation bump, publish, outbox delete).
+fn ceiling(capacity: &patients::Capacity, baseline: &Report, one_hop: &Report) {
+    let hop = (1.0 / one_hop.per_second - 1.0 / baseline.per_second).max(0.0);
+    let trivial = 1.0 / capacity.trivial;
+    let best = |hops: f64| 1.0 / (trivial + hops * hop);
+    println!(
+        "  one wRPC hop costs {:.0} µs of the machine, {:.1}x a trivial request ({:.0} µs)",
+        hop * 1e6,
+        hop / trivial,
+        trivial * 1e6
+    );
+    println!(
+        "  ceiling at that cost: cached get {:.0}% of trivial (measured {:.0}%, aim ≥ 50%); create {:.0}% of native (measured {:.0}%, aim ≥ 50%)\n",
+        100.0 * best(3.0) / capacity.trivial,
+        100.0 * capacity.cached / capacity.trivial,
+        100.0 * best(6.0) / capacity.native_created,
+        100.0 * capacity.created / capacity.native_created,
+    );
 }
 
 thread_local! {

@@ -202,8 +202,16 @@ fn start_native(
     })
 }
 
+/// Capacity figures (calls/s) the ceiling in `main` is computed from.
+pub struct Capacity {
+    pub trivial: f64,
+    pub cached: f64,
+    pub created: f64,
+    pub native_created: f64,
+}
+
 /// Runs the patients cases and prints them with their ratios.
-pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
+pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<Capacity> {
     let database = std::env::var("PM_DATABASE").context("PM_DATABASE")?;
     let prefix = std::env::var("PM_KEY_PREFIX").context("PM_KEY_PREFIX")?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -343,5 +351,10 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<()> {
         100.0 * created.per_second / native_created.per_second,
     );
     drop(runtime);
-    Ok(())
+    Ok(Capacity {
+        trivial: trivial.per_second,
+        cached: cached.per_second,
+        created: created.per_second,
+        native_created: native_created.per_second,
+    })
 }
