@@ -202,11 +202,9 @@ fn start_native(
     })
 }
 
-/// Capacity figures (calls/s) the ceiling in `main` is computed from.
+/// Capacity figures (calls/s) the hop estimate in `main` is computed from.
 pub struct Capacity {
     pub trivial: f64,
-    pub cached: f64,
-    pub created: f64,
     pub native_created: f64,
 }
 
@@ -354,8 +352,6 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<Capacity>
     drop(runtime);
     Ok(Capacity {
         trivial: trivial.per_second,
-        cached: cached.per_second,
-        created: created.per_second,
         native_created: native_created.per_second,
     })
 }
