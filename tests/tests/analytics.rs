@@ -5,50 +5,15 @@
 //! asserts exact counts there, whatever else the suite creates meanwhile.
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::events::{patient_events, publish};
+use common::summary::{registered_on, summary, total, unused_day};
 use common::{eventually, unique, Client};
 use patient_events::PatientEvent;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PROPAGATION: Duration = Duration::from_secs(60);
-
-/// A day in the 19th century that no other run registers patients on, most likely (each run
-/// of the suite has its own database; this matters only on a long-lived dev stack). `offset`
-/// tells apart the days one run needs.
-fn unused_day(offset: u32) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        / 1000;
-    format!(
-        "{:04}-{:02}-{:02}",
-        1800 + n % 150,
-        1 + (n / 150) % 12,
-        1 + (n / 1800 + offset) % 28
-    )
-}
-
-fn summary(admin: &Client) -> Value {
-    let (status, _, summary) = admin.patiently("GET", "/api/analytics/summary", None);
-    assert_eq!(status, 200, "{summary}");
-    summary
-}
-
-fn registered_on(summary: &Value, day: &str) -> i64 {
-    summary["registrationsByDay"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["date"] == day)
-        .map_or(0, |d| d["count"].as_i64().unwrap())
-}
-
-fn total(summary: &Value, name: &str) -> i64 {
-    summary[name].as_i64().unwrap()
-}
 
 #[test]
 fn each_patient_event_counts_once_even_when_delivered_again() {

@@ -114,10 +114,7 @@ fn protected_routes_refuse_missing_tampered_none_and_expired_tokens() {
         "alg none"
     );
     // Expired, but otherwise perfectly signed with the lattice's own key.
-    let secret =
-        std::fs::read_to_string(std::env::var("PM_JWT_SECRET_FILE").expect("PM_JWT_SECRET_FILE"))
-            .unwrap();
-    let tokens = kit::tokens::Tokens::new(secret.trim().as_bytes(), "patient-management").unwrap();
+    let tokens = common::lattice_tokens();
     let (expired, _) = tokens
         .issue(
             "testuser@test.com",
@@ -128,9 +125,7 @@ fn protected_routes_refuse_missing_tampered_none_and_expired_tokens() {
         .unwrap();
     assert_eq!(protected_route_answer(&expired), 401, "expired");
     // And the same key with a live expiry is accepted: the 401s above are about the token.
-    let (fresh, _) = tokens
-        .issue("testuser@test.com", "ADMIN", kit::tokens::now(), 3600)
-        .unwrap();
+    let fresh = common::token("testuser@test.com", "ADMIN");
     assert_ne!(protected_route_answer(&fresh), 401);
 }
 

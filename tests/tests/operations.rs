@@ -1,12 +1,16 @@
-//! Operating the lattice while it serves (issue 6): a component replaced by another build, a host
-//! lost, and providers restarted, each under a bounded load whose every answer is checked. Each
-//! changes the whole lattice, so they run one at a time. Figures are printed, never asserted on as timings.
+//! Operating the lattice while it serves (issues 6 and 16): components replaced by another
+//! build, scaled down, a host lost, and providers restarted, each under a bounded load whose
+//! every answer is checked. Each changes the whole lattice, so they run one at a time. Figures
+//! are printed, never asserted on as timings.
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::load::{Load, Outcome};
+use common::load::{Load, Outcome, Request};
+use common::summary::{registered_on, summary, unused_day};
+use common::Client;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -19,15 +23,38 @@ fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
     outcomes.iter().filter(|o| !o.ok()).collect()
 }
 
+/// `component`'s two builds: the plain one the platform was deployed with, and its
+/// hot-swap-check build (`cargo xtask test` makes both).
+fn builds(component: &str) -> (String, String) {
+    let variants = PathBuf::from(std::env::var("PM_HOT_SWAP_DIR").expect("PM_HOT_SWAP_DIR"));
+    let plain = variants
+        .parent()
+        .expect("the variants live under build/")
+        .join(format!("{component}.wasm"));
+    let variant = variants.join(format!("{component}.wasm"));
+    (plain.display().to_string(), variant.display().to_string())
+}
+
+fn create_patient(admin: &Client, day: &str) -> String {
+    let (status, _, created) =
+        admin.patiently("POST", "/api/patients", Some(&common::new_patient(day)));
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_string()
+}
+
+/// The first `n` failures, for a readable assertion message.
+fn first<'a>(failed: &'a [&'a Outcome], n: usize) -> &'a [&'a Outcome] {
+    &failed[..failed.len().min(n)]
+}
+
 /// Hot swap, both ways operators do it: `wash update component` on every host then the manifest
 /// (`cargo xtask swap`), and back through a new manifest version alone (`--manifest-only`).
 /// At least 200 requests/s throughout, and not one may fail.
 #[test]
 fn hot_swap_under_load_loses_no_request() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let next = std::env::var("PM_HOT_SWAP_WASM").expect("PM_HOT_SWAP_WASM is not set");
-    let plain = std::path::Path::new(&next).with_file_name("gateway.wasm");
-    let plain = plain.to_str().unwrap();
+    let (plain, next) = builds("gateway");
+    let plain = plain.as_str();
 
     let load = Load::start("/health", 8, 40);
     load.wait_for_answer("the plain build to answer", Duration::ZERO, |o| {
@@ -67,7 +94,7 @@ fn hot_swap_under_load_loses_no_request() {
     assert!(
         failed.is_empty(),
         "requests failed during the swaps: {:?}",
-        &failed[..failed.len().min(5)]
+        first(&failed, 5)
     );
     assert!(
         rate >= 200.0,
@@ -88,6 +115,228 @@ fn hot_swap_under_load_loses_no_request() {
         vec!["hot-swap-check".to_string()]
     );
     assert_eq!(build_after(settled_back, ran), vec!["plain".to_string()]);
+}
+
+/// Hot swap of components the gateway reaches over wRPC (issue 16): patients under reads,
+/// creates and lists, and analytics while every create sends it an event, each replaced in place
+/// and through the manifest alone, in turns. Not one request may fail, and analytics must count
+/// exactly the patients created. `PM_SWAP_ROUNDS` (default 2) sets how many times each is
+/// swapped; run with 10 by hand for the issue's ten swaps in a row.
+#[test]
+fn swapping_wrpc_components_loses_no_request_and_no_event() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rounds: usize = std::env::var("PM_SWAP_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let admin = Client::seed_admin();
+    // The patient read under load is registered on another day than those created under load,
+    // which are the only ones on `day`.
+    let read = format!("/api/patients/{}", create_patient(&admin, "2026-11-29"));
+    let day = unused_day(2);
+    let registered_before = registered_on(&summary(&admin), &day);
+
+    let (load_day, load_read) = (day.clone(), read.clone());
+    let load = Load::start_with(6, 15, move |client, n| {
+        // 70% cached reads, 20% creates (each an event for analytics), 10% analytics reads.
+        let request = match n % 10 {
+            0..=6 => Request::get(&load_read),
+            7 | 8 => Request::post("/api/patients", common::new_patient(&load_day)),
+            _ => Request::get("/api/analytics/summary"),
+        };
+        common::load::as_fresh_admin(request, client, n)
+    });
+    let is_read = |o: &Outcome| o.path == read;
+    let is_summary = |o: &Outcome| o.path == "/api/analytics/summary";
+    load.wait_for_answer("patients to answer", Duration::ZERO, |o| {
+        is_read(o) && o.ok()
+    });
+
+    let mut swaps = Vec::new();
+    for (component, answered_by) in [
+        ("patients", &is_read as &dyn Fn(&Outcome) -> bool),
+        ("analytics", &is_summary),
+    ] {
+        let (plain, variant) = builds(component);
+        for round in 0..rounds {
+            // Odd rounds go back to the plain build; in place and manifest-only take turns.
+            let (wasm, build) = if round % 2 == 0 {
+                (&variant, Some("hot-swap-check"))
+            } else {
+                (&plain, None)
+            };
+            let mut args = vec!["swap", component, wasm.as_str()];
+            if round % 2 == 1 {
+                args.push("--manifest-only");
+            }
+            let started = load.now();
+            common::xtask(&args);
+            let done = load.now();
+            load.wait_for_answer(&format!("{component}'s new build to answer"), done, |o| {
+                answered_by(o) && o.ok() && o.build.as_deref() == build
+            });
+            swaps.push((component, started, done, build));
+        }
+        // End on the plain build, whatever the number of rounds.
+        if rounds % 2 == 1 {
+            common::xtask(&["swap", component, &plain, "--manifest-only"]);
+            let done = load.now();
+            load.wait_for_answer(&format!("{component}'s plain build to answer"), done, |o| {
+                answered_by(o) && o.ok() && o.build.is_none()
+            });
+        }
+    }
+    let settled = load.now() + Duration::from_secs(1);
+    load.wait_for_answer("answers a second after the last swap", settled, Outcome::ok);
+    let (outcomes, ran) = load.finish();
+
+    let failed = failures(&outcomes);
+    let created = outcomes
+        .iter()
+        .filter(|o| o.method == "POST" && o.status == Some(201))
+        .count() as i64;
+    // Every create is one event; analytics counts each once, whatever was swapped meanwhile.
+    let counted = common::eventually(
+        "analytics to count every patient created under load",
+        Duration::from_secs(90),
+        || {
+            let now = registered_on(&summary(&admin), &day) - registered_before;
+            (now >= created).then_some(now)
+        },
+    );
+    common::report(&format!(
+        "hot swap over wRPC: {} requests in {:.1} s ({:.0}/s), {} failed; {} swaps of patients and analytics (in place and manifest-only in turns); {created} patients created under load, analytics counted {} of them",
+        outcomes.len(),
+        ran.as_secs_f64(),
+        outcomes.len() as f64 / ran.as_secs_f64(),
+        failed.len(),
+        swaps.len(),
+        counted
+    ));
+    assert!(
+        failed.is_empty(),
+        "{} requests failed during the swaps: {:?}",
+        failed.len(),
+        first(&failed, 5)
+    );
+    assert_eq!(
+        counted, created,
+        "analytics' count differs from the creates made"
+    );
+    // A second after each swap had finished, only the build it installed answered.
+    for (component, _, done, build) in &swaps {
+        let next_swap = swaps
+            .iter()
+            .map(|(_, started, ..)| *started)
+            .filter(|started| started > done)
+            .min()
+            .unwrap_or(ran);
+        let stale = outcomes
+            .iter()
+            .filter(|o| o.sent >= *done + Duration::from_secs(1) && o.sent < next_swap)
+            .filter(|o| {
+                if *component == "patients" {
+                    is_read(o)
+                } else {
+                    is_summary(o)
+                }
+            })
+            .filter(|o| o.build.as_deref() != *build)
+            .count();
+        assert_eq!(
+            stale, 0,
+            "{component}: another build answered after the swap to {build:?}"
+        );
+    }
+}
+
+/// Scaling a component down (issue 16): patients from 8 instances to 2 loses no request; to 0,
+/// every request gets a 503 from the gateway's host at once (no caller waits for a call that
+/// nobody will answer); back to 8, everything answers again.
+#[test]
+fn scaling_down_loses_no_request_and_zero_answers_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let admin = Client::seed_admin();
+    let read = format!("/api/patients/{}", create_patient(&admin, "2026-11-29"));
+    let load_read = read.clone();
+    let load = Load::start_with(4, 20, move |client, n| {
+        common::load::as_fresh_admin(Request::get(&load_read), client, n)
+    });
+    load.wait_for_answer("patients to answer", Duration::ZERO, Outcome::ok);
+
+    common::xtask(&["scale", "patients", "2"]);
+    let zero_requested = load.now();
+    common::xtask(&["scale", "patients", "0"]);
+    let zero = load.now();
+    load.wait_for_answer("a 503 while patients runs nowhere", zero, |o| {
+        o.status == Some(503)
+    });
+    let back_requested = load.now();
+    common::xtask(&["scale", "patients", "8"]);
+    let back = load.now() + Duration::from_secs(1);
+    load.wait_for_answer("answers once patients is back", back, Outcome::ok);
+    let (outcomes, ran) = load.finish();
+
+    let scaled_down: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.sent < zero_requested)
+        .collect();
+    let at_zero: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.sent >= zero && o.sent < back_requested)
+        .collect();
+    let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.sent >= back).collect();
+    let slowest_503 = at_zero
+        .iter()
+        .filter(|o| o.status == Some(503))
+        .map(|o| o.took)
+        .max()
+        .unwrap_or_default();
+    common::report(&format!(
+        "scaling patients: 8 -> 2: {} requests, {} failed; at 0: {} requests, {} answered 503 (slowest in {:.0} ms); back at 8: {} requests, {} failed; {:.1} s in all",
+        scaled_down.len(),
+        scaled_down.iter().filter(|o| !o.ok()).count(),
+        at_zero.len(),
+        at_zero.iter().filter(|o| o.status == Some(503)).count(),
+        slowest_503.as_secs_f64() * 1000.0,
+        after.len(),
+        after.iter().filter(|o| !o.ok()).count(),
+        ran.as_secs_f64()
+    ));
+    let failed: Vec<&Outcome> = scaled_down.iter().copied().filter(|o| !o.ok()).collect();
+    assert!(
+        failed.is_empty(),
+        "failed while scaling 8 -> 2: {:?}",
+        first(&failed, 5)
+    );
+    let wrong: Vec<&Outcome> = at_zero
+        .iter()
+        .copied()
+        .filter(|o| o.status != Some(503))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "at 0 instances, answers other than 503: {:?}",
+        first(&wrong, 5)
+    );
+    // A call nobody takes ends only at the host's 15 s request budget; NATS tells the caller at
+    // once that no instance serves, so every 503 here came long before that budget.
+    let waited: Vec<&Outcome> = at_zero
+        .iter()
+        .copied()
+        .filter(|o| o.took >= Duration::from_secs(10))
+        .collect();
+    assert!(
+        waited.is_empty(),
+        "503s that waited for an answer: {:?}",
+        first(&waited, 5)
+    );
+    let failed: Vec<&Outcome> = after.iter().copied().filter(|o| !o.ok()).collect();
+    assert!(
+        failed.is_empty(),
+        "failed once back at 8: {:?}",
+        first(&failed, 5)
+    );
 }
 
 /// A host that is not the HTTP listener dies (SIGKILL, with its providers) under load. Only the
@@ -186,6 +435,6 @@ fn restarting_providers_loses_no_call() {
         failed.is_empty(),
         "{} requests failed over {instances} instance restarts: {:?}",
         failed.len(),
-        &failed[..failed.len().min(5)]
+        first(&failed, 5)
     );
 }

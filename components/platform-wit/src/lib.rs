@@ -93,6 +93,16 @@ pub fn new_id() -> String {
     wasmcloud_component::HostRng::generate_guid().to_string()
 }
 
+/// A second build of a domain component, told apart by the `x-pm-build` header on its every
+/// answer (`cargo xtask test` swaps it in while the platform serves and watches the answers
+/// change); absent from a plain build.
+pub const BUILD: Option<&str> = if cfg!(feature = "hot-swap-check") {
+    Some("hot-swap-check")
+} else {
+    None
+};
+pub const BUILD_HEADER: &str = "x-pm-build";
+
 /// Who made a request, as the gateway established it from a verified token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
@@ -153,7 +163,7 @@ mod convert {
         dependencies: &[Dependency<'_>],
         handler: impl FnOnce(&http::Request<Vec<u8>>) -> http::Response<Vec<u8>>,
     ) -> types::Response {
-        from_http(match into_http(request) {
+        let mut response = match into_http(request) {
             Ok(request)
                 if request.method() == http::Method::GET && request.uri().path() == "/ready" =>
             {
@@ -166,7 +176,13 @@ mod convert {
             }
             Ok(request) => handler(&request),
             Err(e) => kit::response::problem(&kit::Problem::new(http::StatusCode::BAD_REQUEST, e)),
-        })
+        };
+        if let Some(build) = crate::BUILD {
+            response
+                .headers_mut()
+                .insert(crate::BUILD_HEADER, http::HeaderValue::from_static(build));
+        }
+        from_http(response)
     }
 
     pub fn from_http(response: http::Response<Vec<u8>>) -> types::Response {

@@ -42,21 +42,32 @@ fn packages(artifacts: &[manifest::Artifact]) -> Vec<String> {
     names
 }
 
-/// The gateway built with its `hot-swap-check` feature, as `build/gateway-hot-swap-check.wasm`:
-/// the second build the hot-swap test swaps in. Cargo keeps each feature set's output apart, so
-/// neither build makes the other compile again.
-pub fn hot_swap_build() -> Result<std::path::PathBuf> {
-    step("building the gateway's hot-swap-check variant");
-    cargo_build(
-        &["gateway".to_string()],
-        Some("wasm32-wasip2"),
-        &["gateway/hot-swap-check"],
-    )?;
-    let built = component_output("gateway");
-    let destination = paths::build().join("gateway-hot-swap-check.wasm");
-    fs::create_dir_all(paths::build())?;
-    fs::copy(&built, &destination).with_context(|| format!("copying {}", built.display()))?;
-    Ok(destination)
+/// The components the hot-swap tests replace while they serve: the gateway (called in-process
+/// by the host's HTTP server) and two reached over wRPC (patients by the gateway, analytics by
+/// the gateway and the Kafka provider).
+pub const HOT_SWAPPED: [&str; 3] = ["gateway", "patients", "analytics"];
+
+/// Each of `HOT_SWAPPED` built with its `hot-swap-check` feature, as
+/// `build/hot-swap/<name>.wasm`: the second builds the hot-swap tests swap in (the gateway's
+/// `/health` and the others' `x-pm-build` header tell them apart). Cargo keeps each feature set's
+/// output apart, so neither build makes the other compile again. Returns the directory.
+pub fn hot_swap_builds() -> Result<std::path::PathBuf> {
+    step("building the hot-swap-check variants");
+    let names: Vec<String> = HOT_SWAPPED.iter().map(|n| n.to_string()).collect();
+    let features: Vec<String> = HOT_SWAPPED
+        .iter()
+        .map(|n| format!("{n}/hot-swap-check"))
+        .collect();
+    let features: Vec<&str> = features.iter().map(String::as_str).collect();
+    cargo_build(&names, Some("wasm32-wasip2"), &features)?;
+    let dir = paths::build().join("hot-swap");
+    fs::create_dir_all(&dir)?;
+    for name in HOT_SWAPPED {
+        let built = component_output(name);
+        fs::copy(&built, dir.join(format!("{name}.wasm")))
+            .with_context(|| format!("copying {}", built.display()))?;
+    }
+    Ok(dir)
 }
 
 fn component_output(package: &str) -> std::path::PathBuf {

@@ -27,7 +27,8 @@ usage: cargo xtask <command>
                                    127.0.0.1 and deploy the application (gateway on :4004);
                                    R replaces the 5 requests/s, burst 5 per-client limit
   down                             stop everything `up` started
-  test                             unit tests, then end-to-end tests on a lattice of their own
+  test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
+                                   --only runs just tests/tests/<file>.rs (no unit tests)
   tools                            only install/build the tools (wash, host, wadm, NATS)
   swap <component> <wasm> [--manifest-only]
                                    replace a running component with another build, with no
@@ -83,7 +84,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             },
             |stack| stack.down(),
         ),
-        "test" => test(),
+        "test" => match rest {
+            [] => test(None),
+            [flag, name] if flag == "--only" => test(Some(name)),
+            _ => bail!("usage: cargo xtask test [--only <end-to-end test file>]"),
+        },
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
         // The `--config` arguments (one per line) that build a workspace (launchers, the
@@ -258,26 +263,29 @@ fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
     })
 }
 
-/// Unit tests, then the end-to-end suite against a lattice of its own.
-fn test() -> Result<()> {
-    step("unit tests");
-    process::run_visible(Command::new("cargo").current_dir(paths::repo()).args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "e2e",
-        "--exclude",
-        "bench",
-    ]))?;
-    // The providers' NATS client is tested against a real nats-server.
-    process::run_visible(
-        build::providers_cargo("test")?
-            .arg("--workspace")
-            .env("PM_NATS_SERVER", tools::nats_server()?),
-    )?;
+/// Unit tests, then the end-to-end suite against a lattice of its own; with `only`, just that
+/// end-to-end test file (for working on one part without the whole run).
+fn test(only: Option<&str>) -> Result<()> {
+    if only.is_none() {
+        step("unit tests");
+        process::run_visible(Command::new("cargo").current_dir(paths::repo()).args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "e2e",
+            "--exclude",
+            "bench",
+        ]))?;
+        // The providers' NATS client is tested against a real nats-server.
+        process::run_visible(
+            build::providers_cargo("test")?
+                .arg("--workspace")
+                .env("PM_NATS_SERVER", tools::nats_server()?),
+        )?;
+    }
     let validator = tools::openapi_validator()?;
     tools::ensure_all()?;
-    let hot_swap_wasm = build::hot_swap_build()?;
+    let hot_swap_dir = build::hot_swap_builds()?;
     // Two hosts in two zones: the failover test loses one of them.
     on_test_stack("pmtest", 2, |stack, env| {
         step(&format!(
@@ -289,9 +297,10 @@ fn test() -> Result<()> {
                 .current_dir(paths::repo())
                 // Every test binary runs even after one fails, so a run reports all failures.
                 .args(["test", "--no-fail-fast", "-p", "e2e"])
+                .args(only.map(|file| ["--test", file]).into_iter().flatten())
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
-                .env("PM_HOT_SWAP_WASM", &hot_swap_wasm),
+                .env("PM_HOT_SWAP_DIR", &hot_swap_dir),
         );
         // The operations tests' figures (requests, failures, recovery times), whatever passed.
         if let Ok(figures) = std::fs::read_to_string(stack.dir.join("figures.txt")) {

@@ -22,7 +22,15 @@
 //!   message routed before the UNSUB has arrived. The edit does that, and adds
 //!   `Client::drain_subscriptions(prefix)`, which the providers' drain (providers/support) calls
 //!   for their invocation subjects, as the wRPC transport does not hand out its subscriptions.
-//!   Only the providers' build takes it.
+//!   The host's build takes it too: see the next point.
+//! - wasmcloud-host 0.27.1 stops a component's exports (scaled down or to 0, or replaced by an
+//!   update) by aborting the task that reads its wRPC invocation subscriptions: the calls NATS
+//!   had routed to them, and those accepted but waiting for a free instance, are dropped, and
+//!   their callers get 503 after 15 s (measured: 5 of 28,631 reads failed over three swaps of
+//!   patients, issue 16). The edits give the wRPC transport's client `drain_serving` (each
+//!   invocation subscription drains through `Subscriber::drain`, which now also waits for the
+//!   PONG) and make the host drain a stopped component's server instead; its export loop ends
+//!   when the last routed call was taken.
 //! - wasmcloud-host 0.27.1's built-in HTTP server drops the connection when the component fails
 //!   to answer (a trap: for example the gateway calling a component that has no running
 //!   instance, as while it is scaled to 0 or replaced). SPEC.md wants a 503; the edit answers
@@ -101,18 +109,20 @@ const PATCHES: [Patch; 5] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
-        edit: "commands-before-messages-quiet-root-shutdown",
-        why: "replies lost to a subscribe race; two messages of every call that no peer reads",
+        edit: "commands-before-messages-quiet-root-shutdown-drain-serving",
+        why: "replies lost to a subscribe race; two messages of every call that no peer reads; \
+              a component replaced drops the calls routed to it",
         apply: transport_edits,
         used_by: &[Workspace::Launchers, Workspace::Providers],
     },
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget-in-place-update-started-ref-shared-clients",
+        edit: "http-503-budget-in-place-update-started-ref-shared-clients-drained-stop",
         why:
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
-              provider_started names the requested reference; one wRPC client per link target",
+              provider_started names the requested reference; one wRPC client per link target; \
+              a component stopped or replaced finishes the calls routed to it",
         apply: host_edits,
         used_by: &[Workspace::Launchers],
     },
@@ -135,10 +145,10 @@ const PATCHES: [Patch; 5] = [
     Patch {
         krate: "async-nats",
         version: "0.39.0",
-        edit: "drain-after-pong",
-        why: "a provider that stops loses none of the calls routed to it",
+        edit: "drain-after-pong-every-drain",
+        why: "a provider or component that stops loses none of the calls routed to it",
         apply: drain_after_pong,
-        used_by: &[Workspace::Providers],
+        used_by: &[Workspace::Launchers, Workspace::Providers],
     },
 ];
 
@@ -203,8 +213,79 @@ fn append(crate_dir: &Path, file: &str, code: &str) -> Result<()> {
 
 fn transport_edits(crate_dir: &Path) -> Result<()> {
     commands_before_messages(crate_dir)?;
-    quiet_root_shutdown(crate_dir)
+    quiet_root_shutdown(crate_dir)?;
+    drain_serving(crate_dir)
 }
+
+/// A component's exports were stopped by aborting the task that read its invocation
+/// subscriptions: NATS had already routed some calls to them (and the task had accepted others
+/// that waited for an instance), and those callers waited 15 s for a 503 (issue 16: 5 of 28,631
+/// reads failed over three swaps of patients). A client's `drain_serving` now drains every
+/// invocation subscription it serves instead: the server stops routing to them, every message it
+/// routed before still arrives (the async-nats edit keeps a draining subscription until its PONG),
+/// and only then do the invocation streams end.
+fn drain_serving(crate_dir: &Path) -> Result<()> {
+    let file = "src/lib.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "    commands: mpsc::Sender<Command>,\n    tasks: Arc<JoinSet<()>>,\n}\n\nimpl Client {",
+        "    commands: mpsc::Sender<Command>,\n    tasks: Arc<JoinSet<()>>,\n    \
+         draining: tokio_util::sync::CancellationToken,\n}\n\nimpl Client {",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            commands: cmd_tx,\n            tasks: Arc::new(tasks),\n        })",
+        "            commands: cmd_tx,\n            tasks: Arc::new(tasks),\n            \
+         draining: tokio_util::sync::CancellationToken::new(),\n        })",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        Ok(sub.then(move |msg| {",
+        "        Ok(drain_on_cancel(sub, self.draining.clone()).then(move |msg| {",
+    )?;
+    append(crate_dir, file, DRAIN_SERVING)
+}
+
+const DRAIN_SERVING: &str = r####"
+// Added by patient-management's build (local/xtask/src/patches.rs).
+impl Client {
+    /// Stops serving without losing a call: every invocation subscription this client serves is
+    /// drained, so the calls NATS routed to it are still delivered, and then its stream ends.
+    pub fn drain_serving(&self) {
+        self.draining.cancel();
+    }
+}
+
+/// `sub`'s messages until `draining` is cancelled; then the subscription drains and the stream
+/// ends after the last message the server routed to it.
+fn drain_on_cancel(
+    sub: async_nats::Subscriber,
+    draining: tokio_util::sync::CancellationToken,
+) -> impl Stream<Item = async_nats::Message> + Send + 'static {
+    futures::stream::unfold((sub, Some(draining)), |(mut sub, mut draining)| async move {
+        if let Some(token) = draining.as_ref() {
+            let cancelled = select! {
+                biased;
+                () = token.cancelled() => true,
+                msg = sub.next() => return msg.map(|msg| (msg, (sub, draining))),
+            };
+            if cancelled {
+                if let Err(err) = sub.drain().await {
+                    // The connection is gone, and with it the subscription.
+                    warn!(?err, "failed to drain an invocation subscription");
+                    return None;
+                }
+                draining = None;
+            }
+        }
+        let msg = sub.next().await?;
+        Some((msg, (sub, draining)))
+    })
+}
+"####;
 
 /// Every call sent two messages that nobody reads: after the parameters, and again after the
 /// results, an empty "end of stream" message on the root subject. Both ends decode exactly the
@@ -308,6 +389,14 @@ fn drain_after_pong(crate_dir: &Path) -> Result<()> {
          for (sid, _) in std::mem::take(&mut self.drains_awaiting_pong) {\n            \
          self.subscriptions.remove(&sid);\n        }\n",
     )?;
+    // A single subscription's drain (`Subscriber::drain`, as the wRPC transport's
+    // `drain_serving` uses) waits for its PONG the same way.
+    replace_once(
+        crate_dir,
+        lib,
+        "                if let Some(sid) = sid {\n                    if let Some(sub) = self.subscriptions.get_mut(&sid) {\n                        drain_sub(sid, sub);\n                    }\n                } else {",
+        "                if let Some(sid) = sid {\n                    self.drain_sids(vec![sid]);\n                } else {",
+    )?;
     append(crate_dir, lib, DRAIN_AFTER_PONG_HANDLER)?;
     append(crate_dir, "src/client.rs", DRAIN_AFTER_PONG_CLIENT)
 }
@@ -318,13 +407,24 @@ impl ConnectionHandler {
     /// Unsubscribes every subscription under `prefix`, then pings: the server handles the
     /// UNSUBs before the PING, so its PONG follows every message it routed to them.
     fn drain_subjects(&mut self, prefix: &str) {
-        let mut sids = Vec::new();
-        for (sid, subscription) in self.subscriptions.iter_mut() {
-            if !subscription.is_draining && subscription.subject.as_str().starts_with(prefix) {
+        let sids = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.subject.as_str().starts_with(prefix))
+            .map(|(sid, _)| *sid)
+            .collect();
+        self.drain_sids(sids);
+    }
+
+    /// Unsubscribes `sids` (those not draining yet), then pings, as `drain_subjects` says.
+    fn drain_sids(&mut self, mut sids: Vec<u64>) {
+        sids.retain(|sid| match self.subscriptions.get_mut(sid) {
+            Some(subscription) if !subscription.is_draining => {
                 subscription.is_draining = true;
-                sids.push(*sid);
+                true
             }
-        }
+            _ => false,
+        });
         for sid in &sids {
             self.connection
                 .enqueue_write_op(&ClientOp::Unsubscribe { sid: *sid, max: None });
@@ -371,7 +471,52 @@ fn host_edits(crate_dir: &Path) -> Result<()> {
     unavailable_on_component_failure(crate_dir)?;
     update_in_place(crate_dir)?;
     started_event_names_the_reference(crate_dir)?;
-    one_wrpc_client_per_target(crate_dir)
+    one_wrpc_client_per_target(crate_dir)?;
+    drained_stop(crate_dir)
+}
+
+/// Stopping a component's exports (scale to 0, a rescale, an in-place update) aborted the task
+/// that read its invocation subscriptions, dropping the calls NATS had routed to them and those
+/// accepted but still waiting for an instance: their callers waited 15 s for a 503. The host now
+/// drains the component's wRPC server (the transport edit `drain_serving`): the subscriptions
+/// stop, every call routed to them is still accepted and runs, and the task ends by itself when
+/// the last one was taken. The calls already running were never aborted (each has its own task).
+fn drained_stop(crate_dir: &Path) -> Result<()> {
+    let file = "src/wasmbus/mod.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "    handler: Handler,\n    exports: JoinHandle<()>,\n",
+        "    handler: Handler,\n    exports: JoinHandle<()>,\n    \
+         /// The wRPC server of `exports`: draining it ends them without losing a call.\n    \
+         serving: wrpc_transport_nats::Client,\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "                &WrpcServer {\n                    nats,\n",
+        "                &WrpcServer {\n                    nats: nats.clone(),\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            handler,\n            events: events_tx,\n",
+        "            handler,\n            serving: nats,\n            events: events_tx,\n",
+    )?;
+    // The exports loop ends with its streams (it spun on `None` before, but was always aborted).
+    replace_once(
+        crate_dir,
+        file,
+        "                            if let Some(fut) = exports.next().await {\n",
+        "                            let Some(fut) = exports.next().await else {\n                                \
+         debug!(\"every export drained\");\n                                break;\n                            };\n                            {\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        component.exports.abort();\n",
+        "        component.serving.drain_serving();\n",
+    )
 }
 
 /// Every call a component made over a link built a new wRPC client: a NATS subscription on a

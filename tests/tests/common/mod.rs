@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod load;
+pub mod summary;
 
 /// Base URL of the gateway under test. Panics (failing the test) when unset, so the suite can
 /// never pass without having talked to a lattice.
@@ -97,6 +98,75 @@ pub fn eventually<T>(
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// The lattice's own token issuer (its JWT key, auth's issuer), as auth signs tokens.
+pub fn lattice_tokens() -> &'static kit::tokens::Tokens {
+    static TOKENS: std::sync::OnceLock<kit::tokens::Tokens> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(|| {
+        let file = std::env::var("PM_JWT_SECRET_FILE").expect("PM_JWT_SECRET_FILE is not set");
+        let secret = std::fs::read_to_string(file).expect("the lattice's JWT secret");
+        kit::tokens::Tokens::new(secret.trim().as_bytes(), "patient-management")
+            .expect("a usable JWT secret")
+    })
+}
+
+/// A token for `subject` with `role`, valid for an hour. The rate limiter keys on the subject,
+/// so a load that must not be limited uses a subject per request.
+pub fn token(subject: &str, role: &str) -> String {
+    lattice_tokens()
+        .issue(subject, role, kit::tokens::now(), 3600)
+        .expect("a signed token")
+        .0
+}
+
+/// A new patient's body, registered on `day` (a day of the test's own keeps counts exact).
+pub fn new_patient(day: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "Load Patient",
+        "email": format!("{}@example.test", unique("load")),
+        "address": "1 Load Street",
+        "dateOfBirth": "1990-01-01",
+        "registeredDate": day,
+    })
+}
+
+/// Registers `n` patients and books each at once (`start`–`end`), no pause between, each pair
+/// as a user of its own (so the rate limiter stays out of it). Returns each pair's statuses with
+/// the booking's answer, and a line of figures.
+pub fn register_then_book(
+    n: usize,
+    start: &str,
+    end: &str,
+) -> (Vec<(u16, u16, serde_json::Value)>, String) {
+    let began = std::time::Instant::now();
+    let pairs: Vec<(u16, u16, serde_json::Value)> = (0..n)
+        .map(|i| {
+            let client = Client {
+                forwarded_for: unique("pair"),
+                token: Some(token(&unique(&format!("pair-{i}")), "CLINICIAN")),
+            };
+            let (created, _, patient) =
+                client.request("POST", "/api/patients", Some(&new_patient("2026-01-15")));
+            let booking = serde_json::json!({
+                "patientId": patient["id"], "startTime": start, "endTime": end, "reason": "First visit",
+            });
+            let (booked, _, answer) = client.request("POST", "/api/appointments", Some(&booking));
+            if booked == 201 {
+                assert_eq!(answer["patientName"], patient["name"], "booked under the name just registered");
+            }
+            (created, booked, answer)
+        })
+        .collect();
+    let both = pairs
+        .iter()
+        .filter(|(c, b, _)| (*c, *b) == (201, 201))
+        .count();
+    let figures = format!(
+        "{both} of {n} register-then-book pairs 201/201 in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    (pairs, figures)
 }
 
 /// A caller with its own rate-limit identity: its own `X-Forwarded-For` while anonymous, its own
