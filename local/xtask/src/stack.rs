@@ -50,6 +50,9 @@ pub struct Stack {
     pub dir: PathBuf,
 }
 
+/// The broker's storage file, in the stack's directory.
+const BROKER_STORE: &str = "broker.db";
+
 impl Stack {
     pub fn new(config: StackConfig) -> Self {
         let dir = paths::stack(&config.lattice);
@@ -247,9 +250,11 @@ impl Stack {
             return Ok(());
         }
         step(&format!(
-            "starting the Kafka-compatible broker (tansu, in-memory storage) on {addr}"
+            "starting the Kafka-compatible broker (tansu, topics and offsets in {}) on {addr}",
+            self.dir.join(BROKER_STORE).display()
         ));
         let url = format!("tcp://{addr}");
+        fs::create_dir_all(&self.dir)?;
         self.broker().spawn(
             Command::new(&tools.tansu)
                 .args([
@@ -258,7 +263,12 @@ impl Stack {
                     &url,
                     "--advertised-listener-url",
                     &url,
+                    // A SQLite file: what the broker acknowledged (records, committed offsets)
+                    // survives its restart. tansu resolves the path against its working directory.
+                    "--storage-engine",
+                    &format!("sqlite:///{BROKER_STORE}"),
                 ])
+                .current_dir(&self.dir)
                 .env("CLUSTER_ID", format!("pm-{}", self.config.lattice)),
         )?;
         self.wait_alive(

@@ -31,13 +31,14 @@ pub fn ensure_all() -> Result<Tools> {
     let nats_server = nats_server()?;
     let wash = wash()?;
     let (host, wadm) = launchers()?;
-    // `memory://` storage (the broker's default) lives behind tansu's `dynostore` feature.
+    // `memory://` storage lives behind tansu's `dynostore` feature; `sqlite://` (a file that
+    // survives a broker restart) behind `libsql`.
     let tansu = cargo_install(
         "tansu",
         TANSU_VERSION,
-        &["dynostore"],
+        &["dynostore", "libsql"],
         "the Kafka-compatible broker",
-        9,
+        18,
     )?;
     Ok(Tools {
         nats_server,

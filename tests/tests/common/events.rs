@@ -73,3 +73,35 @@ pub fn publish(key: &str, events: &[PatientEvent]) {
         .flush(Duration::from_secs(30))
         .expect("the broker took the events");
 }
+
+/// The offsets consumer group `group` has committed on topic `patient`, per partition (absent:
+/// nothing committed there). Read without joining the group, so its members are not disturbed.
+pub fn committed_offsets(group: &str) -> std::collections::BTreeMap<i32, i64> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a Kafka consumer");
+    let metadata = consumer
+        .fetch_metadata(Some("patient"), Duration::from_secs(30))
+        .expect("the topic's metadata");
+    let mut partitions = TopicPartitionList::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            partitions.add_partition("patient", partition.id());
+        }
+    }
+    consumer
+        .committed_offsets(partitions, Duration::from_secs(30))
+        .expect("the group's committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some((e.partition(), n)),
+            _ => None,
+        })
+        .collect()
+}
