@@ -6,6 +6,19 @@ use std::fmt;
 /// Per-field messages of a failed validation, in field order.
 pub type FieldErrors = BTreeMap<String, String>;
 
+/// Why a text holding NUL is refused: Postgres text cannot store it.
+pub const NO_NUL: &str = "must not contain the NUL character (U+0000)";
+
+/// `value` unless it holds NUL, which no store here can keep (query parameters; bodies are
+/// checked whole by `request::json_body`).
+pub fn storable(value: &str) -> Result<&str, String> {
+    if value.contains('\0') {
+        Err(NO_NUL.into())
+    } else {
+        Ok(value)
+    }
+}
+
 /// An email address, trimmed and lower-cased, so comparisons are case-insensitive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Email(String);

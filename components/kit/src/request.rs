@@ -17,12 +17,50 @@ pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Re
             "the body must be application/json",
         ));
     }
-    serde_json::from_slice(request.body()).map_err(|e| {
+    let not_json = |e: serde_json::Error| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not valid JSON: {e}"),
         )
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(request.body()).map_err(not_json)?;
+    // Postgres text cannot hold NUL (JSON can, as `\u0000`): refused here, for every field of
+    // every body, before anything reaches a store.
+    if let Some(field) = nul_in(&value, "") {
+        let mut errors = crate::fields::FieldErrors::new();
+        errors.insert(field, crate::fields::NO_NUL.into());
+        return Err(Problem::validation(errors));
+    }
+    serde_json::from_value(value).map_err(not_json)
+}
+
+/// The path (`a.b[2]`; `body` for the whole body) of the first string or key in `value` that
+/// holds NUL. A key's own NUL is shown escaped, as `\u0000`.
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || if path.is_empty() { "body" } else { path }.to_string();
+    let child = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, &format!("{}[{i}]", here()))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(child(&key.replace('\0', "\\u0000")))
+            } else {
+                nul_in(item, &child(key))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The query string's pairs, percent-decoded (`+` is a space, as forms send it).
@@ -63,5 +101,28 @@ mod tests {
         assert_eq!(wrong_type.unwrap_err().status, 415);
         let bad: Result<serde_json::Value, _> = json_body(&request("application/json", "{"));
         assert_eq!(bad.unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn nul_anywhere_in_a_body_is_a_400_naming_the_field() {
+        let body = |json: &str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(json.as_bytes().to_vec())
+                .unwrap()
+        };
+        for (json, field) in [
+            (r#"{"name":"a\u0000b"}"#, "name"),
+            (r#"{"a":{"b":["x","\u0000"]}}"#, "a.b[1]"),
+            (r#"{"k\u0000":1}"#, "k\\u0000"),
+            (r#""\u0000""#, "body"),
+        ] {
+            let refused: Result<serde_json::Value, _> = json_body(&body(json));
+            let problem = refused.unwrap_err();
+            assert_eq!(problem.status, 400, "{json}");
+            assert!(problem.errors.unwrap().contains_key(field), "{json}");
+        }
+        let fine: Result<serde_json::Value, _> = json_body(&body(r#"{"name":"a\u0001b"}"#));
+        assert!(fine.is_ok());
     }
 }

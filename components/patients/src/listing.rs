@@ -85,7 +85,9 @@ impl ListQuery {
                 "sortField" => SortField::parse(&value).map(|f| list.sort_field = f),
                 "searchValue" => {
                     let search = value.trim();
-                    if search.chars().count() > MAX_SEARCH_CHARS {
+                    if let Err(message) = kit::fields::storable(search) {
+                        Err(message)
+                    } else if search.chars().count() > MAX_SEARCH_CHARS {
                         Err(format!("must be at most {MAX_SEARCH_CHARS} characters"))
                     } else {
                         list.search = (!search.is_empty()).then(|| search.to_string());
@@ -174,6 +176,8 @@ mod tests {
         assert_eq!(q.offset(), 10);
         assert_eq!(q.search.as_deref(), Some("Jo"));
         assert_eq!(q.cache_key(), None, "searches are not cached");
+        let nul = ListQuery::parse(Some("searchValue=a%00b")).unwrap_err();
+        assert_eq!(nul["searchValue"], kit::fields::NO_NUL);
         let blank = ListQuery::parse(Some("searchValue=")).unwrap();
         assert_eq!(blank.search, None);
     }
