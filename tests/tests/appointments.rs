@@ -40,25 +40,18 @@ fn booking(patient: &str, start: f64, end: f64) -> Value {
     json!({ "patientId": patient, "startTime": at(start), "endTime": at(end), "reason": "Check-up" })
 }
 
-/// Books the first appointment of a new patient: appointments knows the patient once its
-/// created event is consumed, so a 404 before that is retried.
+/// Books the first appointment of a new patient, right after registering it: appointments asks
+/// patients at booking, so it knows the patient at once (SPEC.md; issue 17's read-your-writes).
 fn first_booking(client: &Client, body: &Value) -> Value {
-    eventually("appointments to know the new patient", PROPAGATION, || {
-        let (status, headers, answer) = client.patiently("POST", "/api/appointments", Some(body));
-        match status {
-            404 => None,
-            201 => {
-                let id = answer["id"].as_str().unwrap();
-                let location = headers
-                    .iter()
-                    .find(|(k, _)| k == "location")
-                    .map(|(_, v)| v.as_str());
-                assert_eq!(location, Some(format!("/api/appointments/{id}").as_str()));
-                Some(answer)
-            }
-            other => panic!("booking answered {other}: {answer}"),
-        }
-    })
+    let (status, headers, answer) = client.patiently("POST", "/api/appointments", Some(body));
+    assert_eq!(status, 201, "booking right after registering: {answer}");
+    let id = answer["id"].as_str().unwrap();
+    let location = headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(location, Some(format!("/api/appointments/{id}").as_str()));
+    answer
 }
 
 fn read(client: &Client, id: &str) -> Value {
@@ -387,4 +380,26 @@ fn the_seed_appointments_of_john_doe_are_in_the_future() {
     assert!(seed
         .iter()
         .all(|a| a["patientName"] == "John Doe" && a["status"] == "SCHEDULED"));
+}
+
+/// Read your writes across services (issue 17): 50 patients each registered and booked with no
+/// pause between, every booking 201 and under the name just registered; a patient deleted and
+/// booked at once is refused.
+#[test]
+fn booking_right_after_registering_succeeds_and_right_after_deleting_is_refused() {
+    let (pairs, figures) = common::register_then_book(50, &at(9.0), &at(9.5));
+    common::report(&format!("create-then-book: {figures}"));
+    let refused: Vec<&(u16, u16, Value)> = pairs
+        .iter()
+        .filter(|(created, booked, _)| (*created, *booked) != (201, 201))
+        .collect();
+    assert!(refused.is_empty(), "pairs not 201/201: {refused:?}");
+
+    let client = Client::new_user("CLINICIAN");
+    let gone = patient(&client, "Deleted Right Away");
+    let (status, _, _) = client.patiently("DELETE", &format!("/api/patients/{gone}"), None);
+    assert_eq!(status, 204);
+    let (status, _, problem) =
+        client.patiently("POST", "/api/appointments", Some(&booking(&gone, 9.0, 9.5)));
+    assert_eq!(status, 404, "booking right after deleting: {problem}");
 }

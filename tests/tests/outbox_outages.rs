@@ -90,7 +90,22 @@ fn events_written_while_kafka_is_down_arrive_once_after_it_returns() {
     let client = Client::new_user("CLINICIAN");
     xtask(&["broker", "stop"]);
     let ids = create_twenty(&client, "Kafka Outage");
+    // Booking needs no event (appointments asks patients): registered and booked at once, with
+    // no broker at all.
+    let (pairs, figures) =
+        common::register_then_book(50, "2031-03-03T09:00:00Z", "2031-03-03T09:30:00Z");
     xtask(&["broker", "start"]);
+    common::report(&format!(
+        "create-then-book with the broker stopped: {figures}"
+    ));
+    let refused: Vec<&(u16, u16, Value)> = pairs
+        .iter()
+        .filter(|(created, booked, _)| (*created, *booked) != (201, 201))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "pairs not 201/201 with the broker stopped: {refused:?}"
+    );
 
     let complete = |seen: &std::collections::HashMap<String, Vec<_>>| {
         ids.iter().all(|id| seen.contains_key(id))

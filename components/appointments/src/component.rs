@@ -5,7 +5,7 @@ use patient_events::{EventType, Received};
 use wasmcloud_component::wasmcloud::messaging::types::BrokerMessage;
 
 use crate::appointment::{Appointment, AppointmentInput, Instant};
-use crate::routes::{self, Platform, Store, Updated, WriteError};
+use crate::routes::{self, KnownPatient, Platform, Store, Updated, WriteError};
 
 use platform_wit::event_fed::exports::pm::platform::service;
 use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
@@ -99,6 +99,22 @@ impl Platform for Wasm {
     fn store(&self) -> &dyn Store {
         &Postgres
     }
+    fn patient(
+        &self,
+        id: &str,
+        request: &http::Request<Vec<u8>>,
+    ) -> Result<Option<KnownPatient>, String> {
+        // Over the `service` link to patients (wadm/patient-management.yaml).
+        let asked = platform_wit::get_record(&format!("/patients/{id}"), request);
+        let answer = platform_wit::event_fed::pm::platform::service::handle(&asked);
+        match answer.status {
+            200 => serde_json::from_slice(&answer.body)
+                .map(Some)
+                .map_err(|e| format!("patients answered a patient this cannot read: {e}")),
+            404 => Ok(None),
+            status => Err(format!("patients answered {status}")),
+        }
+    }
     fn new_id(&self) -> String {
         platform_wit::new_id()
     }
@@ -184,23 +200,32 @@ impl Store for Postgres {
         &self,
         id: &str,
         input: &AppointmentInput,
+        patient: &KnownPatient,
     ) -> Result<Option<Appointment>, WriteError> {
-        // Booked only for a patient the copy knows and has not seen deleted.
+        // The copy takes patients' answer first (a new patient, or a new name), dated before
+        // any event so every event still applies after it; a patient the copy has seen deleted
+        // stays deleted and gets no appointment.
         let statement = format!(
-            "WITH known AS (SELECT id FROM patient_copies WHERE id = $2::uuid AND NOT deleted), \
+            "WITH c AS (INSERT INTO patient_copies (id, name, email, occurred_at) \
+                        VALUES ($2::uuid, $6, $7, '-infinity') \
+                        ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email \
+                        WHERE NOT patient_copies.deleted \
+                        RETURNING id, name), \
                   a AS (INSERT INTO appointments (id, patient_id, start_time, end_time, reason) \
-                        SELECT $1::uuid, known.id, $3::timestamptz, $4::timestamptz, $5 FROM known \
+                        SELECT $1::uuid, c.id, $3::timestamptz, $4::timestamptz, $5 FROM c \
                         RETURNING *) \
-             SELECT {COLUMNS} FROM a LEFT JOIN patient_copies c ON c.id = a.patient_id"
+             SELECT {COLUMNS} FROM a JOIN c ON c.id = a.patient_id"
         );
         let rows = write(
             &statement,
             &[
                 param(id),
-                null_or_text(input.patient_id.as_deref()),
+                param(&patient.id),
                 param(&input.start.to_rfc3339()),
                 param(&input.end.to_rfc3339()),
                 param(&input.reason),
+                param(&patient.name),
+                param(&patient.email),
             ],
         )
         .map_err(write_error)?;

@@ -37,14 +37,28 @@ pub enum Updated {
     OtherPatient,
 }
 
+/// A patient as patients itself answered for them just now.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct KnownPatient {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
 /// Appointments' database, with its local copy of patients.
 pub trait Store {
     /// Appointments starting in `[from, to)`, ordered by start.
     fn list(&self, from: Instant, to: Instant) -> Result<Vec<Appointment>, String>;
     fn find(&self, id: &str) -> Result<Option<Appointment>, String>;
-    /// `None` when the patient is not known (or deleted).
-    fn insert(&self, id: &str, input: &AppointmentInput)
-        -> Result<Option<Appointment>, WriteError>;
+    /// Books `input` for `patient` (patients' own answer), bringing the local copy up to date
+    /// with it in the same statement. `None` when the copy has seen the patient deleted
+    /// (deletion is final).
+    fn insert(
+        &self,
+        id: &str,
+        input: &AppointmentInput,
+        patient: &KnownPatient,
+    ) -> Result<Option<Appointment>, WriteError>;
     /// Applies `input` when `input.version` is the stored version.
     fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError>;
     /// Marks it `CANCELLED` (again: harmless). False when there is no such appointment.
@@ -53,6 +67,10 @@ pub trait Store {
 
 pub trait Platform {
     fn store(&self) -> &dyn Store;
+    /// Asks patients for patient `id`, as the client of `request` (read-through: what patients
+    /// answers now, not what its events have told the copy so far). `None`: no such patient.
+    fn patient(&self, id: &str, request: &Request<Vec<u8>>)
+        -> Result<Option<KnownPatient>, String>;
     fn new_id(&self) -> String;
     fn now_secs(&self) -> u64;
 }
@@ -192,10 +210,10 @@ fn get(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> 
     responses(
         (status = 201, description = "Scheduled; `Location` names it", body = Appointment),
         (status = 400, description = "Invalid fields, each named in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such patient (or not known here yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such patient (patients is asked at booking, so a patient just registered is known and one just deleted is not)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Overlaps another scheduled appointment of the patient", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "Database or patients unavailable", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn create(
@@ -205,12 +223,25 @@ fn create(
     let body: AppointmentBody = json_body(request)?;
     let input = AppointmentInput::parse(&body, Purpose::Create, now(platform))
         .map_err(Problem::validation)?;
-    let patient = input.patient_id.clone().unwrap_or_default();
+    let patient_id = input.patient_id.clone().unwrap_or_default();
+    let no_patient = || Problem::not_found(format!("no patient with id {patient_id}"));
+    // Patients is asked, not the local copy alone: the copy learns from events, which arrive
+    // some hundreds of milliseconds after a write, so a patient registered (or deleted) just
+    // before would be refused (or booked).
+    let patient = platform
+        .patient(&patient_id, request)
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("patients could not confirm the patient, retry later: {e}"),
+            )
+        })?
+        .ok_or_else(no_patient)?;
     let created = platform
         .store()
-        .insert(&platform.new_id(), &input)
+        .insert(&platform.new_id(), &input, &patient)
         .map_err(write_error)?
-        .ok_or_else(|| Problem::not_found(format!("no patient with id {patient}")))?;
+        .ok_or_else(no_patient)?;
     Ok(APPOINTMENTS.created(&created.id, &created))
 }
 
@@ -305,6 +336,8 @@ mod tests {
     struct Memory {
         rows: RefCell<Vec<Appointment>>,
         down: bool,
+        /// The local copy has seen the patient's deletion.
+        deleted_copy: bool,
     }
 
     impl Memory {
@@ -343,9 +376,14 @@ mod tests {
             &self,
             id: &str,
             input: &AppointmentInput,
+            known: &KnownPatient,
         ) -> Result<Option<Appointment>, WriteError> {
             let patient = input.patient_id.clone().unwrap();
-            if patient != PATIENT {
+            assert_eq!(
+                known.id, patient,
+                "booked for the patient patients confirmed"
+            );
+            if self.deleted_copy {
                 return Ok(None);
             }
             if self.overlaps(input, &patient, id) {
@@ -354,7 +392,7 @@ mod tests {
             let a = Appointment {
                 id: id.into(),
                 patient_id: patient,
-                patient_name: Some("John Doe".into()),
+                patient_name: Some(known.name.clone()),
                 start_time: input.start.to_rfc3339(),
                 end_time: input.end.to_rfc3339(),
                 reason: input.reason.clone(),
@@ -410,11 +448,21 @@ mod tests {
     struct Fixed {
         store: Memory,
         ids: RefCell<u32>,
+        /// What patients answers: `Err` while it is unreachable.
+        patients: Result<Vec<KnownPatient>, String>,
     }
 
     impl Platform for Fixed {
         fn store(&self) -> &dyn Store {
             &self.store
+        }
+        fn patient(
+            &self,
+            id: &str,
+            _request: &Request<Vec<u8>>,
+        ) -> Result<Option<KnownPatient>, String> {
+            let known = self.patients.as_ref().map_err(Clone::clone)?;
+            Ok(known.iter().find(|p| p.id == id).cloned())
         }
         fn new_id(&self) -> String {
             *self.ids.borrow_mut() += 1;
@@ -429,6 +477,11 @@ mod tests {
         Fixed {
             store: Memory::default(),
             ids: RefCell::new(0),
+            patients: Ok(vec![KnownPatient {
+                id: PATIENT.into(),
+                name: "John Doe".into(),
+                email: "john.doe@example.com".into(),
+            }]),
         }
     }
 
@@ -500,6 +553,37 @@ mod tests {
             )
             .0,
             StatusCode::CREATED
+        );
+    }
+
+    #[test]
+    fn bookings_ask_patients_and_a_deleted_copy_stays_deleted() {
+        let slot = || booking("2030-01-02T10:00:00Z", "2030-01-02T11:00:00Z");
+        // Patients unreachable: 503, and nothing booked.
+        let mut p = platform();
+        p.patients = Err("no responders".into());
+        let (status, problem) = call(&p, Method::POST, "/appointments", Some(slot()));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+        assert!(p.store.rows.borrow().is_empty());
+        // Patients no longer knows them (deleted a moment ago), though the copy may: 404.
+        p.patients = Ok(Vec::new());
+        assert_eq!(
+            call(&p, Method::POST, "/appointments", Some(slot())).0,
+            StatusCode::NOT_FOUND
+        );
+        // The copy saw the deletion; a stale "exists" from patients cannot revive them.
+        let mut p = platform();
+        p.store.deleted_copy = true;
+        assert_eq!(
+            call(&p, Method::POST, "/appointments", Some(slot())).0,
+            StatusCode::NOT_FOUND
+        );
+        // Known to patients: booked, under the name patients gave.
+        let p = platform();
+        let (status, booked) = call(&p, Method::POST, "/appointments", Some(slot()));
+        assert_eq!(
+            (status, booked["patientName"].as_str()),
+            (StatusCode::CREATED, Some("John Doe"))
         );
     }
 
@@ -593,7 +677,7 @@ mod tests {
                 down: true,
                 ..Memory::default()
             },
-            ids: RefCell::new(0),
+            ..platform()
         };
         assert_eq!(
             call(&down, Method::GET, &format!("/appointments/{id}"), None).0,

@@ -215,6 +215,30 @@ mod convert {
         }
     }
 
+    /// A `GET path` to another service on behalf of the client of `on_behalf_of`: its principal
+    /// and request id travel with it, so the callee sees who asked and logs the same id.
+    pub fn get_record(path: &str, on_behalf_of: &http::Request<Vec<u8>>) -> types::Request {
+        let request_id = on_behalf_of
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(String::new, |id| id.0.clone());
+        types::Request {
+            method: "GET".into(),
+            path: path.to_string(),
+            query: None,
+            headers: Vec::new(),
+            body: Vec::new(),
+            principal: on_behalf_of
+                .extensions()
+                .get::<Principal>()
+                .map(|p| types::Principal {
+                    subject: p.subject.clone(),
+                    role: p.role.clone(),
+                }),
+            request_id,
+        }
+    }
+
     pub fn response_from_record(response: types::Response) -> http::Response<Vec<u8>> {
         let mut converted = http::Response::new(response.body);
         *converted.status_mut() =
