@@ -7,7 +7,7 @@ use kit::{response, Problem};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::routes::ROUTES;
+use crate::routes::{Access, Route, ROUTES};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -75,7 +75,8 @@ pub fn internal_get(path: &str) -> Request<Vec<u8>> {
 }
 
 /// The gateway's document merged with the documents services returned (unreachable services
-/// are left out rather than failing the whole document).
+/// are left out rather than failing the whole document), with the answers the gateway and the
+/// host give on every route added to each operation (`with_gateway_answers`).
 pub fn merged(service_documents: &[Vec<u8>]) -> Response<Vec<u8>> {
     let mut document = GatewayApi::openapi();
     for bytes in service_documents {
@@ -84,7 +85,124 @@ pub fn merged(service_documents: &[Vec<u8>]) -> Response<Vec<u8>> {
             Err(e) => eprintln!("a service's OpenAPI document is invalid and was skipped: {e}"),
         }
     }
+    let mut document = serde_json::to_value(&document).expect("a document serializes");
+    with_gateway_answers(&mut document);
     response::json(StatusCode::OK, &document)
+}
+
+/// Answers that any operation behind the gateway can give besides its service's own, and when.
+struct GatewayAnswer {
+    status: &'static str,
+    description: &'static str,
+    retry_after: bool,
+    applies: fn(&Route, &Operation) -> bool,
+}
+
+/// What the answer rules look at in one operation.
+struct Operation {
+    has_body: bool,
+    has_path_id: bool,
+}
+
+const GATEWAY_ANSWERS: [GatewayAnswer; 8] = [
+    GatewayAnswer {
+        status: "400",
+        description: "A path id that is not a UUID, or invalid fields (named in `errors`)",
+        retry_after: false,
+        applies: |_, op| op.has_path_id || op.has_body,
+    },
+    GatewayAnswer {
+        status: "401",
+        description: "No token, or one that is expired, not signed with the platform's key, or not HS256",
+        retry_after: false,
+        applies: |route, _| route.access != Access::Public,
+    },
+    GatewayAnswer {
+        status: "403",
+        description: "The token's role may not use this route",
+        retry_after: false,
+        applies: |route, _| matches!(route.access, Access::Role(_)),
+    },
+    GatewayAnswer {
+        status: "413",
+        description: "The request body is over 1 MiB",
+        retry_after: false,
+        applies: |_, _| true,
+    },
+    GatewayAnswer {
+        status: "415",
+        description: "The body is not application/json",
+        retry_after: false,
+        applies: |_, op| op.has_body,
+    },
+    GatewayAnswer {
+        status: "429",
+        description: "Rate limit exceeded (per user, else per client address); retry after `Retry-After` seconds",
+        retry_after: true,
+        applies: |_, _| true,
+    },
+    GatewayAnswer {
+        status: "503",
+        description: "A dependency or the service is unavailable now; retry later",
+        retry_after: true,
+        applies: |_, _| true,
+    },
+    GatewayAnswer {
+        status: "404",
+        description: "Nothing at this path",
+        retry_after: false,
+        applies: |_, op| op.has_path_id,
+    },
+];
+
+/// Adds, to every operation of a gateway route, each gateway answer that applies and that the
+/// service's own document does not list already (the service's own wording wins).
+fn with_gateway_answers(document: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some((route, _)) = crate::routes::resolve(path) else {
+            continue;
+        };
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let op = Operation {
+                has_body: operation.get("requestBody").is_some(),
+                has_path_id: path.contains('{'),
+            };
+            let Some(responses) = operation
+                .as_object_mut()
+                .map(|o| o.entry("responses").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            for answer in GATEWAY_ANSWERS.iter().filter(|a| (a.applies)(route, &op)) {
+                responses.entry(answer.status).or_insert_with(|| {
+                    let mut response = json!({
+                        "description": answer.description,
+                        "content": { "application/problem+json": {
+                            "schema": { "$ref": "#/components/schemas/Problem" }
+                        } }
+                    });
+                    if answer.retry_after {
+                        response["headers"] = json!({ "Retry-After": {
+                            "description": "Seconds to wait before retrying",
+                            "schema": { "type": "integer", "minimum": 0 }
+                        } });
+                    }
+                    response
+                });
+            }
+        }
+    }
 }
 
 pub fn unknown_service(name: &str) -> Response<Vec<u8>> {
@@ -110,6 +228,60 @@ mod tests {
         assert!(doc["paths"]["/health"].is_object());
         assert!(doc["paths"]["/auth/login"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[test]
+    fn every_operation_lists_the_gateways_answers() {
+        let service = serde_json::json!({
+            "openapi": "3.1.0",
+            "info": { "title": "s", "version": "1" },
+            "paths": {
+                "/api/patients/{id}": {
+                    "get": { "responses": { "200": { "description": "ok" },
+                                            "404": { "description": "no such patient" } } }
+                },
+                "/api/analytics/summary": { "get": { "responses": {} } },
+                "/auth/login": { "post": {
+                    "requestBody": { "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "responses": {}
+                } }
+            }
+        });
+        let response = merged(&[service.to_string().into_bytes()]);
+        let doc: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let codes = |path: &str, method: &str| -> Vec<String> {
+            doc["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            codes("/api/patients/{id}", "get"),
+            ["200", "400", "401", "404", "413", "429", "503"]
+        );
+        // The service's own wording is kept.
+        assert_eq!(
+            doc["paths"]["/api/patients/{id}"]["get"]["responses"]["404"]["description"],
+            "no such patient"
+        );
+        assert_eq!(
+            codes("/api/analytics/summary", "get"),
+            ["401", "403", "413", "429", "503"]
+        );
+        assert_eq!(
+            codes("/auth/login", "post"),
+            ["400", "413", "415", "429", "503"]
+        );
+        let too_many = &doc["paths"]["/auth/login"]["post"]["responses"]["429"];
+        assert!(too_many["headers"]["Retry-After"].is_object());
+        assert_eq!(
+            too_many["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem"
+        );
+        // The gateway's own paths are its own.
+        assert!(doc["paths"]["/health"]["get"]["responses"]["429"].is_null());
     }
 
     #[test]
