@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::load::{Load, Outcome, Request};
-use common::summary::{registered_on, summary, unused_day};
+use common::summary::{counted_on, registered_on, summary, unused_day};
 use common::Client;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -40,6 +40,18 @@ fn create_patient(admin: &Client, day: &str) -> String {
         admin.patiently("POST", "/api/patients", Some(&common::new_patient(day)));
     assert_eq!(status, 201, "{created}");
     created["id"].as_str().unwrap().to_string()
+}
+
+/// Fails with `what` and the first few offenders when any of `outcomes` is `bad`.
+fn none_where(outcomes: &[&Outcome], what: &str, bad: impl Fn(&Outcome) -> bool) {
+    let offenders: Vec<&Outcome> = outcomes.iter().copied().filter(|o| bad(o)).collect();
+    assert!(
+        offenders.is_empty(),
+        "{what}: {} of {}: {:?}",
+        offenders.len(),
+        outcomes.len(),
+        first(&offenders, 5)
+    );
 }
 
 /// The first `n` failures, for a readable assertion message.
@@ -195,23 +207,13 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
         .iter()
         .filter(|o| o.method == "POST" && o.status == Some(201))
         .count() as i64;
-    // Every create is one event; analytics counts each once, whatever was swapped meanwhile.
-    let counted = common::eventually(
-        "analytics to count every patient created under load",
-        Duration::from_secs(90),
-        || {
-            let now = registered_on(&summary(&admin), &day) - registered_before;
-            (now >= created).then_some(now)
-        },
-    );
     common::report(&format!(
-        "hot swap over wRPC: {} requests in {:.1} s ({:.0}/s), {} failed; {} swaps of patients and analytics (in place and manifest-only in turns); {created} patients created under load, analytics counted {} of them",
+        "hot swap over wRPC: {} requests in {:.1} s ({:.0}/s), {} failed; {} swaps of patients and analytics (in place and manifest-only in turns); {created} patients created under load",
         outcomes.len(),
         ran.as_secs_f64(),
         outcomes.len() as f64 / ran.as_secs_f64(),
         failed.len(),
         swaps.len(),
-        counted
     ));
     assert!(
         failed.is_empty(),
@@ -219,6 +221,11 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
         failed.len(),
         first(&failed, 5)
     );
+    // Every create is one event; analytics counts each once, whatever was swapped meanwhile.
+    let counted = counted_on(&admin, &day, registered_before, created);
+    common::report(&format!(
+        "hot swap over wRPC: analytics counted {counted} of the {created} patients created"
+    ));
     assert_eq!(
         counted, created,
         "analytics' count differs from the creates made"
@@ -303,40 +310,16 @@ fn scaling_down_loses_no_request_and_zero_answers_at_once() {
         after.iter().filter(|o| !o.ok()).count(),
         ran.as_secs_f64()
     ));
-    let failed: Vec<&Outcome> = scaled_down.iter().copied().filter(|o| !o.ok()).collect();
-    assert!(
-        failed.is_empty(),
-        "failed while scaling 8 -> 2: {:?}",
-        first(&failed, 5)
-    );
-    let wrong: Vec<&Outcome> = at_zero
-        .iter()
-        .copied()
-        .filter(|o| o.status != Some(503))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "at 0 instances, answers other than 503: {:?}",
-        first(&wrong, 5)
-    );
+    none_where(&scaled_down, "failed while scaling 8 -> 2", |o| !o.ok());
+    none_where(&at_zero, "at 0 instances, answers other than 503", |o| {
+        o.status != Some(503)
+    });
     // A call nobody takes ends only at the host's 15 s request budget; NATS tells the caller at
     // once that no instance serves, so every 503 here came long before that budget.
-    let waited: Vec<&Outcome> = at_zero
-        .iter()
-        .copied()
-        .filter(|o| o.took >= Duration::from_secs(10))
-        .collect();
-    assert!(
-        waited.is_empty(),
-        "503s that waited for an answer: {:?}",
-        first(&waited, 5)
-    );
-    let failed: Vec<&Outcome> = after.iter().copied().filter(|o| !o.ok()).collect();
-    assert!(
-        failed.is_empty(),
-        "failed once back at 8: {:?}",
-        first(&failed, 5)
-    );
+    none_where(&at_zero, "503s that waited for an answer", |o| {
+        o.took >= Duration::from_secs(10)
+    });
+    none_where(&after, "failed once back at 8", |o| !o.ok());
 }
 
 /// A host that is not the HTTP listener dies (SIGKILL, with its providers) under load. Only the

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::events::{committed_offsets, patient_events};
 use common::load::{as_fresh_admin, Load, Outcome, Request};
-use common::summary::{registered_on, summary, unused_day};
+use common::summary::{counted_on, registered_on, summary, unused_day};
 use common::{eventually, unique, xtask, Client};
 use serde_json::{json, Value};
 
@@ -152,14 +152,8 @@ fn a_broker_restart_under_load_loses_no_event_and_no_offset() {
         )
     });
     // Analytics has consumed and committed some of this run's events before the stop.
-    let before = eventually(
-        "analytics to commit offsets of this load",
-        Duration::from_secs(90),
-        || {
-            let counted = registered_on(&summary(&admin), &day) - registered_before;
-            (counted > 0).then(|| committed_offsets("analytics"))
-        },
-    );
+    counted_on(&admin, &day, registered_before, 1);
+    let before = committed_offsets("analytics");
     xtask(&["broker", "stop"]);
     let stopped = load.now();
     xtask(&["broker", "start"]);
@@ -179,14 +173,7 @@ fn a_broker_restart_under_load_loses_no_event_and_no_offset() {
     });
     let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
     let created = ids.len() as i64;
-    let counted = eventually(
-        "analytics to count every patient created",
-        Duration::from_secs(120),
-        || {
-            let now = registered_on(&summary(&admin), &day) - registered_before;
-            (now >= created).then_some(now)
-        },
-    );
+    let counted = counted_on(&admin, &day, registered_before, created);
     let went_back: Vec<(i32, i64, Option<i64>)> = before
         .iter()
         .filter(|(p, offset)| after.get(p).is_none_or(|now| now < offset))

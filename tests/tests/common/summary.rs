@@ -41,3 +41,30 @@ pub fn registered_on(summary: &Value, day: &str) -> i64 {
 pub fn total(summary: &Value, name: &str) -> i64 {
     summary[name].as_i64().unwrap()
 }
+
+/// Waits until analytics counts at least `target` patients registered on `day` (beyond
+/// `before`), for as long as the count keeps rising: a backlog of events being worked through is
+/// not a failure, a count that stops short is. Fails naming both numbers once the count has not
+/// moved for a minute; returns the count.
+pub fn counted_on(admin: &Client, day: &str, before: i64, target: i64) -> i64 {
+    let stalled_after = std::time::Duration::from_secs(60);
+    let mut last = (i64::MIN, std::time::Instant::now());
+    loop {
+        let now = registered_on(&summary(admin), day) - before;
+        if now >= target {
+            return now;
+        }
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        }
+        if last.1.elapsed() >= stalled_after {
+            panic!(
+                "analytics' count for {day} stopped at {now} of {target} for {stalled_after:?}; \
+                 its committed offsets on `patient`: {:?}; totals: {}",
+                super::events::committed_offsets("analytics"),
+                summary(admin)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
