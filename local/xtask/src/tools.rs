@@ -31,8 +31,9 @@ pub fn ensure_all() -> Result<Tools> {
     let nats_server = nats_server()?;
     let wash = wash()?;
     let (host, wadm) = launchers()?;
-    // `memory://` storage lives behind tansu's `dynostore` feature; `sqlite://` (a file that
-    // survives a broker restart) behind `libsql`.
+    // `memory://` storage (what the stacks use) lives behind tansu's `dynostore` feature;
+    // `sqlite://` (a file that survives a restart) behind `libsql`, built for the next try at
+    // a durable broker (see `Stack::ensure_broker`).
     let tansu = cargo_install(
         "tansu",
         TANSU_VERSION,
