@@ -218,25 +218,19 @@ mod convert {
     /// A `GET path` to another service on behalf of the client of `on_behalf_of`: its principal
     /// and request id travel with it, so the callee sees who asked and logs the same id.
     pub fn get_record(path: &str, on_behalf_of: &http::Request<Vec<u8>>) -> types::Request {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .expect("a GET of a path the component wrote");
         let request_id = on_behalf_of
             .extensions()
             .get::<RequestId>()
-            .map_or_else(String::new, |id| id.0.clone());
-        types::Request {
-            method: "GET".into(),
-            path: path.to_string(),
-            query: None,
-            headers: Vec::new(),
-            body: Vec::new(),
-            principal: on_behalf_of
-                .extensions()
-                .get::<Principal>()
-                .map(|p| types::Principal {
-                    subject: p.subject.clone(),
-                    role: p.role.clone(),
-                }),
+            .map_or("", |id| id.0.as_str());
+        to_record(
+            &request,
+            path,
+            on_behalf_of.extensions().get::<Principal>(),
             request_id,
-        }
+        )
     }
 
     pub fn response_from_record(response: types::Response) -> http::Response<Vec<u8>> {
