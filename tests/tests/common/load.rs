@@ -183,7 +183,7 @@ fn send(agent: &ureq::Agent, request: Request, sent: Duration) -> Outcome {
     let (status, build, body) = match answer {
         Ok(r) | Err(ureq::Error::Status(_, r)) => (
             Some(r.status()),
-            r.header(BUILD_HEADER).map(str::to_string),
+            r.header(platform_wit::BUILD_HEADER).map(str::to_string),
             r.into_string().unwrap_or_default(),
         ),
         Err(e) => (None, None, e.to_string()),
@@ -198,6 +198,3 @@ fn send(agent: &ureq::Agent, request: Request, sent: Duration) -> Outcome {
         build,
     }
 }
-
-/// The header a domain component's hot-swap-check build adds to its answers (platform-wit).
-const BUILD_HEADER: &str = "x-pm-build";

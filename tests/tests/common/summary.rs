@@ -12,8 +12,7 @@ pub fn unused_day(offset: u32) -> String {
     let n = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .subsec_nanos()
-        / 1000;
+        .subsec_micros();
     format!(
         "{:04}-{:02}-{:02}",
         1800 + n % 150,
