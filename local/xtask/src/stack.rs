@@ -248,9 +248,8 @@ impl Stack {
         }
         // In-memory storage: a broker restart loses what was not consumed yet, and the consumer
         // groups' offsets (issue 17, item 6). tansu 0.6.0's SQLite storage (`--storage-engine
-        // sqlite:///broker.db`, built in) kept them, but under the operations tests one
-        // partition's consumer stopped advancing (analytics' offset stayed at 6 of some 400
-        // records for over a minute) and a stop under load panicked its storage task.
+        // sqlite:///broker.db`, built in) kept them in one run, but in the next a stop under load
+        // panicked its storage task ("entered unreachable code") and it never served again.
         step(&format!(
             "starting the Kafka-compatible broker (tansu, in-memory storage) on {addr}"
         ));

@@ -39,7 +39,7 @@ pub fn ensure_all() -> Result<Tools> {
         TANSU_VERSION,
         &["dynostore", "libsql"],
         "the Kafka-compatible broker",
-        18,
+        10,
     )?;
     Ok(Tools {
         nats_server,
