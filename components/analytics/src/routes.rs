@@ -44,6 +44,7 @@ pub fn handle(
         (_, "/analytics/summary") => Err(Problem::method_not_allowed(
             method.as_str(),
             "/api/analytics/summary",
+            "GET",
         )),
         _ => Err(Problem::not_found(format!(
             "no route for {method} /api{path}"

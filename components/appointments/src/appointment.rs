@@ -29,20 +29,53 @@ pub struct Appointment {
 }
 
 /// The JSON a client sends to create (`POST`) or change (`PUT`) an appointment. Fields are
-/// optional here so that a missing one is reported like any other invalid field.
+/// optional here so that a missing one is reported like any other invalid field; the schema
+/// states what the handler requires (`AppointmentUpdateBody` for `PUT`). Other fields are ignored.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppointmentBody {
-    /// An existing patient's id (UUID); on `PUT` it may be left out, and cannot change.
+    /// An existing patient's id (UUID).
+    #[schema(value_type = String, required = true, format = Uuid)]
     pub patient_id: Option<String>,
     /// RFC 3339 with an offset; in the future.
+    #[schema(value_type = String, required = true, format = DateTime)]
     pub start_time: Option<String>,
     /// RFC 3339 with an offset; after the start, at most 8 hours later.
+    #[schema(value_type = String, required = true, format = DateTime)]
     pub end_time: Option<String>,
-    /// 1–255 characters.
+    /// 1–255 characters, not all whitespace; stored trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     pub reason: Option<String>,
-    /// Required on `PUT`: the version last read.
+    /// Required on `PUT`: the version last read. Ignored on `POST`.
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub version: Option<i64>,
+}
+
+/// What `PUT /appointments/{id}` takes: `AppointmentBody` with `version` required and
+/// `patientId` optional (it cannot change). The handler reads both into `AppointmentBody`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AppointmentUpdateBody {
+    /// The appointment's patient (UUID); it cannot change, so it may be left out.
+    #[schema(format = Uuid)]
+    patient_id: Option<String>,
+    /// RFC 3339 with an offset; in the future.
+    #[schema(format = DateTime)]
+    start_time: String,
+    /// RFC 3339 with an offset; after the start, at most 8 hours later.
+    #[schema(format = DateTime)]
+    end_time: String,
+    /// 1–255 characters, not all whitespace; stored trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
+    reason: String,
+    /// The version last read; a write that does not match the stored version is refused (409).
+    #[schema(minimum = 1)]
+    version: i64,
 }
 
 /// An instant, truncated to the second (what is stored and shown).
@@ -51,7 +84,7 @@ pub struct Instant(OffsetDateTime);
 
 impl Instant {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let at = OffsetDateTime::parse(raw.trim(), &Rfc3339).map_err(|_| {
+        let at = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
             "must be a date-time as RFC 3339, e.g. 2030-01-31T09:00:00Z".to_string()
         })?;
         Ok(Self(
@@ -107,7 +140,7 @@ impl AppointmentInput {
             _ => {
                 let raw = required(&mut errors, "patientId", &body.patient_id);
                 check(&mut errors, "patientId", raw, |v| {
-                    parse_uuid(v.trim()).ok_or_else(|| "must be a patient id (UUID)".to_string())
+                    parse_uuid(v).ok_or_else(|| "must be a patient id (UUID)".to_string())
                 })
                 .map(Some)
             }
@@ -133,11 +166,10 @@ impl AppointmentInput {
         }
         let reason = required(&mut errors, "reason", &body.reason);
         let reason = check(&mut errors, "reason", reason, |v| {
-            let v = v.trim();
             if v.chars().count() > MAX_REASON_CHARS {
                 Err(format!("must be at most {MAX_REASON_CHARS} characters"))
             } else {
-                Ok(v.to_string())
+                Ok(v.trim().to_string())
             }
         });
         let version = match (purpose, body.version) {

@@ -10,7 +10,9 @@ use kit::request::{json_body, query_pairs};
 use kit::{response, Problem};
 use utoipa::OpenApi;
 
-use crate::appointment::{Appointment, AppointmentBody, AppointmentInput, Instant, Purpose};
+use crate::appointment::{
+    Appointment, AppointmentBody, AppointmentInput, AppointmentUpdateBody, Instant, Purpose,
+};
 
 /// The longest `from`–`to` window one list request may ask for.
 pub const MAX_WINDOW_DAYS: i64 = 366;
@@ -167,8 +169,8 @@ fn window(query: Option<&str>) -> Result<(Instant, Instant), FieldErrors> {
     operation_id = "listAppointments",
     security(("bearer" = [])),
     params(
-        ("from" = String, Query, description = "Start of the window (RFC 3339), inclusive"),
-        ("to" = String, Query, description = "End of the window (RFC 3339), exclusive; at most 366 days after from")
+        ("from" = String, Query, description = "Start of the window (RFC 3339), inclusive", format = DateTime),
+        ("to" = String, Query, description = "End of the window (RFC 3339), exclusive; after from, at most 366 days after it", format = DateTime)
     ),
     responses(
         (status = 200, description = "Appointments starting in the window, ordered by start", body = [Appointment]),
@@ -187,7 +189,7 @@ fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>
     path = "/api/appointments/{id}",
     operation_id = "getAppointment",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Appointment id (UUID)")),
+    params(("id" = String, Path, description = "Appointment id (UUID)", format = Uuid)),
     responses(
         (status = 200, description = "The appointment", body = Appointment),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -250,8 +252,8 @@ fn create(
     path = "/api/appointments/{id}",
     operation_id = "updateAppointment",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Appointment id (UUID)")),
-    request_body = AppointmentBody,
+    params(("id" = String, Path, description = "Appointment id (UUID)", format = Uuid)),
+    request_body = AppointmentUpdateBody,
     responses(
         (status = 200, description = "Changed; `version` is one more", body = Appointment),
         (status = 400, description = "Invalid fields or id", body = Problem, content_type = "application/problem+json"),
@@ -296,7 +298,7 @@ fn update(
     path = "/api/appointments/{id}",
     operation_id = "cancelAppointment",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Appointment id (UUID)")),
+    params(("id" = String, Path, description = "Appointment id (UUID)", format = Uuid)),
     responses(
         (status = 204, description = "Cancelled (appointments are kept, marked CANCELLED)"),
         (status = 404, description = "No such appointment", body = Problem, content_type = "application/problem+json")
@@ -315,7 +317,7 @@ fn cancel(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Proble
 #[openapi(
     info(title = "appointments", description = "Appointment scheduling", version = env!("CARGO_PKG_VERSION")),
     paths(list, get, create, update, cancel),
-    components(schemas(Appointment, AppointmentBody, Problem)),
+    components(schemas(Appointment, AppointmentBody, AppointmentUpdateBody, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct Api;

@@ -9,7 +9,7 @@ use kit::{response, time, Problem};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::credentials::{Email, Login, LoginBody, NewUser, NewUserBody, Role};
+use crate::credentials::{Email, Login, LoginBody, NewUser, NewUserBody, Role, RoleName};
 
 pub const INVALID_LOGIN: &str = "invalid email or password";
 
@@ -50,6 +50,7 @@ pub fn handle(
         (_, "/login" | "/validate" | "/users") => Err(Problem::method_not_allowed(
             request.method().as_str(),
             &format!("/auth{path}"),
+            if path == "/validate" { "GET" } else { "POST" },
         )),
         _ => Err(Problem::not_found(format!(
             "no route for {} /auth{path}",
@@ -130,7 +131,7 @@ fn ensure_seed_user(store: &dyn Store, email: &Email) -> Result<(), Problem> {
 #[openapi(
     info(title = "auth", description = "Staff authentication", version = env!("CARGO_PKG_VERSION")),
     paths(login, validate, create_user),
-    components(schemas(LoginBody, NewUserBody, TokenBody, TokenInfo, CreatedUser, Problem)),
+    components(schemas(LoginBody, NewUserBody, RoleName, TokenBody, TokenInfo, CreatedUser, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct Api;

@@ -32,6 +32,7 @@ pub fn handle(accounts: &dyn Accounts, request: &Request<Vec<u8>>) -> Response<V
             Some(raw) if !raw.contains('/') => Err(Problem::method_not_allowed(
                 method.as_str(),
                 "/api/billing/accounts/{patientId}",
+                "GET",
             )),
             _ => Err(Problem::not_found(format!(
                 "no route for {method} /api{path}"
@@ -46,7 +47,7 @@ pub fn handle(accounts: &dyn Accounts, request: &Request<Vec<u8>>) -> Response<V
     path = "/api/billing/accounts/{patientId}",
     operation_id = "getBillingAccount",
     security(("bearer" = [])),
-    params(("patientId" = String, Path, description = "Patient id (UUID)")),
+    params(("patientId" = String, Path, description = "Patient id (UUID)", format = Uuid)),
     responses(
         (status = 200, description = "The patient's account", body = Account),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),

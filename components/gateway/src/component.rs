@@ -18,7 +18,7 @@ use wasmcloud_component::wasi::logging::logging::{log, Level};
 mod bindings {
     wit_bindgen::generate!({
         world: "gateway",
-        path: "../../wit",
+        path: "../../wit/gateway",
         with: {
             "wasi:config/store@0.2.0-draft": wasmcloud_component::wasi::config::store,
             "wasmcloud:bus/lattice@2.0.0": wasmcloud_component::wasmcloud::bus::lattice,
@@ -139,8 +139,21 @@ impl router::Platform for WasmPlatform {
             role: c.role.clone(),
         });
         let record = platform_wit::to_record(request, path, principal.as_ref(), &self.request_id);
-        Ok(platform_wit::response_from_record(
-            bindings::pm::platform::service::handle(&record),
-        ))
+        // A call that failed on the way or got no answer within the host's call timeout comes
+        // back as an error (not a trap), so the gateway answers for it like any other.
+        bindings::pm::platform::service::handle(&record)
+            .map(platform_wit::response_from_record)
+            .map_err(|e| {
+                log(
+                    Level::Warn,
+                    "gateway",
+                    &format!(
+                        "request {}: the call to `{link}` failed: {}",
+                        self.request_id,
+                        e.to_debug_string()
+                    ),
+                );
+                "no answer in time".to_string()
+            })
     }
 }

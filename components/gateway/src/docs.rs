@@ -185,21 +185,23 @@ fn with_gateway_answers(document: &mut serde_json::Value) {
                 continue;
             };
             for answer in GATEWAY_ANSWERS.iter().filter(|a| (a.applies)(route, &op)) {
-                responses.entry(answer.status).or_insert_with(|| {
-                    let mut response = json!({
+                let response = responses.entry(answer.status).or_insert_with(|| {
+                    json!({
                         "description": answer.description,
                         "content": { "application/problem+json": {
                             "schema": { "$ref": "#/components/schemas/Problem" }
                         } }
-                    });
-                    if answer.retry_after {
-                        response["headers"] = json!({ "Retry-After": {
-                            "description": "Seconds to wait before retrying",
-                            "schema": { "type": "integer", "minimum": 0 }
-                        } });
-                    }
-                    response
+                    })
                 });
+                // Every 429 and 503 says when to retry, the service's own included
+                // (`kit::response::problem`).
+                if answer.retry_after {
+                    response["headers"]["Retry-After"] = json!({
+                        "description": "Seconds to wait before retrying",
+                        "required": true,
+                        "schema": { "type": "integer", "minimum": 0 }
+                    });
+                }
             }
         }
     }

@@ -39,23 +39,29 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
     let path = request.uri().path();
     let method = request.method();
     if path == "/health" {
-        return only(method, &[Method::GET, Method::HEAD], path, || {
-            response::json(
-                StatusCode::OK,
-                &Health {
-                    status: "UP",
-                    service: "gateway",
-                    version: VERSION,
-                    build: BUILD,
-                },
-            )
-        });
+        return only(
+            method,
+            &[Method::GET, Method::HEAD],
+            "GET, HEAD",
+            path,
+            || {
+                response::json(
+                    StatusCode::OK,
+                    &Health {
+                        status: "UP",
+                        service: "gateway",
+                        version: VERSION,
+                        build: BUILD,
+                    },
+                )
+            },
+        );
     }
     if path == "/ready" {
-        return only(method, &[Method::GET], path, || ready(platform));
+        return only(method, &[Method::GET], "GET", path, || ready(platform));
     }
     if path == "/api-docs" || path.starts_with("/api-docs/") {
-        return only(method, &[Method::GET], path, || {
+        return only(method, &[Method::GET], "GET", path, || {
             api_docs(platform, path.trim_start_matches("/api-docs"))
         });
     }
@@ -225,22 +231,19 @@ fn rate_limit(platform: &dyn Platform, client: &str) -> Result<(), Response<Vec<
     }
 }
 
-/// Runs `handler` when `method` is one of `allowed`, else answers 405 naming the allowed ones.
+/// Runs `handler` when `method` is one of `allowed` (`allow` spells them for the `Allow`
+/// header), else answers 405.
 fn only(
     method: &Method,
     allowed: &[Method],
+    allow: &'static str,
     path: &str,
     handler: impl FnOnce() -> Response<Vec<u8>>,
 ) -> Response<Vec<u8>> {
     if allowed.contains(method) {
         return handler();
     }
-    let mut answer = response::problem(&Problem::method_not_allowed(method.as_str(), path));
-    let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-        answer.headers_mut().insert(header::ALLOW, value);
-    }
-    answer
+    response::problem(&Problem::method_not_allowed(method.as_str(), path, allow))
 }
 
 #[cfg(test)]

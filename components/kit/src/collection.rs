@@ -44,6 +44,7 @@ impl Collection {
                 _ => Err(Problem::method_not_allowed(
                     method.as_str(),
                     &format!("/api/{plural}"),
+                    "GET, POST",
                 )),
             },
             Some(item) => match item.strip_prefix('/') {
@@ -61,6 +62,7 @@ impl Collection {
                         _ => Err(Problem::method_not_allowed(
                             method.as_str(),
                             &format!("/api/{plural}/{{id}}"),
+                            "GET, PUT, DELETE",
                         )),
                     }
                 }
@@ -109,8 +111,9 @@ mod tests {
         assert_eq!(refused.status, 405);
         assert_eq!(
             refused.detail,
-            "method DELETE is not allowed on /api/patients"
+            "method DELETE is not allowed on /api/patients; it takes GET, POST"
         );
+        assert_eq!(refused.allow, Some("GET, POST"));
     }
 
     #[test]
@@ -132,8 +135,9 @@ mod tests {
         assert_eq!(refused.status, 405);
         assert_eq!(
             refused.detail,
-            "method POST is not allowed on /api/patients/{id}"
+            "method POST is not allowed on /api/patients/{id}; it takes GET, PUT, DELETE"
         );
+        assert_eq!(refused.allow, Some("GET, PUT, DELETE"));
     }
 
     #[test]

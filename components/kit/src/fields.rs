@@ -19,12 +19,43 @@ pub fn storable(value: &str) -> Result<&str, String> {
     }
 }
 
+/// The characters Rust's `char::is_whitespace` counts (Unicode White_Space), spelled so that
+/// ECMAScript's and Python's regular expressions read them alike (their own `\s` each differ a
+/// little from Unicode's). The OpenAPI patterns below are built from it, so the documents state
+/// exactly the rules the handlers apply (`trim`, "is required" for a blank value).
+pub const SPACE_CLASS: &str =
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// OpenAPI `pattern` of a value that is not blank: one character that is not whitespace. Written
+/// out as a literal in the schemas (utoipa takes literals); tests compare them with this.
+pub const NOT_BLANK_PATTERN: &str = concat!(
+    "[^",
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000",
+    "]"
+);
+
+/// OpenAPI `pattern` of what `Email::parse` accepts: optional surrounding whitespace, a local part
+/// and a domain of two or more dot-separated labels, no whitespace or second `@` inside.
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@",
+    r"[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+",
+    r"(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+",
+    r"[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
+/// Longest email address, in characters as sent (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
 /// An email address, trimmed and lower-cased, so comparisons are case-insensitive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > MAX_EMAIL_CHARS {
+            return Err(format!("must be at most {MAX_EMAIL_CHARS} characters"));
+        }
         let email = raw.trim().to_lowercase();
         let (local, domain) = email
             .split_once('@')
@@ -35,8 +66,7 @@ impl Email {
             && !domain.ends_with('.')
             && !domain.contains("..")
             && !email.contains(char::is_whitespace)
-            && email.matches('@').count() == 1
-            && email.len() <= 254;
+            && email.matches('@').count() == 1;
         if valid {
             Ok(Self(email))
         } else {
@@ -74,7 +104,12 @@ impl Date {
             }
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year as i32, month) {
+        // Year 0 is not a year of the calendar people (or Python's dates) use.
+        if year == 0
+            || !(1..=12).contains(&month)
+            || day == 0
+            || day > days_in_month(year as i32, month)
+        {
             return Err(format!("{raw} is not a day of the calendar"));
         }
         Ok(Self {
@@ -159,6 +194,55 @@ pub fn check<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The characters of a class body such as `SPACE_CLASS` (escapes, `\uXXXX`, ranges).
+    fn class_chars(class: &str) -> std::collections::BTreeSet<char> {
+        let mut singles = Vec::new();
+        let mut rest = class;
+        while let Some(c) = rest.chars().next() {
+            let (ch, len) = match (c, rest.as_bytes().get(1)) {
+                ('\\', Some(b'u')) => (
+                    char::from_u32(u32::from_str_radix(&rest[2..6], 16).unwrap()).unwrap(),
+                    6,
+                ),
+                ('\\', Some(b't')) => ('\t', 2),
+                ('\\', Some(b'n')) => ('\n', 2),
+                ('\\', Some(b'f')) => ('\u{c}', 2),
+                ('\\', Some(b'r')) => ('\r', 2),
+                ('-', _) => ('-', 1),
+                (c, _) => (c, c.len_utf8()),
+            };
+            singles.push(ch);
+            rest = &rest[len..];
+        }
+        let mut set = std::collections::BTreeSet::new();
+        let mut i = 0;
+        while i < singles.len() {
+            if i + 2 < singles.len() && singles[i + 1] == '-' {
+                set.extend(singles[i]..=singles[i + 2]);
+                i += 3;
+            } else {
+                set.insert(singles[i]);
+                i += 1;
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn the_space_class_is_exactly_rusts_whitespace() {
+        let rust: std::collections::BTreeSet<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        assert_eq!(class_chars(SPACE_CLASS), rust);
+        assert_eq!(NOT_BLANK_PATTERN, format!("[^{SPACE_CLASS}]"));
+        let s = SPACE_CLASS;
+        assert_eq!(
+            EMAIL_PATTERN,
+            format!("^[{s}]*[^@{s}]+@[^@.{s}]+(\\.[^@.{s}]+)+[{s}]*$")
+        );
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

@@ -18,6 +18,11 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<BTreeMap<String, String>>,
+    /// On a 405, the methods the resource takes: sent as the `Allow` header (RFC 9110), not in
+    /// the body.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub allow: Option<&'static str>,
 }
 
 impl Problem {
@@ -29,6 +34,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: None,
+            allow: None,
         }
     }
 
@@ -47,11 +53,14 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(
+    /// 405; `allow` lists the methods `path` takes (`"GET, POST"`).
+    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+        let mut problem = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} is not allowed on {path}"),
-        )
+            format!("method {method} is not allowed on {path}; it takes {allow}"),
+        );
+        problem.allow = Some(allow);
+        problem
     }
 
     pub fn status_code(&self) -> StatusCode {

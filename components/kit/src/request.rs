@@ -17,25 +17,55 @@ pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Re
             "the body must be application/json",
         ));
     }
-    let not_json = |e: serde_json::Error| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not valid JSON: {e}"),
-        )
-    };
     // Postgres text cannot hold NUL (JSON can, but only as the escape `\u0000`): refused here,
     // for every field of every body, before anything reaches a store. A body without that
     // escape cannot hold NUL, so only such a body is read twice to find the field.
-    if !request.body().windows(6).any(|w| w == b"\\u0000") {
-        return serde_json::from_slice(request.body()).map_err(not_json);
+    if request.body().windows(6).any(|w| w == b"\\u0000") {
+        let value: serde_json::Value =
+            serde_json::from_slice(request.body()).map_err(|e| refused(".", e))?;
+        if let Some(field) = nul_in(&value, "") {
+            let mut errors = crate::fields::FieldErrors::new();
+            errors.insert(field, crate::fields::NO_NUL.into());
+            return Err(Problem::validation(errors));
+        }
     }
-    let value: serde_json::Value = serde_json::from_slice(request.body()).map_err(not_json)?;
-    if let Some(field) = nul_in(&value, "") {
-        let mut errors = crate::fields::FieldErrors::new();
-        errors.insert(field, crate::fields::NO_NUL.into());
-        return Err(Problem::validation(errors));
+    // Every body of the API is an object; serde would also read a struct from an array
+    // (its fields in order), which no client should rely on.
+    let first = request.body().iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
     }
-    serde_json::from_value(value).map_err(not_json)
+    let mut json = serde_json::Deserializer::from_slice(request.body());
+    let body = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| refused(&e.path().to_string(), e.into_inner()))?;
+    json.end().map_err(|e| refused(".", e))?;
+    Ok(body)
+}
+
+/// Why a body was refused: not JSON at all, or a value of the wrong type or out of range, named
+/// by its path (`version`, `a.b[2]`; `.` is the whole body) as a field error.
+fn refused(path: &str, inner: serde_json::Error) -> Problem {
+    if inner.classify() != serde_json::error::Category::Data {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {inner}"),
+        );
+    }
+    if path == "." {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not the JSON this route takes: {inner}"),
+        );
+    }
+    // serde's message ends with where in the text it stopped; the field names the place.
+    let message = inner.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message);
+    let mut errors = crate::fields::FieldErrors::new();
+    errors.insert(path.to_string(), message.to_string());
+    Problem::validation(errors)
 }
 
 /// The path (`a.b[2]`; `body` for the whole body) of the first string or key in `value` that
@@ -105,6 +135,48 @@ mod tests {
         assert_eq!(wrong_type.unwrap_err().status, 415);
         let bad: Result<serde_json::Value, _> = json_body(&request("application/json", "{"));
         assert_eq!(bad.unwrap_err().status, 400);
+        let trailing: Result<serde_json::Value, _> =
+            json_body(&request("application/json", "{} x"));
+        assert_eq!(trailing.unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_range_is_a_400_naming_its_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            name: Option<String>,
+            version: Option<i64>,
+            inner: Option<Inner>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            items: Vec<u8>,
+        }
+        let body = |json: &str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(json.as_bytes().to_vec())
+                .unwrap()
+        };
+        for (json, field) in [
+            (r#"{"name":12}"#, "name"),
+            (r#"{"version":1e30}"#, "version"),
+            (r#"{"version":99999999999999999999}"#, "version"),
+            (r#"{"inner":{"items":[1,300]}}"#, "inner.items[1]"),
+        ] {
+            let problem = json_body::<Body>(&body(json)).unwrap_err();
+            assert_eq!(problem.status, 400, "{json}");
+            let errors = problem.errors.expect("field errors");
+            assert!(errors.contains_key(field), "{json}: {errors:?}");
+            assert!(!errors[field].contains("line"), "{errors:?}");
+        }
+        for not_an_object in ["[1]", " \"text\"", "12", "null"] {
+            let problem = json_body::<Body>(&body(not_an_object)).unwrap_err();
+            assert_eq!(problem.status, 400, "{not_an_object}");
+            assert!(problem.errors.is_none(), "{not_an_object}");
+        }
     }
 
     #[test]

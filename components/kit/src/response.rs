@@ -21,13 +21,30 @@ pub fn no_content() -> Response<Vec<u8>> {
     response
 }
 
+/// A problem+json answer. A 503 says when to try again (`Retry-After`, in seconds): the
+/// dependency that is down is usually back, or its breaker retried, within a second or two.
 pub fn problem(problem: &Problem) -> Response<Vec<u8>> {
-    with_body(
+    let mut response = with_body(
         problem.status_code(),
         problem::CONTENT_TYPE,
         problem.to_json(),
-    )
+    );
+    if let Some(allow) = problem.allow {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
+
+/// What every 503 of the platform tells a client to wait, in seconds.
+pub const RETRY_AFTER_SECS: &str = "1";
 
 fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);
@@ -59,5 +76,12 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             problem::CONTENT_TYPE
         );
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn a_503_says_when_to_retry() {
+        let response = problem(&Problem::new(StatusCode::SERVICE_UNAVAILABLE, "down"));
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
     }
 }

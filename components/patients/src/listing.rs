@@ -6,6 +6,8 @@ use kit::request::query_pairs;
 pub const DEFAULT_SIZE: u32 = 10;
 pub const MAX_SIZE: u32 = 100;
 pub const MAX_SEARCH_CHARS: usize = 100;
+/// The last page any size can reach without the offset overflowing.
+pub const MAX_PAGE: u32 = u32::MAX / MAX_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortField {
@@ -66,17 +68,18 @@ impl ListQuery {
             sort_field: SortField::Name,
             search: None,
         };
+        // Digits only, as the document's `integer` reads: no sign, no spaces.
         let number = |raw: &str, max: u32| -> Result<u32, String> {
-            match raw.trim().parse::<u32>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
+            match raw.parse::<u32>() {
+                Ok(n) if raw.bytes().all(|b| b.is_ascii_digit()) && (1..=max).contains(&n) => Ok(n),
                 _ => Err(format!("must be a whole number from 1 to {max}")),
             }
         };
         for (key, value) in query_pairs(query) {
             let outcome = match key.as_str() {
-                "page" => number(&value, u32::MAX / MAX_SIZE).map(|n| list.page = n),
+                "page" => number(&value, MAX_PAGE).map(|n| list.page = n),
                 "size" => number(&value, MAX_SIZE).map(|n| list.size = n),
-                "sort" => match value.to_ascii_lowercase().as_str() {
+                "sort" => match value.as_str() {
                     "asc" => Ok(true),
                     "desc" => Ok(false),
                     _ => Err("must be asc or desc".to_string()),
@@ -87,7 +90,7 @@ impl ListQuery {
                     let search = value.trim();
                     if let Err(message) = kit::fields::storable(search) {
                         Err(message)
-                    } else if search.chars().count() > MAX_SEARCH_CHARS {
+                    } else if value.chars().count() > MAX_SEARCH_CHARS {
                         Err(format!("must be at most {MAX_SEARCH_CHARS} characters"))
                     } else {
                         list.search = (!search.is_empty()).then(|| search.to_string());
@@ -166,7 +169,7 @@ mod tests {
     #[test]
     fn every_parameter_is_read_and_checked() {
         let q = ListQuery::parse(Some(
-            "page=3&size=5&sort=DESC&sortField=dateOfBirth&searchValue=+Jo+",
+            "page=3&size=5&sort=desc&sortField=dateOfBirth&searchValue=+Jo+",
         ))
         .unwrap();
         assert_eq!(
@@ -190,6 +193,10 @@ mod tests {
             ("size=0", "size"),
             ("size=101", "size"),
             ("sort=up", "sort"),
+            // Exactly as the document's enum spells them.
+            ("sort=DESC", "sort"),
+            ("page=+3", "page"),
+            ("size= 5", "size"),
             ("sortField=address", "sortField"),
             ("color=red", "color"),
         ] {

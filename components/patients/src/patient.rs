@@ -22,20 +22,61 @@ pub struct Patient {
     pub registered_date: String,
 }
 
-/// The JSON a client sends to create (`POST`) or replace (`PUT`) a patient. Every field is
-/// optional here so that a missing one is reported like any other invalid field.
+/// The JSON a client sends to create (`POST`) or replace (`PUT`) a patient. Fields are optional
+/// here so that a missing one is reported like any other invalid field; the schema states what
+/// the handler requires (`PatientUpdateBody` for `PUT`). Other fields are ignored.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientBody {
-    /// 1–100 characters.
+    /// 1–100 characters, not all whitespace; stored trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     pub name: Option<String>,
-    /// Unique among patients, compared case-insensitively.
+    /// Unique among patients, compared case-insensitively; stored trimmed and lower-cased.
+    #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub email: Option<String>,
+    /// 1–255 characters, not all whitespace; stored trimmed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     pub address: Option<String>,
     /// `YYYY-MM-DD`, not in the future.
+    #[schema(value_type = String, required = true, format = Date)]
     pub date_of_birth: Option<String>,
     /// `YYYY-MM-DD`; required on create, kept when absent on update.
+    #[schema(value_type = String, required = true, format = Date)]
     pub registered_date: Option<String>,
+}
+
+/// What `PUT /patients/{id}` takes: `PatientBody` with `registeredDate` optional (kept when
+/// absent). The handler reads both into `PatientBody`; this type only describes the update.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct PatientUpdateBody {
+    /// 1–100 characters, not all whitespace; stored trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
+    name: String,
+    /// Unique among patients, compared case-insensitively; stored trimmed and lower-cased.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    email: String,
+    /// 1–255 characters, not all whitespace; stored trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
+    address: String,
+    /// `YYYY-MM-DD`, not in the future.
+    #[schema(format = Date)]
+    date_of_birth: String,
+    /// `YYYY-MM-DD`; the stored date is kept when absent.
+    #[schema(format = Date)]
+    registered_date: Option<String>,
 }
 
 /// A valid patient's fields.
@@ -55,12 +96,12 @@ pub enum Purpose {
     Update,
 }
 
+/// At most `max` characters as sent (what the schema's `maxLength` counts), stored trimmed.
 fn bounded_text(value: &str, max: usize) -> Result<String, String> {
-    let value = value.trim();
     if value.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
-    Ok(value.to_string())
+    Ok(value.trim().to_string())
 }
 
 impl PatientInput {
@@ -78,7 +119,7 @@ impl PatientInput {
         });
         let birth = required(&mut errors, "dateOfBirth", &body.date_of_birth);
         let date_of_birth = check(&mut errors, "dateOfBirth", birth, |v| {
-            let date = Date::parse(v.trim())?;
+            let date = Date::parse(v)?;
             if date > today {
                 return Err("must not be in the future".into());
             }
@@ -88,10 +129,7 @@ impl PatientInput {
             (Purpose::Update, None) => Some(None),
             _ => {
                 let raw = required(&mut errors, "registeredDate", &body.registered_date);
-                check(&mut errors, "registeredDate", raw, |v| {
-                    Date::parse(v.trim())
-                })
-                .map(Some)
+                check(&mut errors, "registeredDate", raw, Date::parse).map(Some)
             }
         };
         match (name, email, address, date_of_birth, registered_date) {

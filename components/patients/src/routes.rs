@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 
 use crate::events::{Delivery, EventPayload, EventType, OutboxEntry};
 use crate::listing::{total_pages, ListQuery};
-use crate::patient::{Patient, PatientBody, PatientInput, Purpose};
+use crate::patient::{Patient, PatientBody, PatientInput, PatientUpdateBody, Purpose};
 
 /// Why a write did not happen.
 #[derive(Debug, PartialEq, Eq)]
@@ -182,11 +182,11 @@ pub struct PatientPage {
     operation_id = "listPatients",
     security(("bearer" = [])),
     params(
-        ("page" = Option<u32>, Query, description = "Page number, from 1 (default 1)"),
-        ("size" = Option<u32>, Query, description = "Page size, 1-100 (default 10)"),
-        ("sort" = Option<String>, Query, description = "asc (default) or desc"),
-        ("sortField" = Option<String>, Query, description = "name (default), email, dateOfBirth or registeredDate"),
-        ("searchValue" = Option<String>, Query, description = "Case-insensitive part of the name")
+        ("page" = Option<u32>, Query, description = "Page number, from 1 (default 1)", minimum = 1, maximum = 42949672),
+        ("size" = Option<u32>, Query, description = "Page size, 1-100 (default 10)", minimum = 1, maximum = 100),
+        ("sort" = Option<SortDirection>, Query, description = "asc (default) or desc"),
+        ("sortField" = Option<SortFieldName>, Query, description = "name (default), email, dateOfBirth or registeredDate"),
+        ("searchValue" = Option<String>, Query, description = "Case-insensitive part of the name (trimmed; no NUL)", max_length = 100)
     ),
     responses(
         (status = 200, description = "One page of patients", body = PatientPage),
@@ -215,7 +215,7 @@ fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>
     path = "/api/patients/{id}",
     operation_id = "getPatient",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Patient id (UUID)")),
+    params(("id" = String, Path, description = "Patient id (UUID)", format = Uuid)),
     responses(
         (status = 200, description = "The patient", body = Patient),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -325,8 +325,8 @@ fn create(
     path = "/api/patients/{id}",
     operation_id = "updatePatient",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Patient id (UUID)")),
-    request_body = PatientBody,
+    params(("id" = String, Path, description = "Patient id (UUID)", format = Uuid)),
+    request_body = PatientUpdateBody,
     responses(
         (status = 200, description = "Updated", body = Patient),
         (status = 400, description = "Invalid fields or id", body = Problem, content_type = "application/problem+json"),
@@ -364,7 +364,7 @@ fn update(
     path = "/api/patients/{id}",
     operation_id = "deletePatient",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Patient id (UUID)")),
+    params(("id" = String, Path, description = "Patient id (UUID)", format = Uuid)),
     responses(
         (status = 204, description = "Deleted; the billing account is closed"),
         (status = 404, description = "No such patient", body = Problem, content_type = "application/problem+json")
@@ -383,12 +383,32 @@ fn delete(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Proble
     Ok(response::no_content())
 }
 
+/// The values of `sort`, for the document (the handler reads them in `listing`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum SortDirection {
+    Asc,
+    Desc,
+}
+
+/// The values of `sortField`, for the document (`listing::SortField` reads them).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+enum SortFieldName {
+    Name,
+    Email,
+    DateOfBirth,
+    RegisteredDate,
+}
+
 /// Patients' OpenAPI document, generated from the handlers and types above.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "patients", description = "Patient records", version = env!("CARGO_PKG_VERSION")),
     paths(list, get, create, update, delete),
-    components(schemas(Patient, PatientBody, PatientPage, Problem)),
+    components(schemas(Patient, PatientBody, PatientUpdateBody, PatientPage, SortDirection, SortFieldName, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct Api;
@@ -841,5 +861,43 @@ mod tests {
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }
+    }
+
+    #[test]
+    fn the_request_schemas_state_the_rules_the_handler_applies() {
+        let (_, doc) = call(&Fake::default(), Method::GET, "/openapi.json", None);
+        for schema in ["PatientBody", "PatientUpdateBody"] {
+            let properties = &doc["components"]["schemas"][schema]["properties"];
+            for field in ["name", "address"] {
+                assert_eq!(
+                    properties[field]["pattern"],
+                    kit::fields::NOT_BLANK_PATTERN,
+                    "{schema}.{field}"
+                );
+            }
+            assert_eq!(properties["email"]["pattern"], kit::fields::EMAIL_PATTERN);
+            assert_eq!(
+                properties["name"]["maxLength"],
+                crate::patient::MAX_NAME_CHARS
+            );
+            assert_eq!(
+                properties["address"]["maxLength"],
+                crate::patient::MAX_ADDRESS_CHARS
+            );
+            assert_eq!(properties["dateOfBirth"]["format"], "date");
+        }
+        let create = &doc["components"]["schemas"]["PatientBody"]["required"];
+        let update = &doc["components"]["schemas"]["PatientUpdateBody"]["required"];
+        assert_eq!(create.as_array().unwrap().len(), 5, "{create}");
+        assert!(!update
+            .as_array()
+            .unwrap()
+            .contains(&"registeredDate".into()));
+        let parameters = doc["paths"]["/api/patients"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let page = parameters.iter().find(|p| p["name"] == "page").unwrap();
+        assert_eq!(page["schema"]["maximum"], crate::listing::MAX_PAGE);
     }
 }

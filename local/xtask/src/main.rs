@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's automation (the cargo-xtask pattern: Rust, not long
 //! shell scripts). See `cargo xtask help`.
 mod build;
+mod faults;
 mod manifest;
 mod net;
 mod operations;
@@ -108,7 +109,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [action, lattice] if action == "start" => {
                 Stack::existing(lattice)?.start_broker(&tools::ensure_all()?)
             }
-            _ => bail!("usage: cargo xtask broker <stop|start> <lattice>"),
+            [action, lattice] if action == "pause" || action == "resume" => {
+                Stack::existing(lattice)?.pause_broker(action == "pause")
+            }
+            _ => bail!("usage: cargo xtask broker <stop|start|pause|resume> <lattice>"),
         },
         // Used by the outage tests: stop a component (0) or bring it back, through wadm.
         "scale" => match rest {
@@ -131,7 +135,17 @@ fn dispatch(args: &[String]) -> Result<()> {
             }
             [action, index, lattice] if action == "start" => Stack::existing(lattice)?
                 .ensure_host(&tools::ensure_all()?, index.parse().context("host index")?),
-            _ => bail!("usage: cargo xtask host <kill <lattice> | start <index> <lattice>>"),
+            [action, lattice] if action == "pause" => {
+                let index = Stack::existing(lattice)?.pause_host(&tools::ensure_all()?)?;
+                println!("{index}");
+                Ok(())
+            }
+            [action, index, lattice] if action == "resume" => {
+                Stack::existing(lattice)?.resume_host(index.parse().context("host index")?)
+            }
+            _ => bail!(
+                "usage: cargo xtask host <kill|pause <lattice> | start|resume <index> <lattice>>"
+            ),
         },
         "provider" => match rest {
             [action, provider, lattice @ ..] if action == "restart" => {
@@ -231,6 +245,8 @@ fn up(args: &[String]) -> Result<()> {
             n => Some(n),
         },
         hosts,
+        postgres_port: manifest::DEFAULT_POSTGRES_PORT,
+        redis_port: manifest::DEFAULT_REDIS_PORT,
     });
     // Fail on bad configuration before spending minutes on builds.
     stack.preflight()?;
@@ -284,6 +300,7 @@ fn test(only: Option<&str>) -> Result<()> {
         )?;
     }
     let validator = tools::openapi_validator()?;
+    let schemathesis = tools::schemathesis()?;
     tools::ensure_all()?;
     let hot_swap_dir = build::hot_swap_builds()?;
     // Two hosts in two zones: the failover test loses one of them.
@@ -300,6 +317,7 @@ fn test(only: Option<&str>) -> Result<()> {
                 .args(only.map(|file| ["--test", file]).into_iter().flatten())
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
+                .env("PM_SCHEMATHESIS_PATH", &schemathesis)
                 .env("PM_HOT_SWAP_DIR", &hot_swap_dir),
         );
         // The operations tests' figures (requests, failures, recovery times), whatever passed.
@@ -352,6 +370,26 @@ fn on_test_stack(
     build::artifacts(&tools)?;
     let run_id = std::process::id();
     let lattice = format!("{name}-{run_id}");
+    // The tests reach the data stores through fault proxies they can switch (`faults.rs`); a
+    // benchmark goes straight to them.
+    let (stores, faults_addr) = if name == "pmtest" {
+        let (proxies, control) = faults::start(&[
+            ("postgres", net::loopback(manifest::DEFAULT_POSTGRES_PORT)),
+            ("redis", net::loopback(manifest::DEFAULT_REDIS_PORT)),
+        ])?;
+        (
+            (proxies["postgres"].port(), proxies["redis"].port()),
+            Some(control),
+        )
+    } else {
+        (
+            (
+                manifest::DEFAULT_POSTGRES_PORT,
+                manifest::DEFAULT_REDIS_PORT,
+            ),
+            None,
+        )
+    };
     let stack = Stack::new(StackConfig {
         lattice: lattice.clone(),
         nats_port: net::free_port()?,
@@ -364,6 +402,8 @@ fn on_test_stack(
         // Benchmarks measure the request path, not the limiter's refusals.
         rate_limit: (name == "pmbench").then_some(1_000_000),
         hosts,
+        postgres_port: stores.0,
+        redis_port: stores.1,
     });
     let outcome = (|| {
         stack.up(&tools)?;
@@ -374,7 +414,7 @@ fn on_test_stack(
             "provider-probe",
             || stack.probe_ready(),
         )?;
-        let env = vec![
+        let mut env = vec![
             ("PM_GATEWAY_URL", format!("http://{}", stack.gateway_addr())),
             (
                 "PM_PROBE_URL",
@@ -393,6 +433,9 @@ fn on_test_stack(
                 stack.dir.join("jwt.secret").display().to_string(),
             ),
         ];
+        if let Some(addr) = faults_addr {
+            env.push(("PM_FAULTS_ADDR", addr.to_string()));
+        }
         f(&stack, env)
     })();
     stack.down()?;

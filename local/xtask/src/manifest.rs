@@ -13,6 +13,9 @@ pub const DEFAULT_PROBE_ADDRESS: &str = "127.0.0.1:4014";
 /// The manifest's database and key prefix for local runs; a test stack swaps in its own so its
 /// data never mixes with a running platform's or another test run's.
 pub const DEFAULT_DATABASE: &str = "patient_management";
+/// The data stores' ports in the manifest; a test stack may put fault proxies in front of them.
+pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
 pub const DEFAULT_KEY_PREFIX: &str = "patient-management:";
 
 /// Where one stack's manifest differs from the checked-in one.
@@ -24,6 +27,8 @@ pub struct Overrides {
     pub key_prefix: String,
     /// Requests per second and burst per client, for a bench lattice that must not measure 429s.
     pub rate_limit: Option<u32>,
+    pub postgres_port: u16,
+    pub redis_port: u16,
     /// The hosts' `zone` labels; with two or more, every component is spread evenly across them.
     pub zones: Vec<String>,
 }
@@ -45,6 +50,14 @@ pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<
         .replace(
             DEFAULT_BROKER_ADDRESS,
             &format!("127.0.0.1:{}", overrides.broker_port),
+        )
+        .replace(
+            &format!("POSTGRES_PORT: \"{DEFAULT_POSTGRES_PORT}\""),
+            &format!("POSTGRES_PORT: \"{}\"", overrides.postgres_port),
+        )
+        .replace(
+            &format!("redis://127.0.0.1:{DEFAULT_REDIS_PORT}/"),
+            &format!("redis://127.0.0.1:{}/", overrides.redis_port),
         )
         .replace(DEFAULT_DATABASE, &overrides.database)
         .replace(DEFAULT_KEY_PREFIX, &overrides.key_prefix);
@@ -275,6 +288,8 @@ mod tests {
         address: 127.0.0.1:4004\n\
         BROKERS: 127.0.0.1:9092\n\
         POSTGRES_DATABASE: patient_management\n\
+        POSTGRES_PORT: \"5432\"\n\
+        URL: redis://127.0.0.1:6379/0\n\
         KEY_PREFIX: \"patient-management:\"\n";
 
     fn overrides() -> Overrides {
@@ -285,6 +300,8 @@ mod tests {
             database: "pm_t1".into(),
             key_prefix: "t1:".into(),
             rate_limit: None,
+            postgres_port: 15432,
+            redis_port: 16379,
             zones: vec!["a".into()],
         }
     }
@@ -313,6 +330,8 @@ mod tests {
         assert!(out.contains("BROKERS: 127.0.0.1:7777"));
         assert!(out.contains("POSTGRES_DATABASE: pm_t1\n"));
         assert!(out.contains("KEY_PREFIX: \"t1:\""));
+        assert!(out.contains("POSTGRES_PORT: \"15432\"\n"), "{out}");
+        assert!(out.contains("URL: redis://127.0.0.1:16379/0\n"), "{out}");
     }
 
     #[test]

@@ -62,17 +62,35 @@ impl Stack {
     /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
     /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
     pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
-        let listeners = self.listener_hosts(tools)?;
-        let victim = self
-            .running_hosts()
-            .into_iter()
-            .find(|i| !listeners.contains(&i.to_string()))
-            .context("no running host without the HTTP listener (start with --hosts 2 or more)")?;
+        let victim = self.host_without_listener(tools)?;
         self.host(victim).kill_hard()?;
         step(&format!(
             "host {victim} killed (SIGKILL, with its providers)"
         ));
         Ok(victim)
+    }
+
+    /// Stops a host that does not serve HTTP (SIGSTOP) and returns its index: its components stop
+    /// answering the calls NATS routes to them, as on a machine that hangs.
+    pub fn pause_host(&self, tools: &Tools) -> Result<usize> {
+        let victim = self.host_without_listener(tools)?;
+        self.host(victim).pause(true)?;
+        step(&format!("host {victim} paused (SIGSTOP)"));
+        Ok(victim)
+    }
+
+    pub fn resume_host(&self, index: usize) -> Result<()> {
+        self.host(index).pause(false)?;
+        step(&format!("host {index} resumed (SIGCONT)"));
+        Ok(())
+    }
+
+    fn host_without_listener(&self, tools: &Tools) -> Result<usize> {
+        let listeners = self.listener_hosts(tools)?;
+        self.running_hosts()
+            .into_iter()
+            .find(|i| !listeners.contains(&i.to_string()))
+            .context("no running host without the HTTP listener (start with --hosts 2 or more)")
     }
 
     /// Waits until the live hosts run every component at the manifest's count, spread over

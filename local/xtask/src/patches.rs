@@ -48,6 +48,11 @@
 //!   invocation, so the next one page-faults it in again and each `madvise` stops the host's
 //!   other threads for a TLB flush. Where Linux has `PAGEMAP_SCAN`, the edit lets wasmtime reset
 //!   only the dirtied pages in place (see `resident_instance_memory`).
+//! - wasmcloud-runtime 0.12.0 bounds each call a component makes by the component's whole
+//!   execution time (10 minutes by default), the same deadline as the caller's own: a caller
+//!   never outlives a call that gets no answer, so it cannot answer for it (issue 17: with one
+//!   dependency hung, requests waited for the host's 15 s budget and got the host's 503). The
+//!   edit bounds calls by the launcher's `PM_CALL_TIMEOUT_MS` (see `call_timeout`).
 //! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
 //!   one zone is gone, that zone's share of instances can be placed nowhere, the application
 //!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
@@ -137,9 +142,10 @@ const PATCHES: [Patch; 5] = [
     Patch {
         krate: "wasmcloud-runtime",
         version: "0.12.0",
-        edit: "resident-instance-memory",
-        why: "an instance's memory is reset in place, without page faults or TLB shootdowns",
-        apply: resident_instance_memory,
+        edit: "resident-instance-memory-call-timeout",
+        why: "an instance's memory is reset in place, without page faults or TLB shootdowns; \
+              a call a component makes is bounded by its own timeout",
+        apply: runtime_edits,
         used_by: &[Workspace::Launchers],
     },
     Patch {
@@ -656,6 +662,46 @@ fn resident_instance_memory(crate_dir: &Path) -> Result<()> {
         "            .linear_memory_keep_resident(memory_resident)\n            .table_keep_resident(table_resident)\n            .pagemap_scan(wasmtime::Enabled::Auto);\n",
     )
 }
+
+fn runtime_edits(crate_dir: &Path) -> Result<()> {
+    resident_instance_memory(crate_dir)?;
+    call_timeout(crate_dir)
+}
+
+/// wasmcloud-runtime 0.12.0 bounds each call a component makes (over wRPC, to a provider or
+/// another component) by the component's whole execution time: 10 minutes by default, and the
+/// same deadline as the caller's own, so the caller is stopped at the moment its call fails and
+/// never sees the error. The edit bounds calls by `PM_CALL_TIMEOUT_MS` (the host launcher's
+/// setting) when it is set and shorter, so a call that gets no answer in time returns to the
+/// caller, which can still answer: with `result<_, wrpc:rpc/error.error>` as its result type the
+/// caller receives the failure as that error (wrpc-runtime-wasmtime's polyfill), not a trap.
+fn call_timeout(crate_dir: &Path) -> Result<()> {
+    let file = "src/component/mod.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "                timeout: max_execution_time,\n",
+        "                timeout: call_timeout(max_execution_time),\n",
+    )?;
+    append(crate_dir, file, CALL_TIMEOUT)
+}
+
+const CALL_TIMEOUT: &str = r####"
+
+/// Added by patient-management's build (local/xtask/src/patches.rs): the bound of one call a
+/// component makes, `PM_CALL_TIMEOUT_MS`, read once; never longer than the component's own
+/// execution time.
+fn call_timeout(max_execution_time: Duration) -> Duration {
+    static CONFIGURED: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let configured = CONFIGURED.get_or_init(|| {
+        std::env::var("PM_CALL_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .map(Duration::from_millis)
+    });
+    configured.map_or(max_execution_time, |bound| bound.min(max_execution_time))
+}
+"####;
 
 fn wadm_edits(crate_dir: &Path) -> Result<()> {
     soft_spreads(crate_dir)?;

@@ -101,6 +101,16 @@ impl Daemon {
         Ok(true)
     }
 
+    /// SIGSTOP (`pause`) or SIGCONT: the process keeps its connections but stops answering on
+    /// them, as a hung or overloaded server does; its children (a host's providers) go on.
+    pub fn pause(&self, pause: bool) -> Result<()> {
+        let pid = self
+            .running_pid()
+            .with_context(|| format!("{} is not running", self.name))?;
+        signal(pid, if pause { "STOP" } else { "CONT" });
+        Ok(())
+    }
+
     /// The last `n` lines of the log, for error messages.
     pub fn log_tail(&self, n: usize) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();

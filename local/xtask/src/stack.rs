@@ -43,6 +43,10 @@ pub struct StackConfig {
     /// Overrides the manifest's per-client rate limit (benchmarks only).
     pub rate_limit: Option<u32>,
     pub hosts: usize,
+    /// Where the providers reach Postgres and Redis: the machine's servers, or the test run's
+    /// fault proxies in front of them (`faults.rs`).
+    pub postgres_port: u16,
+    pub redis_port: u16,
 }
 
 pub struct Stack {
@@ -73,6 +77,8 @@ impl Stack {
             key_prefix: manifest::DEFAULT_KEY_PREFIX.into(),
             rate_limit: None,
             hosts: 0,
+            postgres_port: manifest::DEFAULT_POSTGRES_PORT,
+            redis_port: manifest::DEFAULT_REDIS_PORT,
         };
         Ok(Self { config, dir })
     }
@@ -234,6 +240,21 @@ impl Stack {
         Ok(())
     }
 
+    /// SIGSTOP / SIGCONT the broker: it keeps its connections but answers nothing (the hung
+    /// broker of the outage tests).
+    pub fn pause_broker(&self, pause: bool) -> Result<()> {
+        self.broker().pause(pause)?;
+        step(&format!(
+            "broker {}",
+            if pause {
+                "paused (SIGSTOP)"
+            } else {
+                "resumed (SIGCONT)"
+            }
+        ));
+        Ok(())
+    }
+
     pub fn start_broker(&self, tools: &Tools) -> Result<()> {
         self.ensure_broker(tools)
     }
@@ -376,6 +397,8 @@ impl Stack {
             database: self.config.database.clone(),
             key_prefix: self.config.key_prefix.clone(),
             rate_limit: self.config.rate_limit,
+            postgres_port: self.config.postgres_port,
+            redis_port: self.config.redis_port,
             zones: ZONES
                 .iter()
                 .take(self.config.hosts.clamp(1, ZONES.len()))

@@ -16,6 +16,7 @@ pub const NATS_VERSION: &str = "2.15.1";
 pub const WASH_VERSION: &str = "0.39.0";
 pub const TANSU_VERSION: &str = "0.6.0";
 pub const OPENAPI_VALIDATOR_VERSION: &str = "0.9.0";
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 pub struct Tools {
     pub nats_server: PathBuf,
@@ -105,18 +106,25 @@ pub fn nats_server() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// `openapi-spec-validator` from PyPI, installed into its own directory (used on PYTHONPATH by
-/// the end-to-end tests to check the platform's OpenAPI documents).
+/// `openapi-spec-validator` from PyPI (used on PYTHONPATH by the end-to-end tests to check the
+/// platform's OpenAPI documents).
 pub fn openapi_validator() -> Result<PathBuf> {
-    let dir = paths::cache().join(format!(
-        "openapi-spec-validator-{OPENAPI_VALIDATOR_VERSION}"
-    ));
+    pip_package("openapi-spec-validator", OPENAPI_VALIDATOR_VERSION)
+}
+
+/// `schemathesis` from PyPI: the conformance test runs it against the merged OpenAPI document.
+pub fn schemathesis() -> Result<PathBuf> {
+    pip_package("schemathesis", SCHEMATHESIS_VERSION)
+}
+
+/// `pip install <package>==<version>` into its own directory under the cache, once; the
+/// directory is what goes on PYTHONPATH.
+fn pip_package(package: &str, version: &str) -> Result<PathBuf> {
+    let dir = paths::cache().join(format!("{package}-{version}"));
     if dir.join(".installed").exists() {
         return Ok(dir);
     }
-    step(&format!(
-        "installing openapi-spec-validator {OPENAPI_VALIDATOR_VERSION} (PyPI)"
-    ));
+    step(&format!("installing {package} {version} (PyPI)"));
     let staging = partial(&dir);
     let _ = fs::remove_dir_all(&staging);
     run_visible(
@@ -130,13 +138,11 @@ pub fn openapi_validator() -> Result<PathBuf> {
                 "--target",
             ])
             .arg(&staging)
-            .arg(format!(
-                "openapi-spec-validator=={OPENAPI_VALIDATOR_VERSION}"
-            )),
+            .arg(format!("{package}=={version}")),
     )?;
     let _ = fs::remove_dir_all(&dir);
     fs::rename(&staging, &dir)?;
-    fs::write(dir.join(".installed"), OPENAPI_VALIDATOR_VERSION)?;
+    fs::write(dir.join(".installed"), version)?;
     Ok(dir)
 }
 

@@ -23,8 +23,11 @@ pub struct LinkSettings {
     pub migrations: Option<String>,
     /// Create the database when it does not exist (local runs and tests).
     pub create_database: bool,
-    /// How long a call waits for a connection before answering with an error.
-    pub acquire_timeout: Duration,
+    /// The most one call may take, from waiting for a connection to the last row: past it the
+    /// call answers "unavailable" (a hung server, a lock held by someone else), so a caller is
+    /// never held longer. Postgres is also told (`statement_timeout`, `lock_timeout`) so it stops
+    /// the work itself.
+    pub call_timeout: Duration,
 }
 
 fn get<'a>(
@@ -107,7 +110,7 @@ impl LinkSettings {
                 "POSTGRES_CREATE_DATABASE",
                 false,
             )?,
-            acquire_timeout: Duration::from_millis(parse(
+            call_timeout: Duration::from_millis(parse(
                 get(config, secrets, "POSTGRES_TIMEOUT_MS"),
                 "POSTGRES_TIMEOUT_MS",
                 1500u64,
@@ -131,7 +134,16 @@ impl LinkSettings {
             } else {
                 PgSslMode::Prefer
             })
-            .application_name("pm-postgres-provider");
+            .application_name("pm-postgres-provider")
+            // Postgres ends a statement (57014) or a lock wait (55P03) that outlives the call,
+            // so work the provider gave up on does not go on holding locks and connections.
+            .options([
+                (
+                    "statement_timeout",
+                    self.call_timeout.as_millis().to_string(),
+                ),
+                ("lock_timeout", self.call_timeout.as_millis().to_string()),
+            ]);
         if let Some(password) = &self.password {
             options = options.password(password);
         }

@@ -47,27 +47,34 @@ pub fn map_error(error: sqlx::Error) -> QueryError {
 
 /// SQLSTATEs that say the database cannot serve us (connection, credentials, resources, shutdown,
 /// missing database): the caller did nothing wrong, so they surface as "unavailable" (503).
+/// 55P03: a lock another session holds was not released within `lock_timeout`: nothing wrong with
+/// the request, so retry later.
 fn server_side_trouble(code: &str) -> bool {
-    matches!(&code[..code.len().min(2)], "08" | "28" | "53" | "57") || code == "3D000"
+    matches!(&code[..code.len().min(2)], "08" | "28" | "53" | "57")
+        || code == "3D000"
+        || code == "55P03"
+}
+
+/// `work` bounded by the link's call timeout: a server that stopped answering (paused, a network
+/// that drops packets) is "unavailable" after that long, never a caller held until the host gives
+/// up. A connection abandoned mid-call is closed by sqlx, not reused.
+async fn bounded<T>(
+    settings: &LinkSettings,
+    work: impl std::future::Future<Output = Result<T, QueryError>>,
+) -> Result<T, QueryError> {
+    tokio::time::timeout(settings.call_timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(QueryError::Unexpected(format!(
+                "database unavailable: no answer within {:?}",
+                settings.call_timeout
+            )))
+        })
 }
 
 impl Database {
     pub fn new(settings: LinkSettings) -> Self {
-        let schema = settings.schema.clone();
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.pool_size)
-            .acquire_timeout(settings.acquire_timeout)
-            .after_connect(move |conn, _| {
-                let schema = schema.clone();
-                Box::pin(async move {
-                    if let Some(schema) = schema {
-                        // `schema` passed `valid_identifier`, so it is safe in SQL text.
-                        conn.execute(format!("SET search_path TO {schema}").as_str())
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
+        let pool = pool_options(&settings, settings.pool_size)
             .connect_lazy_with(settings.connect_options());
         Self {
             settings,
@@ -76,35 +83,69 @@ impl Database {
         }
     }
 
-    /// Creates the database (if asked), the schema and runs migrations, once.
+    /// Creates the database (if asked), the schema and runs migrations, once. Runs at link time;
+    /// a call that finds it still running (or failed) waits for it at most the call timeout.
     pub async fn prepare(&self) -> Result<&PgPool, QueryError> {
-        let mut prepared = self.prepared.lock().await;
+        let mut prepared = tokio::time::timeout(self.settings.call_timeout, self.prepared.lock())
+            .await
+            .map_err(|_| {
+                QueryError::Unexpected(
+                    "database unavailable: its schema and migrations are still being applied"
+                        .into(),
+                )
+            })?;
         if !*prepared {
-            self.create_database().await?;
-            // Connect even when there is nothing to set up, so wrong credentials or an
-            // unreachable server are reported for the link now, not only on its first call.
-            self.pool.acquire().await.map_err(map_error)?;
-            if let Some(schema) = &self.settings.schema {
-                self.pool
-                    .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
-                    .await
-                    .map_err(map_error)?;
-            }
-            if let Some(dir) = &self.settings.migrations {
-                let migrator = sqlx::migrate::Migrator::new(Path::new(dir))
-                    .await
-                    .map_err(|e| {
-                        QueryError::Unexpected(format!("migrations in {dir} cannot be read: {e}"))
-                    })?;
-                migrator.run(&self.pool).await.map_err(|e| match e {
-                    sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
-                    other => QueryError::Unexpected(format!("migration failed: {other}")),
+            tokio::time::timeout(PREPARE_BOUND, self.create_and_migrate())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(QueryError::Unexpected(format!(
+                        "database unavailable: schema and migrations not applied within {PREPARE_BOUND:?}"
+                    )))
                 })?;
-                tracing::info!(database = %self.settings.describe(), dir, "migrations applied");
-            }
             *prepared = true;
         }
         Ok(&self.pool)
+    }
+
+    async fn create_and_migrate(&self) -> Result<(), QueryError> {
+        self.create_database().await?;
+        // Connect even when there is nothing to set up, so wrong credentials or an unreachable
+        // server are reported for the link now, not only on its first call.
+        drop(self.pool.acquire().await.map_err(map_error)?);
+        // Migrations may take longer than one call may: they run on a connection of their own
+        // without the call's limits (a later `-c` setting wins over the earlier one).
+        let options = self
+            .settings
+            .connect_options()
+            .options([("statement_timeout", "0"), ("lock_timeout", "0")]);
+        let migrations = pool_options(&self.settings, 1)
+            .connect_with(options)
+            .await
+            .map_err(map_error)?;
+        let outcome = self.migrate(&migrations).await;
+        migrations.close().await;
+        outcome
+    }
+
+    async fn migrate(&self, pool: &PgPool) -> Result<(), QueryError> {
+        if let Some(schema) = &self.settings.schema {
+            pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                .await
+                .map_err(map_error)?;
+        }
+        if let Some(dir) = &self.settings.migrations {
+            let migrator = sqlx::migrate::Migrator::new(Path::new(dir))
+                .await
+                .map_err(|e| {
+                    QueryError::Unexpected(format!("migrations in {dir} cannot be read: {e}"))
+                })?;
+            migrator.run(pool).await.map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
+                other => QueryError::Unexpected(format!("migration failed: {other}")),
+            })?;
+            tracing::info!(database = %self.settings.describe(), dir, "migrations applied");
+        }
+        Ok(())
     }
 
     async fn create_database(&self) -> Result<(), QueryError> {
@@ -149,15 +190,21 @@ impl Database {
         params: Vec<PgValue>,
     ) -> Result<Vec<ResultRow>, QueryError> {
         let pool = self.prepare().await?;
-        let query = bind_all(sqlx::query(sql), params)?;
-        let rows = query.fetch_all(pool).await.map_err(map_error)?;
-        decode_all(&rows)
+        bounded(&self.settings, async {
+            let query = bind_all(sqlx::query(sql), params)?;
+            let rows = query.fetch_all(pool).await.map_err(map_error)?;
+            decode_all(&rows)
+        })
+        .await
     }
 
     pub async fn batch(&self, sql: &str) -> Result<(), QueryError> {
         let pool = self.prepare().await?;
-        sqlx::raw_sql(sql).execute(pool).await.map_err(map_error)?;
-        Ok(())
+        bounded(&self.settings, async {
+            sqlx::raw_sql(sql).execute(pool).await.map_err(map_error)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Every statement in one transaction; the first failure rolls all of them back.
@@ -166,23 +213,7 @@ impl Database {
         statements: Vec<(String, Vec<PgValue>)>,
     ) -> Result<Vec<Vec<ResultRow>>, QueryError> {
         let pool = self.prepare().await?;
-        let mut tx = pool.begin().await.map_err(map_error)?;
-        let mut results = Vec::with_capacity(statements.len());
-        for (index, (sql, params)) in statements.iter().enumerate() {
-            let query = bind_all(sqlx::query(sql), params.clone())?;
-            let rows = query
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| match map_error(e) {
-                    QueryError::InvalidQuery(m) => {
-                        QueryError::InvalidQuery(format!("{m} (statement {})", index + 1))
-                    }
-                    other => other,
-                })?;
-            results.push(decode_all(&rows)?);
-        }
-        tx.commit().await.map_err(map_error)?;
-        Ok(results)
+        bounded(&self.settings, transaction(pool, statements)).await
     }
 
     /// Closes the pool. sqlx waits for every checked-out connection to come back, and one held
@@ -198,7 +229,51 @@ impl Database {
     }
 }
 
+async fn transaction(
+    pool: &PgPool,
+    statements: Vec<(String, Vec<PgValue>)>,
+) -> Result<Vec<Vec<ResultRow>>, QueryError> {
+    let mut tx = pool.begin().await.map_err(map_error)?;
+    let mut results = Vec::with_capacity(statements.len());
+    for (index, (sql, params)) in statements.iter().enumerate() {
+        let query = bind_all(sqlx::query(sql), params.clone())?;
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| match map_error(e) {
+                QueryError::InvalidQuery(m) => {
+                    QueryError::InvalidQuery(format!("{m} (statement {})", index + 1))
+                }
+                other => other,
+            })?;
+        results.push(decode_all(&rows)?);
+    }
+    tx.commit().await.map_err(map_error)?;
+    Ok(results)
+}
+
+/// A pool of at most `size` connections, each with the link's schema as its search path.
+fn pool_options(settings: &LinkSettings, size: u32) -> PgPoolOptions {
+    let schema = settings.schema.clone();
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(settings.call_timeout)
+        .after_connect(move |conn, _| {
+            let schema = schema.clone();
+            Box::pin(async move {
+                if let Some(schema) = schema {
+                    // `schema` passed `valid_identifier`, so it is safe in SQL text.
+                    conn.execute(format!("SET search_path TO {schema}").as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+}
+
 const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+/// Creating the database and schema and running migrations, at link time.
+const PREPARE_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn bind_all<'q>(
     mut query: values::Query<'q>,

@@ -59,10 +59,50 @@ pub struct Store {
     connection: OnceCell<ConnectionManager>,
     cas: redis::Script,
     token_bucket: redis::Script,
+    breaker: Breaker,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("redis unavailable: {e}"))
+}
+
+/// How a call failed: Redis could not be reached or did not answer (opens the breaker), or it
+/// answered with an error (it is up; the breaker closes).
+enum Failure {
+    Unreachable(Error),
+    Refused(Error),
+}
+
+/// A circuit breaker by time: after a call found Redis unreachable, calls fail at once until
+/// `open_until`; the first call after that is let through as a trial (and pushes `open_until`
+/// on, so the calls beside it still fail at once), and its outcome closes or reopens it.
+#[derive(Default)]
+struct Breaker {
+    open_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Breaker {
+    /// `Some(wait)` when calls must fail now; `None` lets this call through.
+    fn closed_for(&self, trial: std::time::Duration) -> Option<std::time::Duration> {
+        let mut open_until = self.open_until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = (*open_until)?;
+        let now = std::time::Instant::now();
+        if now < until {
+            return Some(until - now);
+        }
+        // This call is the trial; others wait for its outcome as long as it may take.
+        *open_until = Some(now + trial);
+        None
+    }
+
+    fn open(&self, for_: std::time::Duration) {
+        *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + for_);
+    }
+
+    fn close(&self) {
+        *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 impl Store {
@@ -72,6 +112,7 @@ impl Store {
             settings,
             client,
             connection: OnceCell::new(),
+            breaker: Breaker::default(),
             cas: redis::Script::new(CAS_SCRIPT),
             token_bucket: redis::Script::new(TOKEN_BUCKET_SCRIPT),
         })
@@ -90,24 +131,57 @@ impl Store {
         Ok(manager.clone())
     }
 
-    /// Runs one Redis operation bounded by the link timeout.
+    /// Runs one Redis operation bounded by the link timeout. While the breaker is open (Redis
+    /// was unreachable or silent a moment ago) it fails at once instead of waiting out the
+    /// timeout again: a request that asks Redis several things, or many requests at once, are
+    /// not each held for the timeout while Redis is down.
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, Error>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        if let Some(wait) = self.breaker.closed_for(self.settings.timeout) {
+            return Err(unavailable(format!(
+                "not answering a moment ago; next try in {} ms",
+                wait.as_millis()
+            )));
+        }
         let work = async {
-            let connection = self.connection().await?;
-            op(connection).await.map_err(unavailable)
+            let connection = self.connection().await.map_err(Failure::Unreachable)?;
+            op(connection).await.map_err(|e| {
+                if e.is_timeout()
+                    || e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                {
+                    Failure::Unreachable(unavailable(e))
+                } else {
+                    Failure::Refused(unavailable(e))
+                }
+            })
         };
-        tokio::time::timeout(self.settings.timeout, work)
+        let outcome = tokio::time::timeout(self.settings.timeout, work)
             .await
             .unwrap_or_else(|_| {
-                Err(unavailable(format!(
+                Err(Failure::Unreachable(unavailable(format!(
                     "no answer within {:?}",
                     self.settings.timeout
-                )))
-            })
+                ))))
+            });
+        match outcome {
+            Ok(value) => {
+                self.breaker.close();
+                Ok(value)
+            }
+            Err(Failure::Refused(e)) => {
+                self.breaker.close();
+                Err(e)
+            }
+            Err(Failure::Unreachable(e)) => {
+                self.breaker.open(self.settings.timeout);
+                Err(e)
+            }
+        }
     }
 
     pub async fn ping(&self) -> Result<(), Error> {
@@ -277,6 +351,46 @@ fn escape_glob(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_breaker_fails_calls_at_once_then_lets_one_trial_through() {
+        let breaker = Breaker::default();
+        let long = std::time::Duration::from_secs(60);
+        assert_eq!(breaker.closed_for(long), None, "closed until a failure");
+        breaker.open(long);
+        assert!(breaker.closed_for(long).is_some(), "open: fail at once");
+        breaker.open(std::time::Duration::ZERO);
+        assert_eq!(
+            breaker.closed_for(long),
+            None,
+            "the first call after is the trial"
+        );
+        assert!(
+            breaker.closed_for(long).is_some(),
+            "calls beside the trial still fail at once"
+        );
+        breaker.close();
+        assert_eq!(
+            breaker.closed_for(long),
+            None,
+            "a trial that worked closes it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_is_not_there_fails_the_next_calls_at_once() {
+        // A port nothing listens on: the first call finds it unreachable, the next fails without
+        // trying again.
+        let config = std::collections::HashMap::from([(
+            "URL".to_string(),
+            "redis://127.0.0.1:1/0".to_string(),
+        )]);
+        let store =
+            Store::new(LinkSettings::from_link(&config, &Default::default()).unwrap()).unwrap();
+        assert!(store.get("b", "k").await.is_err());
+        let error = store.get("b", "k").await.unwrap_err();
+        assert!(format!("{error:?}").contains("next try in"), "{error:?}");
+    }
 
     fn store(name: &str) -> Store {
         let url = std::env::var("PM_TEST_REDIS_URL")

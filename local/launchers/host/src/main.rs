@@ -40,9 +40,21 @@ struct Args {
     /// Address of the host's admin endpoint (`/livez`, `/readyz`), used as a readiness check.
     #[arg(long, env = "PM_HOST_ADMIN")]
     http_admin: Option<SocketAddr>,
-    /// Timeout for every RPC (component-to-component and component-to-provider) call.
+    /// How long the host's NATS client waits for a request's reply (control and RPC clients).
     #[arg(long, env = "PM_RPC_TIMEOUT_MS", default_value_t = 2000)]
     rpc_timeout_ms: u64,
+    /// The most one call a component makes (to another component or a provider, over wRPC) may
+    /// take end to end, from sending it to its last result. A call to a component that declares
+    /// `result<_, wrpc:rpc/error.error>` as its result (the gateway's calls to services) returns
+    /// that error when this passes; other calls trap the caller. Read by the host's runtime from
+    /// the environment (see `call_timeout` in local/xtask/src/patches.rs).
+    #[arg(long, env = "PM_CALL_TIMEOUT_MS", default_value_t = 5000)]
+    call_timeout_ms: u64,
+    /// The most one invocation of a component may run before the host stops it (a component
+    /// that loops, or waits on something that never comes). Longer than the call timeout, so a
+    /// caller outlives the calls it makes and can answer for them.
+    #[arg(long, env = "PM_MAX_EXECUTION_MS", default_value_t = 30000)]
+    max_execution_ms: u64,
     /// Seconds between the host's heartbeats. wadm counts a host as gone (and re-places its
     /// components and providers elsewhere) once it has missed heartbeats for wadm's
     /// `WADM_CLEANUP_INTERVAL`, so that must be several of these.
@@ -75,9 +87,25 @@ fn parse_labels(args: &Args) -> anyhow::Result<HashMap<String, String>> {
     Ok(labels)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.call_timeout_ms >= args.max_execution_ms {
+        bail!(
+            "the call timeout ({} ms) must be shorter than the execution limit ({} ms): a caller \
+             must outlive its calls to answer for them",
+            args.call_timeout_ms,
+            args.max_execution_ms
+        );
+    }
+    // The runtime reads it from the environment; set before any thread starts.
+    std::env::set_var("PM_CALL_TIMEOUT_MS", args.call_timeout_ms.to_string());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     // By default the log is events only: the host opens several info spans per invocation, and
     // recording them (each one's fields formatted as JSON) cost about 5% of its CPU on a cached
     // get. Setting PM_LOG brings spans back with whatever it selects.
@@ -118,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         ctl_nats_url: args.nats_url.clone(),
         rpc_nats_url: args.nats_url.clone(),
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
+        max_execution_time: Duration::from_millis(args.max_execution_ms),
         lattice: args.lattice.clone().into(),
         labels,
         allow_file_load: true,
@@ -128,7 +157,11 @@ async fn main() -> anyhow::Result<()> {
         // platform's providers first finish the calls they took (up to 5 s, see
         // providers/support/src/drain.rs), then close their pools.
         provider_shutdown_delay: Some(Duration::from_secs(10)),
-        experimental_features: Features::new().enable_builtin_http_server(),
+        // `rpc_interface` links `wrpc:rpc/error`: a component whose import returns
+        // `result<_, error>` gets a failed or timed-out call as that error instead of a trap.
+        experimental_features: Features::new()
+            .enable_builtin_http_server()
+            .enable_rpc_interface(),
         ..Default::default()
     };
     let (host, shutdown) = Host::new(config).await.with_context(|| {
