@@ -58,16 +58,17 @@ fn fresh() -> Client {
     }
 }
 
-/// Sends `count` requests at once (each from a fresh client); each answer with how long it took.
+/// Sends `count` requests at once (each from a fresh client, each with a body of its own from
+/// `body`); each answer with how long it took.
 fn at_once(
     count: usize,
     method: &'static str,
     path: &str,
-    body: Option<Value>,
+    body: impl Fn() -> Option<Value>,
 ) -> Vec<(u16, Value, Duration)> {
     let threads: Vec<_> = (0..count)
         .map(|_| {
-            let (path, body) = (path.to_string(), body.clone());
+            let (path, body) = (path.to_string(), body());
             std::thread::spawn(move || {
                 let started = Instant::now();
                 let (status, _, answer) = fresh().request(method, &path, body.as_ref());
@@ -76,6 +77,28 @@ fn at_once(
         })
         .collect();
     threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Every answer has `status`; else fails showing the first that does not.
+fn all_answered(answers: &[(u16, Value, Duration)], status: u16) {
+    if let Some((got, body, _)) = answers.iter().find(|(s, _, _)| *s != status) {
+        panic!(
+            "expected {status} for all of {:?}; first other: {got} {body}",
+            statuses(answers)
+        );
+    }
+}
+
+fn new_patient() -> Option<Value> {
+    Some(common::new_patient("2026-01-15"))
+}
+
+/// Waits until every service reaches its stores again (`/ready` is 200), so a test starts on a
+/// whole platform and leaves one behind.
+fn whole_again() {
+    common::eventually("the platform to be ready", Duration::from_secs(60), || {
+        (common::get(&format!("{}/ready", common::gateway())).0 == 200).then_some(())
+    });
 }
 
 fn slowest(answers: &[(u16, Value, Duration)]) -> f64 {
@@ -103,6 +126,7 @@ fn registered() -> Value {
 /// Postgres and with the limiter open; then Redis returns and serves again.
 fn redis_fails_open(mode: &str) {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    whole_again();
     let patient = registered();
     let path = format!("/api/patients/{}", patient["id"].as_str().unwrap());
     assert_eq!(
@@ -111,14 +135,9 @@ fn redis_fails_open(mode: &str) {
         "cached before the fault"
     );
     let fault = Fault::set("redis", mode);
-    let reads = at_once(12, "GET", &path, None);
-    let lists = at_once(4, "GET", "/api/patients?size=5", None);
-    let creates = at_once(
-        4,
-        "POST",
-        "/api/patients",
-        Some(common::new_patient("2026-01-15")),
-    );
+    let reads = at_once(12, "GET", &path, || None);
+    let lists = at_once(4, "GET", "/api/patients?size=5", || None);
+    let creates = at_once(4, "POST", "/api/patients", new_patient);
     // The same client over the limit: the limiter fails open, so none of these is a 429.
     let one = fresh();
     let limited: Vec<u16> = (0..8).map(|_| one.request("GET", &path, None).0).collect();
@@ -162,17 +181,13 @@ fn a_refusing_redis_leaves_every_route_answering_and_the_limiter_open() {
 #[test]
 fn a_hung_postgres_is_a_prompt_503_and_frees_the_instances() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    whole_again();
     let fault = Fault::set("postgres", "hang");
     // More requests at once than patients has instances: each must be let go within the bound
     // for the later ones to be answered at all.
     let unknown = format!("/api/patients/{}", uuid_like());
-    let reads = at_once(20, "GET", &unknown, None);
-    let creates = at_once(
-        6,
-        "POST",
-        "/api/patients",
-        Some(common::new_patient("2026-01-15")),
-    );
+    let reads = at_once(20, "GET", &unknown, || None);
+    let creates = at_once(6, "POST", "/api/patients", new_patient);
     drop(fault);
     common::report(&format!(
         "postgres hung: 20 reads {:?} (slowest {:.2} s), 6 creates {:?} (slowest {:.2} s)",
@@ -198,6 +213,7 @@ fn a_hung_postgres_is_a_prompt_503_and_frees_the_instances() {
 #[test]
 fn a_row_lock_held_elsewhere_is_a_503_not_a_wait() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    whole_again();
     let patient = registered();
     let id = patient["id"].as_str().unwrap().to_string();
     let database = std::env::var("PM_DATABASE").expect("PM_DATABASE");
@@ -262,11 +278,14 @@ fn a_row_lock_held_elsewhere_is_a_503_not_a_wait() {
 #[test]
 fn a_hung_broker_delays_no_write_and_loses_no_event() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    whole_again();
     let day = common::summary::unused_day(7);
     let admin = Client::seed_admin();
     let before = common::summary::registered_on(&common::summary::summary(&admin), &day);
     common::xtask(&["broker", "pause"]);
-    let creates = at_once(6, "POST", "/api/patients", Some(common::new_patient(&day)));
+    let creates = at_once(6, "POST", "/api/patients", || {
+        Some(common::new_patient(&day))
+    });
     common::xtask(&["broker", "resume"]);
     common::report(&format!(
         "broker hung: 6 creates {:?} (slowest {:.2} s)",
@@ -285,11 +304,12 @@ fn a_hung_broker_delays_no_write_and_loses_no_event() {
 #[test]
 fn a_component_that_never_answers_is_a_503_from_the_gateway() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    whole_again();
     let patient = registered();
     let path = format!("/api/patients/{}", patient["id"].as_str().unwrap());
     // Its host stops (SIGSTOP): calls NATS routes to its instances are never answered.
     let paused = common::xtask_output(&["host", "pause"]);
-    let answers = at_once(16, "GET", &path, None);
+    let answers = at_once(16, "GET", &path, || None);
     common::xtask(&["host", "resume", &paused]);
     let unanswered = answers.iter().filter(|(s, _, _)| *s == 503).count();
     common::report(&format!(
@@ -313,7 +333,7 @@ fn a_component_that_never_answers_is_a_503_from_the_gateway() {
         "no request met the hung host: the test did not test it"
     );
     common::eventually("every read answered again", Duration::from_secs(60), || {
-        let again = at_once(16, "GET", &path, None);
+        let again = at_once(16, "GET", &path, || None);
         again.iter().all(|(s, _, _)| *s == 200).then_some(())
     });
 }

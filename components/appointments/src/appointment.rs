@@ -31,7 +31,7 @@ pub struct Appointment {
 /// The JSON a client sends to create (`POST`) or change (`PUT`) an appointment. Fields are
 /// optional here so that a missing one is reported like any other invalid field; the schema
 /// states what the handler requires (`AppointmentUpdateBody` for `PUT`). Other fields are ignored.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppointmentBody {
     /// An existing patient's id (UUID).

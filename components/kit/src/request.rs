@@ -1,11 +1,14 @@
 //! Reading requests the same way in every component.
 use http::{header, Request, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Problem;
 
-/// JSON body of a request: 415 for another media type, 400 for bad JSON (never a 500).
-pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Result<T, Problem> {
+/// JSON body of a request: 415 for another media type, 400 for bad JSON or a value of the wrong
+/// type (naming the field), never a 500. Fields the body type does not have are ignored.
+pub fn json_body<T: for<'de> Deserialize<'de> + Serialize>(
+    request: &Request<Vec<u8>>,
+) -> Result<T, Problem> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -17,18 +20,6 @@ pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Re
             "the body must be application/json",
         ));
     }
-    // Postgres text cannot hold NUL (JSON can, but only as the escape `\u0000`): refused here,
-    // for every field of every body, before anything reaches a store. A body without that
-    // escape cannot hold NUL, so only such a body is read twice to find the field.
-    if request.body().windows(6).any(|w| w == b"\\u0000") {
-        let value: serde_json::Value =
-            serde_json::from_slice(request.body()).map_err(|e| refused(".", e))?;
-        if let Some(field) = nul_in(&value, "") {
-            let mut errors = crate::fields::FieldErrors::new();
-            errors.insert(field, crate::fields::NO_NUL.into());
-            return Err(Problem::validation(errors));
-        }
-    }
     // Every body of the API is an object; serde would also read a struct from an array
     // (its fields in order), which no client should rely on.
     let first = request.body().iter().find(|b| !b.is_ascii_whitespace());
@@ -39,9 +30,25 @@ pub fn json_body<T: for<'de> Deserialize<'de>>(request: &Request<Vec<u8>>) -> Re
         ));
     }
     let mut json = serde_json::Deserializer::from_slice(request.body());
-    let body = serde_path_to_error::deserialize(&mut json)
+    let body: T = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| refused(&e.path().to_string(), e.into_inner()))?;
     json.end().map_err(|e| refused(".", e))?;
+    // Postgres text cannot hold NUL (JSON can, but only as the escape `\u0000`): refused here,
+    // in every field the route reads, before anything reaches a store (a field it ignores may
+    // hold anything). A body without that escape cannot hold NUL, so only such a body is walked.
+    if request.body().windows(6).any(|w| w == b"\\u0000") {
+        let read = serde_json::to_value(&body).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body cannot be read: {e}"),
+            )
+        })?;
+        if let Some(field) = nul_in(&read, "") {
+            let mut errors = crate::fields::FieldErrors::new();
+            errors.insert(field, crate::fields::NO_NUL.into());
+            return Err(Problem::validation(errors));
+        }
+    }
     Ok(body)
 }
 
@@ -142,14 +149,14 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_or_range_is_a_400_naming_its_field() {
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, Deserialize, Serialize)]
         #[allow(dead_code)]
         struct Body {
             name: Option<String>,
             version: Option<i64>,
             inner: Option<Inner>,
         }
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, Deserialize, Serialize)]
         #[allow(dead_code)]
         struct Inner {
             items: Vec<u8>,
@@ -191,7 +198,6 @@ mod tests {
             (r#"{"name":"a\u0000b"}"#, "name"),
             (r#"{"a":{"b":["x","\u0000"]}}"#, "a.b[1]"),
             (r#"{"k\u0000":1}"#, "k\\u0000"),
-            (r#""\u0000""#, "body"),
         ] {
             let refused: Result<serde_json::Value, _> = json_body(&body(json));
             let problem = refused.unwrap_err();
@@ -203,5 +209,14 @@ mod tests {
         // The text `\u0000` (an escaped backslash, then `u0000`) is no NUL.
         let text: Result<serde_json::Value, _> = json_body(&body(r#"{"name":"a\\u0000b"}"#));
         assert_eq!(text.unwrap()["name"], "a\\u0000b");
+        // A field the route does not read may hold anything: it is dropped, never stored.
+        #[derive(Debug, Deserialize, Serialize)]
+        struct Named {
+            name: Option<String>,
+        }
+        let ignored = json_body::<Named>(&body(r#"{"name":"a","other":["\u0000"]}"#));
+        assert_eq!(ignored.unwrap().name.as_deref(), Some("a"));
+        let read = json_body::<Named>(&body(r#"{"name":"a\u0000","other":1}"#)).unwrap_err();
+        assert!(read.errors.unwrap().contains_key("name"));
     }
 }

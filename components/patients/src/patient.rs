@@ -25,7 +25,7 @@ pub struct Patient {
 /// The JSON a client sends to create (`POST`) or replace (`PUT`) a patient. Fields are optional
 /// here so that a missing one is reported like any other invalid field; the schema states what
 /// the handler requires (`PatientUpdateBody` for `PUT`). Other fields are ignored.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientBody {
     /// 1–100 characters, not all whitespace; stored trimmed.

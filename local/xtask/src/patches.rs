@@ -53,6 +53,9 @@
 //!   never outlives a call that gets no answer, so it cannot answer for it (issue 17: with one
 //!   dependency hung, requests waited for the host's 15 s budget and got the host's 503). The
 //!   edit bounds calls by the launcher's `PM_CALL_TIMEOUT_MS` (see `call_timeout`).
+//! - wasmcloud-runtime 0.12.0 traps a component when the key-value provider answers an error to
+//!   most `wasi:keyvalue` calls, instead of returning the error the WIT declares: with Redis
+//!   hung, every read of patients trapped (see `keyvalue_errors_are_values`).
 //! - wadm 0.21.1's spread scaler treats each spread as a hard requirement: when every host of
 //!   one zone is gone, that zone's share of instances can be placed nowhere, the application
 //!   turns Failed and the surviving zones keep only their own share. The edit makes spreads
@@ -142,9 +145,10 @@ const PATCHES: [Patch; 5] = [
     Patch {
         krate: "wasmcloud-runtime",
         version: "0.12.0",
-        edit: "resident-instance-memory-call-timeout",
+        edit: "resident-instance-memory-call-timeout-keyvalue-errors",
         why: "an instance's memory is reset in place, without page faults or TLB shootdowns; \
-              a call a component makes is bounded by its own timeout",
+              a call a component makes is bounded by its own timeout; a key-value error is a \
+              value, not a trap",
         apply: runtime_edits,
         used_by: &[Workspace::Launchers],
     },
@@ -199,12 +203,17 @@ fn patched(patch: &Patch) -> Result<PathBuf> {
 
 /// Replaces the one occurrence of `old` in `file` (below `crate_dir`) with `new`.
 fn replace_once(crate_dir: &Path, file: &str, old: &str, new: &str) -> Result<()> {
+    replace_exactly(crate_dir, file, old, new, 1)
+}
+
+/// Replaces the `count` occurrences of `old` in `file` with `new` (no more, no fewer).
+fn replace_exactly(crate_dir: &Path, file: &str, old: &str, new: &str, count: usize) -> Result<()> {
     let path = crate_dir.join(file);
     let source = fs::read_to_string(&path)?;
-    if source.matches(old).count() != 1 {
+    if source.matches(old).count() != count {
         bail!("{file}: the code to change is not where expected");
     }
-    fs::write(&path, source.replacen(old, new, 1))?;
+    fs::write(&path, source.replace(old, new))?;
     Ok(())
 }
 
@@ -665,7 +674,25 @@ fn resident_instance_memory(crate_dir: &Path) -> Result<()> {
 
 fn runtime_edits(crate_dir: &Path) -> Result<()> {
     resident_instance_memory(crate_dir)?;
-    call_timeout(crate_dir)
+    call_timeout(crate_dir)?;
+    keyvalue_errors_are_values(crate_dir)
+}
+
+/// wasmcloud-runtime 0.12.0 turns an error the key-value provider answers (Redis down, say) into
+/// a trap of the calling component for seven of the nine `wasi:keyvalue` functions (`get-many`,
+/// `set-many`, `delete-many`, `set`, `delete`, `exists`, `list-keys`); only `get` and
+/// `increment` hand it over as the `error` their WIT result declares. Measured here (issue 17):
+/// with Redis hung, every read of patients trapped in its cache lookup (`get-many`) and the
+/// gateway answered 503, where the cache is meant to fail open. The edit returns the error as a
+/// value, as `get` does.
+fn keyvalue_errors_are_values(crate_dir: &Path) -> Result<()> {
+    replace_exactly(
+        crate_dir,
+        "src/component/keyvalue.rs",
+        "            Err(err) => Err(err.into()),\n",
+        "            Err(err) => Ok(Err(err.into())),\n",
+        7,
+    )
 }
 
 /// wasmcloud-runtime 0.12.0 bounds each call a component makes (over wRPC, to a provider or

@@ -191,7 +191,7 @@ impl Database {
     ) -> Result<Vec<ResultRow>, QueryError> {
         let pool = self.prepare().await?;
         bounded(&self.settings, async {
-            let query = bind_all(sqlx::query(sql), params)?;
+            let query = bind_all(sql, params)?;
             let rows = query.fetch_all(pool).await.map_err(map_error)?;
             decode_all(&rows)
         })
@@ -236,7 +236,7 @@ async fn transaction(
     let mut tx = pool.begin().await.map_err(map_error)?;
     let mut results = Vec::with_capacity(statements.len());
     for (index, (sql, params)) in statements.iter().enumerate() {
-        let query = bind_all(sqlx::query(sql), params.clone())?;
+        let query = bind_all(sql, params.clone())?;
         let rows = query
             .fetch_all(&mut *tx)
             .await
@@ -275,10 +275,13 @@ const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 /// Creating the database and schema and running migrations, at link time.
 const PREPARE_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn bind_all<'q>(
-    mut query: values::Query<'q>,
-    params: Vec<PgValue>,
-) -> Result<values::Query<'q>, QueryError> {
+/// `sql` with `params` bound. A statement is prepared once per connection and kept by its text,
+/// with the parameter types of its first run; an untyped NULL lets Postgres choose a type (say
+/// `date`, from `$6::date`) that a later run's text value then does not fit ("22P03: incorrect
+/// binary data format", found by schemathesis). So a statement run with a NULL is not kept.
+fn bind_all<'q>(sql: &'q str, params: Vec<PgValue>) -> Result<values::Query<'q>, QueryError> {
+    let has_null = params.iter().any(|p| matches!(p, PgValue::Null));
+    let mut query = sqlx::query(sql).persistent(!has_null);
     for (index, value) in params.into_iter().enumerate() {
         query = values::bind(query, value)
             .map_err(|m| QueryError::InvalidParams(format!("parameter ${}: {m}", index + 1)))?;
@@ -295,7 +298,49 @@ fn decode_all(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ResultRow>, QueryErr
 
 #[cfg(test)]
 mod tests {
-    use super::server_side_trouble;
+    use super::*;
+
+    /// The machine's Postgres (`PM_TEST_POSTGRES_HOST`, else 127.0.0.1), database `postgres`, one
+    /// connection, so every statement of the test runs on the same connection.
+    fn one_connection() -> Database {
+        let host = std::env::var("PM_TEST_POSTGRES_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+        let config: std::collections::HashMap<String, String> = [
+            ("POSTGRES_DATABASE", "postgres"),
+            ("POSTGRES_HOST", host.as_str()),
+            ("POSTGRES_POOL_SIZE", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Database::new(LinkSettings::from_link(&config, &Default::default()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_statement_run_with_null_then_with_text_gets_each_right() {
+        let db = one_connection();
+        let sql = "SELECT COALESCE($1::date, DATE '2000-01-01')::text AS d";
+        for value in [
+            PgValue::Null,
+            PgValue::Text("2020-02-03".into()),
+            PgValue::Null,
+        ] {
+            let rows = db.query(sql, vec![value.clone()]).await;
+            assert!(rows.is_ok(), "{value:?}: {rows:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_statement_longer_than_the_call_timeout_is_stopped() {
+        let db = one_connection();
+        // pg_sleep would return a row after 10 s; the call is cut at its 1.5 s bound instead.
+        let outcome = db.query("SELECT pg_sleep(10)", vec![]).await;
+        assert!(
+            matches!(&outcome, Err(QueryError::Unexpected(m)) if m.contains("unavailable")),
+            "{outcome:?}"
+        );
+        // The connection is usable again afterwards.
+        assert!(db.query("SELECT 1 AS one", vec![]).await.is_ok());
+    }
 
     #[test]
     fn credentials_and_connection_errors_are_unavailable_not_bad_queries() {
