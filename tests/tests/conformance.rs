@@ -41,6 +41,8 @@ fn the_api_answers_as_its_openapi_document_says() {
             "-c",
             "from schemathesis.cli import schemathesis; schemathesis()",
         ])
+        .arg("--config-file")
+        .arg(hooks.join("schemathesis.toml"))
         .args(["run", &format!("{}/api-docs", common::gateway())])
         .args(["--checks", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])

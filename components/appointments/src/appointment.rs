@@ -44,7 +44,7 @@ pub struct AppointmentBody {
     #[schema(value_type = String, required = true, format = DateTime)]
     pub end_time: Option<String>,
     /// 1–255 characters, not all whitespace; stored trimmed.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
     pub reason: Option<String>,
     /// Required on `PUT`: the version last read. Ignored on `POST`.
     #[schema(value_type = Option<i64>, minimum = 1)]
@@ -70,7 +70,7 @@ pub struct AppointmentUpdateBody {
     #[schema(
         min_length = 1,
         max_length = 255,
-        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+        pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$"
     )]
     reason: String,
     /// The version last read; a write that does not match the stored version is refused (409).

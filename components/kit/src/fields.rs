@@ -26,21 +26,22 @@ pub fn storable(value: &str) -> Result<&str, String> {
 pub const SPACE_CLASS: &str =
     r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
-/// OpenAPI `pattern` of a value that is not blank: one character that is not whitespace. Written
-/// out as a literal in the schemas (utoipa takes literals); tests compare them with this.
+/// OpenAPI `pattern` of a value that is not blank (one character that is not whitespace) and holds
+/// no NUL (which Postgres text cannot store). Written out as a literal in the schemas (utoipa takes
+/// literals); tests compare them with this.
 pub const NOT_BLANK_PATTERN: &str = concat!(
-    "[^",
+    r"^[^\u0000]*[^",
     r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000",
-    "]"
+    r"\u0000][^\u0000]*$"
 );
 
 /// OpenAPI `pattern` of what `Email::parse` accepts: optional surrounding whitespace, a local part
-/// and a domain of two or more dot-separated labels, no whitespace or second `@` inside.
+/// and a domain of two or more dot-separated labels, no whitespace, NUL or second `@` inside.
 pub const EMAIL_PATTERN: &str = concat!(
     r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
-    r"[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@",
-    r"[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+",
-    r"(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+",
+    r"[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+@",
+    r"[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+",
+    r"(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+)+",
     r"[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
 );
 
@@ -236,11 +237,14 @@ mod tests {
             .filter(|c| c.is_whitespace())
             .collect();
         assert_eq!(class_chars(SPACE_CLASS), rust);
-        assert_eq!(NOT_BLANK_PATTERN, format!("[^{SPACE_CLASS}]"));
-        let s = SPACE_CLASS;
+        let (s, nul) = (SPACE_CLASS, r"\u0000");
+        assert_eq!(
+            NOT_BLANK_PATTERN,
+            format!("^[^{nul}]*[^{s}{nul}][^{nul}]*$")
+        );
         assert_eq!(
             EMAIL_PATTERN,
-            format!("^[{s}]*[^@{s}]+@[^@.{s}]+(\\.[^@.{s}]+)+[{s}]*$")
+            format!("^[{s}]*[^@{s}{nul}]+@[^@.{s}{nul}]+(\\.[^@.{s}{nul}]+)+[{s}]*$")
         );
     }
 
