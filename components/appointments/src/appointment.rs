@@ -87,6 +87,14 @@ impl Instant {
         let at = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
             "must be a date-time as RFC 3339, e.g. 2030-01-31T09:00:00Z".to_string()
         })?;
+        // Stored and shown in UTC, which must stay within years 1–9999: Postgres has no year 0,
+        // and RFC 3339 has no year 10000 (`0001-01-01T00:00:00+09:00` is in year 0 in UTC).
+        let utc_year = at
+            .checked_to_offset(time::UtcOffset::UTC)
+            .map(|utc| utc.year());
+        if !utc_year.is_some_and(|year| (1..=9999).contains(&year)) {
+            return Err("must fall within the years 1 to 9999 in UTC".into());
+        }
         Ok(Self(
             at.replace_nanosecond(0).expect("0 is a valid nanosecond"),
         ))
@@ -230,6 +238,17 @@ mod tests {
             .unwrap_err()
             .into_iter()
             .collect()
+    }
+
+    #[test]
+    fn instants_stay_within_the_years_postgres_and_rfc_3339_share() {
+        for outside in ["0001-01-01T00:00:00+09:00", "9999-12-31T23:00:00-05:00"] {
+            assert!(Instant::parse(outside).is_err(), "{outside}");
+        }
+        for inside in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            let at = Instant::parse(inside).unwrap();
+            assert_eq!(at.to_rfc3339(), inside);
+        }
     }
 
     #[test]
