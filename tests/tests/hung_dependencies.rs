@@ -212,35 +212,25 @@ fn a_row_lock_held_elsewhere_is_a_503_not_a_wait() {
     let holder = {
         let (database, id) = (database.clone(), id.clone());
         std::thread::spawn(move || {
-            std::process::Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    &database,
-                    "-q",
-                    "-c",
-                ])
-                .arg(format!(
+            common::psql(
+                &database,
+                &format!(
                     "BEGIN; SELECT 1 FROM patients.patients WHERE id = '{id}' FOR UPDATE; \
                      SELECT pg_sleep(8); COMMIT;"
-                ))
-                .status()
-                .expect("psql runs")
+                ),
+            )
         })
     };
     common::eventually(
         "the other session to hold the lock",
         Duration::from_secs(10),
         || {
-            let out = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database, "-Atc"])
-            .arg("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(8)%' AND state = 'active' AND pid <> pg_backend_pid()")
-            .output()
-            .expect("psql runs");
-            (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+            let holding = common::psql(
+                &database,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(8)%' \
+             AND state = 'active' AND pid <> pg_backend_pid()",
+            );
+            (holding == "1").then_some(())
         },
     );
     let mut change = patient.clone();
@@ -249,7 +239,7 @@ fn a_row_lock_held_elsewhere_is_a_503_not_a_wait() {
     let (status, headers, body) =
         fresh().request("PUT", &format!("/api/patients/{id}"), Some(&change));
     let took = started.elapsed();
-    assert!(holder.join().unwrap().success());
+    holder.join().expect("the session holding the lock ended");
     common::report(&format!(
         "row locked elsewhere: update answered {status} in {:.2} s",
         took.as_secs_f64()

@@ -66,8 +66,8 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Other(format!("redis unavailable: {e}"))
 }
 
-/// How a call failed: Redis could not be reached or did not answer (opens the breaker), or it
-/// answered with an error (it is up; the breaker closes).
+/// How a call failed: Redis could not be reached or did not answer (opens the breaker), or
+/// anything else, an error Redis answered or a connection that dropped (the breaker closes).
 enum Failure {
     Unreachable(Error),
     Refused(Error),
@@ -149,11 +149,10 @@ impl Store {
         let work = async {
             let connection = self.connection().await.map_err(Failure::Unreachable)?;
             op(connection).await.map_err(|e| {
-                if e.is_timeout()
-                    || e.is_io_error()
-                    || e.is_connection_refusal()
-                    || e.is_connection_dropped()
-                {
+                // Silent or refusing connections: Redis is not there, so calls stop asking for
+                // a while. A connection that dropped (Redis restarted, say) is reconnected by the
+                // manager, and the next call may well succeed: no reason to stop asking.
+                if e.is_timeout() || e.is_connection_refusal() {
                     Failure::Unreachable(unavailable(e))
                 } else {
                     Failure::Refused(unavailable(e))

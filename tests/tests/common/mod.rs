@@ -343,3 +343,28 @@ pub fn report(line: &str) {
         }
     }
 }
+
+/// Runs `sql` with `psql` as the superuser on the machine's Postgres, in `database`, and returns
+/// what it printed (unaligned, tuples only), trimmed: the tests' own session beside the
+/// platform's, to look at or get in the way of what the providers do.
+pub fn psql(database: &str, sql: &str) -> String {
+    let output = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-qtAc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
