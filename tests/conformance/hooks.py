@@ -1,4 +1,4 @@
-"""Schemathesis hooks for the conformance test (tests/tests/conformance.rs).
+"""Schemathesis hooks for the conformance test (tests/tests/schemathesis.rs).
 
 The gateway limits requests per token subject, and requests without a valid token per client
 address (`X-Forwarded-For`), 5/s each by default. A run sends thousands of requests, so each

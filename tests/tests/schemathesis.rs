@@ -5,6 +5,10 @@
 //!
 //! The seed and the number of examples per operation are fixed so a run can be repeated;
 //! `PM_CONFORMANCE_SEED` and `PM_CONFORMANCE_EXAMPLES` change them for a run by hand.
+//!
+//! It runs after every other test binary (cargo runs them in name order; `schemathesis` sorts
+//! last): its stateful phase deletes and changes whatever the listings show it, the seed patients
+//! too, which other tests read.
 mod common;
 
 use std::path::PathBuf;
