@@ -48,7 +48,7 @@ struct Args {
     /// `result<_, wrpc:rpc/error.error>` as its result (the gateway's calls to services) returns
     /// that error when this passes; other calls trap the caller. Read by the host's runtime from
     /// the environment (see `call_timeout` in local/xtask/src/patches.rs).
-    #[arg(long, env = "PM_CALL_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "PM_CALL_TIMEOUT_MS", default_value_t = 10000)]
     call_timeout_ms: u64,
     /// The most one invocation of a component may run before the host stops it (a component
     /// that loops, or waits on something that never comes). Longer than the call timeout, so a
