@@ -71,6 +71,13 @@
 //!   the manifest's image, the host answers a scale to another image with its in-place update
 //!   (as the control interface's `allow_update` does), and that update keeps the annotations,
 //!   stops the old exports after the new ones serve, and reports only the new instances.
+//! - tansu-storage 0.6.0 serves its SQLite storage from one task that takes requests off a
+//!   channel; when a requester has gone before its answer is sent (a client that disconnected or
+//!   timed out mid-request, as every client does while the broker restarts under load), that task
+//!   returns, and every later request fails. Fetching a consumer group then hits an
+//!   `unreachable!()` (measured: a broker stopped and started under load panicked there and never
+//!   served again, issue 17). The edit drops the orphaned answer and serves on
+//!   (see `storage_outlives_requesters`).
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,6 +95,8 @@ pub enum Workspace {
     Launchers,
     /// `providers`: the capability providers.
     Providers,
+    /// The Kafka-compatible broker (tansu), built from its released crate.
+    Broker,
 }
 
 impl std::str::FromStr for Workspace {
@@ -97,7 +106,8 @@ impl std::str::FromStr for Workspace {
         match name {
             "launchers" => Ok(Self::Launchers),
             "providers" => Ok(Self::Providers),
-            _ => bail!("no workspace `{name}` (launchers or providers)"),
+            "broker" => Ok(Self::Broker),
+            _ => bail!("no workspace `{name}` (launchers, providers or broker)"),
         }
     }
 }
@@ -113,7 +123,7 @@ struct Patch {
     used_by: &'static [Workspace],
 }
 
-const PATCHES: [Patch; 5] = [
+const PATCHES: [Patch; 6] = [
     Patch {
         krate: "wrpc-transport-nats",
         version: "0.29.0",
@@ -160,6 +170,14 @@ const PATCHES: [Patch; 5] = [
         apply: drain_after_pong,
         used_by: &[Workspace::Launchers, Workspace::Providers],
     },
+    Patch {
+        krate: "tansu-storage",
+        version: "0.6.0",
+        edit: "storage-outlives-requesters",
+        why: "the broker's storage keeps serving when a client leaves mid-request",
+        apply: storage_outlives_requesters,
+        used_by: &[Workspace::Broker],
+    },
 ];
 
 /// The `--config` arguments that make a cargo build of `workspace` use its fixed crates.
@@ -190,7 +208,7 @@ fn patched(patch: &Patch) -> Result<PathBuf> {
         "patching {} {} ({})",
         patch.krate, patch.version, patch.why
     ));
-    let original = registry_source(&root.join("fetch"), patch)?;
+    let original = registry_source(&root.join("fetch"), patch.krate, patch.version)?;
     let staging = root.join(format!(".{name}.partial"));
     let _ = fs::remove_dir_all(&staging);
     copy_dir(&original, &staging)?;
@@ -870,9 +888,61 @@ fn live_spread_requirements(
 }
 "####;
 
-/// Where cargo unpacked the released crate, fetched through a throwaway manifest.
-fn registry_source(work: &Path, patch: &Patch) -> Result<PathBuf> {
-    let (krate, version) = (patch.krate, patch.version);
+/// A writable copy of the released crate `krate` `version` (a binary crate, which a manifest
+/// cannot depend on: `cargo info` fetches it), made once.
+pub fn released_crate(krate: &str, version: &str) -> Result<PathBuf> {
+    let root = paths::cache().join("patches");
+    let dir = root.join(format!("{krate}-{version}-release"));
+    if dir.join(".copied").exists() {
+        return Ok(dir);
+    }
+    let work = root.join("fetch");
+    fs::create_dir_all(&work)?;
+    run(Command::new("cargo")
+        .args(["info", &format!("{krate}@{version}")])
+        .current_dir(&work))
+    .with_context(|| format!("fetching {krate} {version}"))?;
+    // `cargo info` unpacks it where cargo unpacks every registry crate.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let registry = fs::read_dir(cargo_home.join("registry/src"))?
+        .filter_map(|index| index.ok())
+        .map(|index| index.path().join(format!("{krate}-{version}")))
+        .find(|dir| dir.join("Cargo.toml").exists())
+        .with_context(|| format!("{krate} {version} is not in cargo's registry sources"))?;
+    let staging = root.join(format!(".{krate}-{version}-release.partial"));
+    let _ = fs::remove_dir_all(&staging);
+    copy_dir(&registry, &staging)?;
+    let _ = fs::remove_dir_all(&dir);
+    fs::rename(&staging, &dir)?;
+    fs::write(dir.join(".copied"), version)?;
+    Ok(dir)
+}
+
+/// The storage task ended with `Error::UnableToSend` when the oneshot of a request whose
+/// requester had gone could not take the answer; the channel's other end then failed every
+/// request (and `From<ServiceError> for UpdateError` panics on that error). A requester that
+/// left does not want the answer: drop it and take the next request.
+fn storage_outlives_requesters(crate_dir: &Path) -> Result<()> {
+    replace_once(
+        crate_dir,
+        "src/service.rs",
+        r#"                    .and_then(|response| {
+                        tx.send(response).map_err(|_unsent| Error::UnableToSend)
+                    })?"#,
+        r#"                    .map(|response| {
+                        if tx.send(response).is_err() {
+                            debug!("the requester left before its answer");
+                        }
+                    })?"#,
+    )
+}
+
+/// Where cargo unpacked the released crate `krate` `version`, fetched through a throwaway
+/// manifest in `work`.
+pub fn registry_source(work: &Path, krate: &str, version: &str) -> Result<PathBuf> {
     fs::create_dir_all(work.join("src"))?;
     fs::write(
         work.join("Cargo.toml"),

@@ -32,16 +32,7 @@ pub fn ensure_all() -> Result<Tools> {
     let nats_server = nats_server()?;
     let wash = wash()?;
     let (host, wadm) = launchers()?;
-    // `memory://` storage (what the stacks use) lives behind tansu's `dynostore` feature;
-    // `sqlite://` (a file that survives a restart) behind `libsql`, built for the next try at
-    // a durable broker (see `Stack::ensure_broker`).
-    let tansu = cargo_install(
-        "tansu",
-        TANSU_VERSION,
-        &["dynostore", "libsql"],
-        "the Kafka-compatible broker",
-        10,
-    )?;
+    let tansu = broker()?;
     Ok(Tools {
         nats_server,
         wash,
@@ -186,6 +177,53 @@ fn cargo_install(
     fs::rename(&staging, &root)?;
     fs::write(&marker, version)?;
     step(&format!("{what} built in {}s", started.elapsed().as_secs()));
+    Ok(binary)
+}
+
+/// tansu features: `libsql` is its SQLite storage (`sqlite://`, a file that survives a restart),
+/// what the stacks use; `dynostore` is its `memory://` storage, kept for throwaway brokers.
+const TANSU_FEATURES: [&str; 2] = ["dynostore", "libsql"];
+
+/// The Kafka-compatible broker: tansu's released crate, built with its own lockfile and the fixes
+/// to its dependencies in `patches` (which `cargo install` would not apply), cached by version,
+/// features and fixes.
+fn broker() -> Result<PathBuf> {
+    let patches = patches::cargo_configs(patches::Workspace::Broker)?;
+    let key = fnv1a(FNV_OFFSET, patches.join("\n").bytes());
+    let root = paths::cache().join(format!(
+        "tansu-{TANSU_VERSION}-{}-{key:016x}",
+        TANSU_FEATURES.join("-")
+    ));
+    let binary = root.join("bin/tansu");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    step(&format!("building the Kafka-compatible broker (tansu {TANSU_VERSION}) from crates.io (first time only, ~10 min on 2 cores)"));
+    let started = Instant::now();
+    let source = patches::released_crate("tansu", TANSU_VERSION)?;
+    let mut cargo = Command::new("cargo");
+    // Not `--locked`: the fixed crates replace their registry entries in the lockfile; every
+    // other dependency stays at the version tansu's release locked.
+    cargo.args(["build", "--release", "--bin", "tansu", "--features"]);
+    cargo.arg(TANSU_FEATURES.join(","));
+    for patch in &patches {
+        cargo.args(["--config", patch]);
+    }
+    run_visible(
+        cargo
+            .arg("--manifest-path")
+            .arg(source.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", paths::cache().join("tansu-target")),
+    )?;
+    let staging = partial(&root);
+    fs::create_dir_all(staging.join("bin"))?;
+    fs::copy(
+        paths::cache().join("tansu-target/release/tansu"),
+        staging.join("bin/tansu"),
+    )?;
+    let _ = fs::remove_dir_all(&root);
+    fs::rename(&staging, &root)?;
+    step(&format!("broker built in {}s", started.elapsed().as_secs()));
     Ok(binary)
 }
 
