@@ -3,11 +3,13 @@
 mod build;
 mod faults;
 mod manifest;
+mod nats_client;
 mod net;
 mod operations;
 mod patches;
 mod paths;
 mod process;
+mod security;
 mod services;
 mod stack;
 mod tools;

@@ -31,6 +31,8 @@ pub fn free_port() -> Result<u16> {
 pub struct NatsInfo {
     pub version: String,
     pub jetstream: bool,
+    /// What a client signs to prove it holds its user's key (servers that authenticate).
+    pub nonce: Option<String>,
 }
 
 /// Reads the INFO line a NATS server sends on connect.
@@ -61,6 +63,7 @@ pub fn parse_nats_info(line: &str) -> Result<NatsInfo> {
     Ok(NatsInfo {
         version: info["version"].as_str().unwrap_or("unknown").to_string(),
         jetstream: info["jetstream"].as_bool().unwrap_or(false),
+        nonce: info["nonce"].as_str().map(str::to_string),
     })
 }
 
@@ -110,51 +113,6 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// One NATS request on a fresh connection: the first answer's payload, or None when nobody
-/// subscribes to `subject` (NATS says "no responders" at once) or no answer comes in time.
-/// Enough of the protocol for xtask's few checks; it keeps xtask free of an async runtime.
-pub fn nats_request(addr: SocketAddr, subject: &str) -> Result<Option<String>> {
-    let (_, mut reader, mut writer) = nats_connect(addr)?;
-    let inbox = format!("_INBOX.xtask.{}", std::process::id());
-    write!(
-        writer,
-        "CONNECT {{\"verbose\":false,\"headers\":true,\"no_responders\":true}}\r\n\
-         SUB {inbox} 1\r\nPUB {subject} {inbox} 0\r\n\r\n"
-    )?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => bail!("NATS at {addr} closed the connection"),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["PING"] => writer.write_all(b"PONG\r\n")?,
-            // MSG <subject> <sid> <size>: the answer.
-            ["MSG", _, _, size] => {
-                let mut payload = vec![0; size.parse::<usize>()? + 2];
-                reader.read_exact(&mut payload)?;
-                payload.truncate(payload.len() - 2);
-                return Ok(Some(String::from_utf8_lossy(&payload).into_owned()));
-            }
-            // HMSG with only headers: the "503 no responders" status.
-            ["HMSG", ..] => return Ok(None),
-            ["-ERR", ..] => bail!("NATS at {addr} refused the request: {}", line.trim()),
-            _ => {}
-        }
-    }
-}
-
 /// Polls `check` until it returns Ok(true) or `timeout` passes; `what` names the wait in errors.
 pub fn wait_for(
     what: &str,
@@ -184,54 +142,6 @@ pub fn wait_for(
 mod tests {
     use super::*;
 
-    /// A one-connection stand-in for NATS: greets, reads the client's three lines (CONNECT,
-    /// SUB, PUB with its empty payload line), checks the request's subject, then sends `answer`.
-    fn fake_nats(subject: &'static str, answer: &'static str) -> SocketAddr {
-        let listener = TcpListener::bind(loopback(0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut writer = stream;
-            writer
-                .write_all(b"INFO {\"version\":\"2.15.1\",\"jetstream\":true}\r\n")
-                .unwrap();
-            let mut lines = Vec::new();
-            for _ in 0..4 {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                lines.push(line);
-            }
-            assert!(lines[0].starts_with("CONNECT "), "{lines:?}");
-            let inbox = lines[1].split_whitespace().nth(1).unwrap().to_string();
-            assert_eq!(
-                lines[2].split_whitespace().nth(1),
-                Some(subject),
-                "{lines:?}"
-            );
-            writer
-                .write_all(answer.replace("INBOX", &inbox).as_bytes())
-                .unwrap();
-        });
-        addr
-    }
-
-    #[test]
-    fn a_nats_request_returns_the_answer() {
-        let addr = fake_nats("pm.x.serving", "PING\r\nMSG INBOX 1 8\r\n123 4567\r\n");
-        let answer = nats_request(addr, "pm.x.serving").unwrap();
-        assert_eq!(answer.as_deref(), Some("123 4567"));
-    }
-
-    #[test]
-    fn a_nats_request_nobody_serves_is_none() {
-        let addr = fake_nats(
-            "pm.x.serving",
-            "HMSG INBOX 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
-        );
-        assert_eq!(nats_request(addr, "pm.x.serving").unwrap(), None);
-    }
-
     #[test]
     fn parses_info_line() {
         let info = parse_nats_info(r#"INFO {"server_id":"x","version":"2.15.1","jetstream":true}"#)
@@ -240,7 +150,8 @@ mod tests {
             info,
             NatsInfo {
                 version: "2.15.1".into(),
-                jetstream: true
+                jetstream: true,
+                nonce: None,
             }
         );
     }
@@ -250,6 +161,7 @@ mod tests {
         let old = NatsInfo {
             version: "2.9.10".into(),
             jetstream: true,
+            nonce: None,
         };
         let err = require_usable_nats(&old, loopback(4222))
             .unwrap_err()
@@ -258,11 +170,13 @@ mod tests {
         let new = NatsInfo {
             version: "2.10.0".into(),
             jetstream: true,
+            nonce: None,
         };
         assert!(require_usable_nats(&new, loopback(4222)).is_ok());
         let no_js = NatsInfo {
             version: "2.15.1".into(),
             jetstream: false,
+            nonce: None,
         };
         assert!(require_usable_nats(&no_js, loopback(4222)).is_err());
     }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::nats_client;
 use crate::process::run;
+use crate::security::User;
 use crate::stack::{instance_count, instances_on, running, Stack};
 use crate::tools::{fnv1a, Tools, FNV_OFFSET};
 use crate::{manifest, net, paths, step};
@@ -218,8 +220,11 @@ impl Stack {
         for host_id in &hosts {
             // What providers/support/src/drain.rs answers on while it serves.
             let subject = format!("pm.{}.serving.{id}.{host_id}", self.config.lattice);
-            let before = net::nats_request(self.nats_addr(), &subject)?
-                .with_context(|| format!("{id} on host {host_id:.8} does not answer {subject}"))?;
+            let before =
+                nats_client::request(self.nats_addr(), &self.nats_auth(User::Operator), &subject)?
+                    .with_context(|| {
+                        format!("{id} on host {host_id:.8} does not answer {subject}")
+                    })?;
             let started = Instant::now();
             step(&format!(
                 "stopping {id} on host {host_id:.8} (it finishes its calls first)…"
@@ -237,7 +242,11 @@ impl Stack {
                 &format!("wadm to start {id} again on host {host_id:.8}"),
                 Duration::from_secs(120),
                 || {
-                    let now = net::nats_request(self.nats_addr(), &subject)?;
+                    let now = nats_client::request(
+                        self.nats_addr(),
+                        &self.nats_auth(User::Operator),
+                        &subject,
+                    )?;
                     Ok(now.is_some_and(|now| now != before))
                 },
             )?;

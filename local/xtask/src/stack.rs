@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::nats_client::NatsAuth;
 use crate::net::{self, loopback};
 use crate::process::{run, Daemon};
+use crate::security::{Secrets, User};
 use crate::tools::Tools;
 use crate::{manifest, paths, step};
 
@@ -89,6 +91,35 @@ impl Stack {
             .unwrap_or_else(|| loopback(self.config.nats_port))
     }
 
+    /// The lattice's TLS and NATS credentials (made by `up` for our own NATS). None on a NATS
+    /// the user runs (`PM_NATS_URL`): we neither configure nor secure that one, and its clients
+    /// connect as it allows.
+    pub fn secrets(&self) -> Option<Secrets> {
+        let dir = self.dir.join("secrets");
+        (self.config.external_nats.is_none() && dir.exists()).then_some(Secrets { dir })
+    }
+
+    /// How xtask's own NATS requests reach this lattice, as `user`.
+    pub fn nats_auth(&self, user: User) -> NatsAuth {
+        match self.secrets() {
+            Some(secrets) => NatsAuth {
+                ca: Some(secrets.ca()),
+                creds: Some(secrets.creds(user)),
+            },
+            None => NatsAuth::default(),
+        }
+    }
+
+    /// The URL NATS clients of this lattice connect to: TLS on our own NATS.
+    pub fn nats_url(&self) -> String {
+        let scheme = if self.secrets().is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://{}", self.nats_addr())
+    }
+
     pub fn broker_addr(&self) -> SocketAddr {
         loopback(self.config.broker_port)
     }
@@ -106,6 +137,11 @@ impl Stack {
             .env("WASMCLOUD_LATTICE", &self.config.lattice)
             // wash keeps contexts and plugins under ~/.wash; keep ours out of the user's.
             .env("WASH_HOME", paths::cache().join("wash-home"));
+        if let Some(secrets) = self.secrets() {
+            command
+                .env("WASH_CTL_CREDS", secrets.creds(User::Operator))
+                .env("WASH_CTL_TLS_CA_FILE", secrets.ca());
+        }
         command
     }
 
@@ -114,6 +150,9 @@ impl Stack {
     }
     fn broker(&self) -> Daemon {
         Daemon::new(&self.dir, "broker")
+    }
+    fn broker_data_dir(&self) -> PathBuf {
+        self.dir.join("broker-data")
     }
     fn wadm(&self) -> Daemon {
         Daemon::new(&self.dir, "wadm")
@@ -207,22 +246,17 @@ impl Stack {
             return Ok(());
         }
         step(&format!(
-            "starting NATS {} with JetStream on {addr}",
+            "starting NATS {} with JetStream on {addr} (TLS; a user per kind of client)",
             crate::tools::NATS_VERSION
         ));
-        self.nats().spawn(
-            Command::new(&tools.nats_server)
-                .args([
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    &addr.port().to_string(),
-                    "-js",
-                    "-sd",
-                ])
-                .arg(self.dir.join("jetstream"))
-                .args(["-n", &format!("pm-{}", self.config.lattice)]),
+        let secrets = Secrets::ensure(&self.dir.join("secrets"), &self.config.lattice)?;
+        let conf = secrets.write_server_conf(
+            addr,
+            &format!("pm-{}", self.config.lattice),
+            &self.dir.join("jetstream"),
         )?;
+        self.nats()
+            .spawn(Command::new(&tools.nats_server).arg("-c").arg(&conf))?;
         self.wait_alive(
             &self.nats(),
             "NATS to accept connections",
@@ -267,12 +301,13 @@ impl Stack {
             ));
             return Ok(());
         }
-        // In-memory storage: a broker restart loses what was not consumed yet, and the consumer
-        // groups' offsets (issue 17, item 6). tansu 0.6.0's SQLite storage (`--storage-engine
-        // sqlite:///broker.db`, built in) kept them in one run, but in the next a stop under load
-        // panicked its storage task ("entered unreachable code") and it never served again.
+        // SQLite storage in the stack dir: topics, records and consumer offsets survive a
+        // restart (issue 17, item 6); `drop_data` removes a test stack's with its database.
+        let data = self.broker_data_dir();
+        fs::create_dir_all(&data)?;
         step(&format!(
-            "starting the Kafka-compatible broker (tansu, in-memory storage) on {addr}"
+            "starting the Kafka-compatible broker (tansu, storage {}) on {addr}",
+            data.join("broker.db").display()
         ));
         let url = format!("tcp://{addr}");
         self.broker().spawn(
@@ -283,7 +318,11 @@ impl Stack {
                     &url,
                     "--advertised-listener-url",
                     &url,
+                    // tansu opens the path relative to its working directory.
+                    "--storage-engine",
+                    "sqlite:///broker.db",
                 ])
+                .current_dir(&data)
                 .env("CLUSTER_ID", format!("pm-{}", self.config.lattice)),
         )?;
         self.wait_alive(
@@ -300,9 +339,13 @@ impl Stack {
             return Ok(());
         }
         step("starting wadm");
+        let mut wadm = Command::new(&tools.wadm);
+        if let Some(secrets) = self.secrets() {
+            wadm.env("WADM_NATS_CREDS_FILE", secrets.creds(User::Wadm))
+                .env("WADM_NATS_TLS_CA_FILE", secrets.ca());
+        }
         self.wadm().spawn(
-            Command::new(&tools.wadm)
-                .env("WADM_NATS_SERVER", self.nats_addr().to_string())
+            wadm.env("WADM_NATS_SERVER", self.nats_url())
                 .env("WADM_CLEANUP_INTERVAL", HOST_EXPIRY_SECS.to_string())
                 .env("WADM_STRUCTURED_LOGGING", "true"),
         )?;
@@ -332,10 +375,18 @@ impl Stack {
             "starting wasmCloud host {index} (zone={zone}, lattice {})",
             self.config.lattice
         ));
+        let mut host = Command::new(&tools.host);
+        if let Some(secrets) = self.secrets() {
+            host.arg("--ctl-creds")
+                .arg(secrets.creds(User::HostControl))
+                .arg("--rpc-creds")
+                .arg(secrets.creds(User::HostRpc))
+                .arg("--tls-ca-file")
+                .arg(secrets.ca());
+        }
         daemon.spawn(
-            Command::new(&tools.host)
-                .arg("--nats-url")
-                .arg(format!("nats://{}", self.nats_addr()))
+            host.arg("--nats-url")
+                .arg(self.nats_url())
                 .args(["--lattice", &self.config.lattice])
                 .args([
                     "--label",
@@ -606,6 +657,8 @@ impl Stack {
         if let Err(e) = run(Command::new("sh").args(["-c", &script])) {
             step(&format!("could not remove test keys {pattern}: {e:#}"));
         }
+        // The broker's topics hold the test's events (the broker is stopped by now).
+        let _ = fs::remove_dir_all(self.broker_data_dir());
     }
 }
 
@@ -641,7 +694,8 @@ impl Stack {
     }
 
     /// `platform-secrets`, the named config the manifest's components reference for what must not
-    /// be in the repository.
+    /// be in the repository; and `lattice-tls`, where the manifest's providers find the CA their
+    /// NATS connection trusts (empty on a NATS without TLS).
     pub fn put_secrets(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
         let secret = self.jwt_secret()?;
@@ -650,7 +704,16 @@ impl Stack {
             .args(["config", "put", "platform-secrets"])
             .arg(format!("jwt_secret={secret}"))
             .arg(format!("seed_admin_password={}", seed_admin_password())))
+        .context("storing platform-secrets on the lattice")?;
+        let ca = self
+            .secrets()
+            .map(|s| s.ca().display().to_string())
+            .unwrap_or_default();
+        run(self
+            .wash(tools)
+            .args(["config", "put", "lattice-tls"])
+            .arg(format!("nats_tls_ca_file={ca}")))
+        .context("storing lattice-tls on the lattice")
         .map(|_| ())
-        .context("storing platform-secrets on the lattice")
     }
 }

@@ -10,6 +10,8 @@ mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -28,6 +30,21 @@ struct Args {
     /// NATS server carrying the lattice's control and RPC traffic (NATS 2.10+ with JetStream).
     #[arg(long, env = "PM_NATS_URL", default_value = "nats://127.0.0.1:4223")]
     nats_url: wasmcloud_host::url::Url,
+    /// NATS credentials (a `.creds` file: user JWT and seed) for the control connection: control
+    /// commands, events, the lattice's key-value buckets, secrets requests.
+    #[arg(long, env = "PM_CTL_CREDS")]
+    ctl_creds: Option<PathBuf>,
+    /// NATS credentials for the RPC connection: wRPC calls, and the connection of every provider
+    /// this host starts (the host hands them this user).
+    #[arg(long, env = "PM_RPC_CREDS")]
+    rpc_creds: Option<PathBuf>,
+    /// The CA that signed the NATS server's certificate; with it, both connections require TLS
+    /// (as a `tls://` URL does).
+    #[arg(long, env = "PM_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// Subject prefix of the lattice's secrets backends (wasmCloud secrets, `nats-kv`).
+    #[arg(long, env = "PM_SECRETS_TOPIC", default_value = "wasmcloud.secrets")]
+    secrets_topic: String,
     /// Lattice name; every host, wadm and wash of one deployment must agree on it.
     #[arg(long, env = "WASMCLOUD_LATTICE", default_value = "default")]
     lattice: String,
@@ -99,6 +116,11 @@ fn main() -> anyhow::Result<()> {
     }
     // The runtime reads it from the environment; set before any thread starts.
     std::env::set_var("PM_CALL_TIMEOUT_MS", args.call_timeout_ms.to_string());
+    // The host's NATS client trusts the certificates rustls-native-certs loads, which are only
+    // SSL_CERT_FILE's when it is set: so the lattice's CA, and no public one.
+    if let Some(ca) = &args.tls_ca_file {
+        std::env::set_var("SSL_CERT_FILE", ca);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -142,9 +164,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("metrics cannot listen on {addr}"))?;
     }
 
+    let (ctl_jwt, ctl_key) = credentials(args.ctl_creds.as_deref())?;
+    let (rpc_jwt, rpc_key) = credentials(args.rpc_creds.as_deref())?;
+    let tls = args.tls_ca_file.is_some() || args.nats_url.scheme() == "tls";
     let config = HostConfig {
         ctl_nats_url: args.nats_url.clone(),
         rpc_nats_url: args.nats_url.clone(),
+        ctl_jwt,
+        ctl_key,
+        ctl_tls: tls,
+        rpc_jwt,
+        rpc_key,
+        rpc_tls: tls,
+        secrets_topic_prefix: Some(args.secrets_topic.clone()),
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
         max_execution_time: Duration::from_millis(args.max_execution_ms),
         lattice: args.lattice.clone().into(),
@@ -181,6 +213,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Stop components and providers cleanly so wadm sees them leave at once.
     shutdown.await.context("host shutdown failed")
+}
+
+type Credentials = (Option<String>, Option<Arc<nkeys::KeyPair>>);
+
+/// The user JWT and key pair of a NATS credentials file (none without one). The host crate takes
+/// them apart, and the format is two armoured blocks: the line after each BEGIN marker.
+fn credentials(path: Option<&Path>) -> anyhow::Result<Credentials> {
+    let Some(path) = path else {
+        return Ok((None, None));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
+    let block = |marker: &str| {
+        text.lines()
+            .skip_while(|line| !line.contains(marker))
+            .nth(1)
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .with_context(|| format!("{} has no {marker} block", path.display()))
+    };
+    let jwt = block("BEGIN NATS USER JWT")?.to_string();
+    let key = nkeys::KeyPair::from_seed(block("BEGIN USER NKEY SEED")?)
+        .with_context(|| format!("{} holds no valid user seed", path.display()))?;
+    Ok((Some(jwt), Some(Arc::new(key))))
 }
 
 async fn shutdown_signal() {
