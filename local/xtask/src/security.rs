@@ -312,8 +312,8 @@ pub fn read_creds(path: &Path) -> Result<(String, String)> {
     ))
 }
 
-/// Writes `contents` to a new file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+/// Writes `contents` to a file only its owner can read (whole or not at all).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
     let partial = path.with_extension("partial");
     let _ = fs::remove_file(&partial);
     fs::OpenOptions::new()

@@ -198,23 +198,18 @@ fn broker() -> Result<PathBuf> {
     if binary.exists() {
         return Ok(binary);
     }
-    step(&format!("building the Kafka-compatible broker (tansu {TANSU_VERSION}) from crates.io (first time only, ~10 min on 2 cores)"));
+    step(&format!("building the Kafka-compatible broker (tansu {TANSU_VERSION}) from crates.io (first time only, ~16 min on 2 cores)"));
     let started = Instant::now();
     let source = patches::released_crate("tansu", TANSU_VERSION)?;
-    let mut cargo = Command::new("cargo");
     // Not `--locked`: the fixed crates replace their registry entries in the lockfile; every
     // other dependency stays at the version tansu's release locked.
-    cargo.args(["build", "--release", "--bin", "tansu", "--features"]);
-    cargo.arg(TANSU_FEATURES.join(","));
-    for patch in &patches {
-        cargo.args(["--config", patch]);
-    }
-    run_visible(
-        cargo
-            .arg("--manifest-path")
-            .arg(source.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", paths::cache().join("tansu-target")),
-    )?;
+    let features = TANSU_FEATURES.join(",");
+    run_visible(&mut patched_build(
+        &["--bin", "tansu", "--features", &features],
+        &patches,
+        &source,
+        &paths::cache().join("tansu-target"),
+    ))?;
     let staging = partial(&root);
     fs::create_dir_all(staging.join("bin"))?;
     fs::copy(
@@ -242,16 +237,8 @@ pub fn launchers() -> Result<(PathBuf, PathBuf)> {
     step("building the wasmCloud host and wadm launchers (first time only, ~15 min on 2 cores)");
     let started = Instant::now();
     let target = paths::cache().join("launchers-target");
-    let mut cargo = Command::new("cargo");
-    cargo.args(["build", "--release", "--locked"]);
-    for patch in &patches {
-        cargo.args(["--config", patch]);
-    }
     run_visible(
-        cargo
-            .arg("--manifest-path")
-            .arg(source.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
+        patched_build(&["--locked"], &patches, &source, &target)
             // wasmcloud-host 0.27.1 does not compile on rustc 1.95 ("queries overflow the depth
             // limit" in src/wasmbus/ctl.rs); a larger recursion limit fixes it, and injecting
             // that crate attribute needs the unstable -Z flag. Scoped to this build only.
@@ -267,6 +254,21 @@ pub fn launchers() -> Result<(PathBuf, PathBuf)> {
         started.elapsed().as_secs()
     ));
     Ok((host, wadm))
+}
+
+/// `cargo build --release <args>` of the manifest in `dir` into `target`, with the fixed crates
+/// `patches` (`patches::cargo_configs`).
+fn patched_build(args: &[&str], patches: &[String], dir: &Path, target: &Path) -> Command {
+    let mut cargo = Command::new("cargo");
+    cargo.args(["build", "--release"]).args(args);
+    for patch in patches {
+        cargo.args(["--config", patch]);
+    }
+    cargo
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target);
+    cargo
 }
 
 /// FNV-1a over `extra` and every file's relative path and contents, in a stable order.
