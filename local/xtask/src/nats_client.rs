@@ -5,15 +5,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use data_encoding::{BASE64, BASE64URL_NOPAD};
 
-use crate::net::parse_nats_info;
+use crate::net::nats_greeting;
 use crate::security;
-
-const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to reach a lattice's NATS: TLS trusting `ca`, as the user of `creds`; with neither, in
 /// plain text as nobody (a NATS the user runs).
@@ -54,15 +51,8 @@ impl Write for Stream {
 
 /// A connection whose CONNECT was sent.
 fn connect(addr: SocketAddr, auth: &NatsAuth) -> Result<BufReader<Stream>> {
-    let tcp = TcpStream::connect_timeout(&addr, TIMEOUT)
-        .with_context(|| format!("nothing answers on {addr}"))?;
-    tcp.set_read_timeout(Some(TIMEOUT))?;
     // The server's INFO comes in plain text, before any TLS.
-    let mut line = String::new();
-    BufReader::new(tcp.try_clone()?)
-        .read_line(&mut line)
-        .with_context(|| format!("{addr} sent no NATS greeting"))?;
-    let info = parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))?;
+    let (info, tcp) = nats_greeting(addr)?;
     let stream = match &auth.ca {
         Some(ca) => Stream::Tls(Box::new(tls(tcp, addr, ca)?)),
         None => Stream::Plain(tcp),

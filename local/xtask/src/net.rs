@@ -37,22 +37,21 @@ pub struct NatsInfo {
 
 /// Reads the INFO line a NATS server sends on connect.
 pub fn nats_info(addr: SocketAddr) -> Result<NatsInfo> {
-    nats_connect(addr).map(|(info, _, _)| info)
+    nats_greeting(addr).map(|(info, _)| info)
 }
 
-/// A connection to the NATS at `addr` whose greeting was read: the server's INFO, a reader and
-/// a writer on the same socket.
-fn nats_connect(addr: SocketAddr) -> Result<(NatsInfo, BufReader<TcpStream>, TcpStream)> {
+/// A connection to the NATS at `addr` whose greeting was read: the server's INFO and the socket,
+/// where the client speaks next (in plain text or, first, a TLS handshake). Reads time out.
+pub fn nats_greeting(addr: SocketAddr) -> Result<(NatsInfo, TcpStream)> {
     let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)
         .with_context(|| format!("nothing answers on {addr}"))?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
-    reader
+    BufReader::new(stream.try_clone()?)
         .read_line(&mut line)
         .with_context(|| format!("{addr} accepted a connection but sent no NATS greeting"))?;
     let info = parse_nats_info(&line).with_context(|| format!("{addr} is not a NATS server"))?;
-    Ok((info, reader, stream))
+    Ok((info, stream))
 }
 
 pub fn parse_nats_info(line: &str) -> Result<NatsInfo> {

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::nats_client;
 use crate::process::run;
-use crate::security::User;
 use crate::stack::{instance_count, instances_on, running, Stack};
 use crate::tools::{fnv1a, Tools, FNV_OFFSET};
 use crate::{manifest, net, paths, step};
@@ -220,11 +218,9 @@ impl Stack {
         for host_id in &hosts {
             // What providers/support/src/drain.rs answers on while it serves.
             let subject = format!("pm.{}.serving.{id}.{host_id}", self.config.lattice);
-            let before =
-                nats_client::request(self.nats_addr(), &self.nats_auth(User::Operator), &subject)?
-                    .with_context(|| {
-                        format!("{id} on host {host_id:.8} does not answer {subject}")
-                    })?;
+            let before = self
+                .nats_request(&subject)?
+                .with_context(|| format!("{id} on host {host_id:.8} does not answer {subject}"))?;
             let started = Instant::now();
             step(&format!(
                 "stopping {id} on host {host_id:.8} (it finishes its calls first)…"
@@ -242,11 +238,7 @@ impl Stack {
                 &format!("wadm to start {id} again on host {host_id:.8}"),
                 Duration::from_secs(120),
                 || {
-                    let now = nats_client::request(
-                        self.nats_addr(),
-                        &self.nats_auth(User::Operator),
-                        &subject,
-                    )?;
+                    let now = self.nats_request(&subject)?;
                     Ok(now.is_some_and(|now| now != before))
                 },
             )?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::nats_client::NatsAuth;
+use crate::nats_client::{self, NatsAuth};
 use crate::net::{self, loopback};
 use crate::process::{run, Daemon};
 use crate::security::{Secrets, User};
@@ -98,15 +98,17 @@ impl Stack {
         (self.config.external_nats.is_none() && dir.exists()).then_some(Secrets { dir })
     }
 
-    /// How xtask's own NATS requests reach this lattice, as `user`.
-    pub fn nats_auth(&self, user: User) -> NatsAuth {
-        match self.secrets() {
+    /// One NATS request to this lattice as its operator (`nats_client::request`: the answer, or
+    /// None when nobody answers).
+    pub fn nats_request(&self, subject: &str) -> Result<Option<String>> {
+        let auth = match self.secrets() {
             Some(secrets) => NatsAuth {
                 ca: Some(secrets.ca()),
-                creds: Some(secrets.creds(user)),
+                creds: Some(secrets.creds(User::Operator)),
             },
             None => NatsAuth::default(),
-        }
+        };
+        nats_client::request(self.nats_addr(), &auth, subject)
     }
 
     /// The URL NATS clients of this lattice connect to: TLS on our own NATS.
@@ -267,9 +269,9 @@ impl Stack {
             // A whole request as the operator (nobody answers it): a probe that left after the
             // greeting would be logged by NATS as a failed TLS handshake.
             || {
-                let auth = self.nats_auth(User::Operator);
-                let subject = format!("pm.{}.ready", self.config.lattice);
-                Ok(crate::nats_client::request(addr, &auth, &subject).is_ok())
+                Ok(self
+                    .nats_request(&format!("pm.{}.ready", self.config.lattice))
+                    .is_ok())
             },
         )
     }
