@@ -131,14 +131,14 @@ fn dispatch(args: &[String]) -> Result<()> {
         // it back; `settle` waits until wadm has everything in place again.
         "host" => match rest {
             [action, lattice] if action == "kill" => {
-                let index = Stack::existing(lattice)?.kill_host(&tools::ensure_all()?)?;
+                let index = Stack::existing(lattice)?.kill_host()?;
                 println!("{index}");
                 Ok(())
             }
             [action, index, lattice] if action == "start" => Stack::existing(lattice)?
                 .ensure_host(&tools::ensure_all()?, index.parse().context("host index")?),
             [action, lattice] if action == "pause" => {
-                let index = Stack::existing(lattice)?.pause_host(&tools::ensure_all()?)?;
+                let index = Stack::existing(lattice)?.pause_host()?;
                 println!("{index}");
                 Ok(())
             }
@@ -264,7 +264,7 @@ fn up(args: &[String]) -> Result<()> {
     step("the platform is up");
     println!(
         "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  metrics:  {}\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
-        stack.metrics_urls(&tools).join("  "),
+        stack.metrics_urls().join("  "),
         stack.config.lattice,
         stack.nats_addr(),
         manifest::APP_NAME,

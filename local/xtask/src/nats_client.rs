@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use data_encoding::{BASE64, BASE64URL_NOPAD};
@@ -30,6 +31,15 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Stream {
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.set_read_timeout(Some(timeout)),
+            Stream::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
         }
     }
 }
@@ -109,47 +119,143 @@ fn pem_certificate(path: &std::path::Path) -> Result<Vec<u8>> {
         .with_context(|| format!("{} holds no PEM certificate", path.display()))
 }
 
-/// One request: the first answer's payload, or None when nobody subscribes to `subject` (NATS
-/// says "no responders" at once) or no answer comes in time.
+/// One request on a connection of its own: the first answer's payload, or None when nobody
+/// subscribes to `subject` (NATS says "no responders" at once) or no answer comes in time.
 pub fn request(addr: SocketAddr, auth: &NatsAuth, subject: &str) -> Result<Option<String>> {
-    let mut reader = connect(addr, auth)?;
-    let inbox = format!("_INBOX.xtask.{}", std::process::id());
-    write!(
-        reader.get_mut(),
-        "SUB {inbox} 1\r\nPUB {subject} {inbox} 0\r\n\r\n"
-    )?;
-    reader.get_mut().flush()?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => bail!("NATS at {addr} closed the connection"),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
+    Connection::open(addr, auth)?.request(subject, ANSWER_TIMEOUT)
+}
+
+/// How long a request waits for its answer by default (a host under load takes a while).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection for several requests in turn (a scatter-gather, then one request per answer).
+pub struct Connection {
+    addr: SocketAddr,
+    reader: BufReader<Stream>,
+    inbox: String,
+    /// Each request's subscription id; answers to an earlier one are ignored.
+    sid: u64,
+}
+
+/// What came for a request.
+enum Answer {
+    Payload(String),
+    NoResponders,
+    TimedOut,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr, auth: &NatsAuth) -> Result<Self> {
+        Ok(Self {
+            addr,
+            reader: connect(addr, auth)?,
+            inbox: format!("_INBOX.xtask.{}", std::process::id()),
+            sid: 0,
+        })
+    }
+
+    /// The first answer to `subject` within `timeout`; None when nobody serves it.
+    pub fn request(&mut self, subject: &str, timeout: Duration) -> Result<Option<String>> {
+        let deadline = Instant::now() + timeout;
+        self.publish(subject)?;
+        match self.next_answer(deadline)? {
+            Answer::Payload(payload) => Ok(Some(payload)),
+            Answer::NoResponders | Answer::TimedOut => Ok(None),
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["PING"] => reader.get_mut().write_all(b"PONG\r\n")?,
-            // MSG <subject> <sid> <size>: the answer.
-            ["MSG", _, _, size] => {
-                let mut payload = vec![0; size.parse::<usize>()? + 2];
-                reader.read_exact(&mut payload)?;
-                payload.truncate(payload.len() - 2);
-                return Ok(Some(String::from_utf8_lossy(&payload).into_owned()));
+    }
+
+    /// Every answer to `subject` that comes within `window`, or fewer as soon as `enough` says
+    /// the answers so far are all that is wanted (a scatter-gather has no last answer).
+    pub fn gather(
+        &mut self,
+        subject: &str,
+        window: Duration,
+        mut enough: impl FnMut(&[String]) -> bool,
+    ) -> Result<Vec<String>> {
+        let deadline = Instant::now() + window;
+        self.publish(subject)?;
+        let mut answers = Vec::new();
+        loop {
+            match self.next_answer(deadline)? {
+                Answer::Payload(payload) => answers.push(payload),
+                Answer::NoResponders | Answer::TimedOut => return Ok(answers),
             }
-            // HMSG with only headers: the "503 no responders" status.
-            ["HMSG", ..] => return Ok(None),
-            ["-ERR", ..] => bail!("NATS at {addr} refused the request: {}", line.trim()),
-            _ => {}
+            if enough(&answers) {
+                return Ok(answers);
+            }
         }
+    }
+
+    /// Subscribes a fresh reply subject (the last request's goes) and publishes an empty
+    /// request to `subject`.
+    fn publish(&mut self, subject: &str) -> Result<()> {
+        let old = self.sid;
+        self.sid += 1;
+        let (sid, inbox) = (self.sid, format!("{}.{}", self.inbox, self.sid));
+        let writer = self.reader.get_mut();
+        if old > 0 {
+            write!(writer, "UNSUB {old}\r\n")?;
+        }
+        write!(writer, "SUB {inbox} {sid}\r\nPUB {subject} {inbox} 0\r\n\r\n")?;
+        writer.flush()?;
+        Ok(())
+    }
+
+    /// The next answer to the current request, answering the server's PINGs meanwhile.
+    fn next_answer(&mut self, deadline: Instant) -> Result<Answer> {
+        let mut line = String::new();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok(Answer::TimedOut);
+            };
+            self.reader
+                .get_ref()
+                .set_read_timeout(left.max(Duration::from_millis(1)))?;
+            line.clear();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => bail!("NATS at {} closed the connection", self.addr),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Answer::TimedOut)
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let expected = self.sid;
+            let current = |sid: &str| sid.parse::<u64>().ok() == Some(expected);
+            match words.as_slice() {
+                ["PING"] => self.reader.get_mut().write_all(b"PONG\r\n")?,
+                // MSG <subject> <sid> <size>: an answer.
+                ["MSG", _, sid, size] => {
+                    let payload = self.read_payload(size)?;
+                    if current(sid) {
+                        return Ok(Answer::Payload(payload));
+                    }
+                }
+                // HMSG <subject> <sid> <header size> <total size>: with only headers, the
+                // "503 no responders" status.
+                ["HMSG", _, sid, _, size] => {
+                    self.read_payload(size)?;
+                    if current(sid) {
+                        return Ok(Answer::NoResponders);
+                    }
+                }
+                ["-ERR", ..] => bail!("NATS at {} refused the request: {}", self.addr, line.trim()),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_payload(&mut self, size: &str) -> Result<String> {
+        let mut payload = vec![0; size.parse::<usize>()? + 2];
+        self.reader.read_exact(&mut payload)?;
+        payload.truncate(payload.len() - 2);
+        Ok(String::from_utf8_lossy(&payload).into_owned())
     }
 }
 
@@ -160,7 +266,8 @@ mod tests {
     use std::net::TcpListener;
 
     /// A one-connection stand-in for NATS: greets, reads the client's three lines (CONNECT,
-    /// SUB, PUB with its empty payload line), checks the request's subject, then sends `answer`.
+    /// SUB, PUB with its empty payload line), checks the request's subject, then sends `answer`
+    /// and keeps the connection open.
     fn fake_nats(subject: &'static str, answer: &'static str) -> SocketAddr {
         let listener = TcpListener::bind(loopback(0)).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -187,6 +294,8 @@ mod tests {
             writer
                 .write_all(answer.replace("INBOX", &inbox).as_bytes())
                 .unwrap();
+            // Open until the client goes, as a server that has nothing more to say.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         addr
     }
@@ -208,5 +317,30 @@ mod tests {
             request(addr, &NatsAuth::default(), "pm.x.serving").unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_gather_ends_when_the_answers_are_enough() {
+        let addr = fake_nats(
+            "pm.x.ping",
+            "MSG INBOX 1 1\r\na\r\nMSG INBOX 1 1\r\nb\r\n",
+        );
+        let mut connection = Connection::open(addr, &NatsAuth::default()).unwrap();
+        let started = Instant::now();
+        let answers = connection
+            .gather("pm.x.ping", Duration::from_secs(30), |a| a.len() == 2)
+            .unwrap();
+        assert_eq!(answers, ["a", "b"]);
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_gather_ends_with_its_window() {
+        let addr = fake_nats("pm.x.ping", "MSG INBOX 1 1\r\na\r\n");
+        let mut connection = Connection::open(addr, &NatsAuth::default()).unwrap();
+        let answers = connection
+            .gather("pm.x.ping", Duration::from_millis(300), |_| false)
+            .unwrap();
+        assert_eq!(answers, ["a"]);
     }
 }

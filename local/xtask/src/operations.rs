@@ -17,10 +17,10 @@ const LISTENER: &str = "http-server";
 
 impl Stack {
     /// The inventories of the hosts that run the platform's provider `name`.
-    fn hosts_running(&self, tools: &Tools, name: &str) -> Result<Vec<serde_json::Value>> {
+    fn hosts_running(&self, name: &str) -> Result<Vec<serde_json::Value>> {
         let id = provider_id(name);
         Ok(self
-            .inventories(tools)?
+            .inventories()?
             .into_iter()
             .filter(|host| {
                 host["providers"]
@@ -33,9 +33,9 @@ impl Stack {
     }
 
     /// Our index (`pm.host` label) of each host holding the HTTP listener.
-    fn listener_hosts(&self, tools: &Tools) -> Result<Vec<String>> {
+    fn listener_hosts(&self) -> Result<Vec<String>> {
         Ok(self
-            .hosts_running(tools, LISTENER)?
+            .hosts_running(LISTENER)?
             .iter()
             .filter_map(|host| host["labels"]["pm.host"].as_str().map(str::to_string))
             .collect())
@@ -43,8 +43,8 @@ impl Stack {
 
     /// Each running host's Prometheus endpoint; the one whose host holds the HTTP listener (where
     /// the gateway answers every request, so where the per-route series are) is marked.
-    pub fn metrics_urls(&self, tools: &Tools) -> Vec<String> {
-        let listeners = self.listener_hosts(tools).unwrap_or_default();
+    pub fn metrics_urls(&self) -> Vec<String> {
+        let listeners = self.listener_hosts().unwrap_or_default();
         self.running_hosts()
             .into_iter()
             .filter_map(|i| {
@@ -61,8 +61,8 @@ impl Stack {
 
     /// Kills a host that does not hold the HTTP listener the way a lost machine goes: SIGKILL to
     /// it and its providers, no goodbye to the lattice. Returns its index (`pm.host` label).
-    pub fn kill_host(&self, tools: &Tools) -> Result<usize> {
-        let victim = self.host_without_listener(tools)?;
+    pub fn kill_host(&self) -> Result<usize> {
+        let victim = self.host_without_listener()?;
         self.host(victim).kill_hard()?;
         step(&format!(
             "host {victim} killed (SIGKILL, with its providers)"
@@ -72,8 +72,8 @@ impl Stack {
 
     /// Stops a host that does not serve HTTP (SIGSTOP) and returns its index: its components stop
     /// answering the calls NATS routes to them, as on a machine that hangs.
-    pub fn pause_host(&self, tools: &Tools) -> Result<usize> {
-        let victim = self.host_without_listener(tools)?;
+    pub fn pause_host(&self) -> Result<usize> {
+        let victim = self.host_without_listener()?;
         self.host(victim).pause(true)?;
         step(&format!("host {victim} paused (SIGSTOP)"));
         Ok(victim)
@@ -85,8 +85,8 @@ impl Stack {
         Ok(())
     }
 
-    fn host_without_listener(&self, tools: &Tools) -> Result<usize> {
-        let listeners = self.listener_hosts(tools)?;
+    fn host_without_listener(&self) -> Result<usize> {
+        let listeners = self.listener_hosts()?;
         self.running_hosts()
             .into_iter()
             .find(|i| !listeners.contains(&i.to_string()))
@@ -101,7 +101,7 @@ impl Stack {
         let wanted = manifest::component_instances(&deployed);
         let started = Instant::now();
         net::wait_for("the application to be whole again", timeout, || {
-            let inventories = self.inventories(tools)?;
+            let inventories = self.inventories()?;
             for (component, count) in &wanted {
                 // Instances per zone (the `zone` label wadm spreads on).
                 let mut per_zone = std::collections::BTreeMap::<String, u64>::new();
@@ -152,7 +152,7 @@ impl Stack {
         run(self.wash(tools).args(["app", "deploy"]).arg(&path))?;
         if in_place {
             // Then each host directly, without waiting for wadm's next pass.
-            for host in self.inventories(tools)? {
+            for host in self.inventories()? {
                 let host_id = host["host_id"].as_str().unwrap_or_default();
                 for instance in running(&host, component) {
                     let id = instance["id"].as_str().unwrap_or_default();
@@ -177,7 +177,7 @@ impl Stack {
             Duration::from_secs(120),
             || {
                 let (mut new, mut old) = (0, 0);
-                for host in self.inventories(tools)? {
+                for host in self.inventories()? {
                     for instance in running(&host, component) {
                         let n = instance_count(instance);
                         if instance["image_ref"] == image.as_str() {
@@ -208,7 +208,7 @@ impl Stack {
     pub fn restart_provider(&self, tools: &Tools, provider: &str) -> Result<usize> {
         let id = provider_id(provider);
         let hosts: Vec<String> = self
-            .hosts_running(tools, provider)?
+            .hosts_running(provider)?
             .iter()
             .filter_map(|host| host["host_id"].as_str().map(str::to_string))
             .collect();

@@ -21,6 +21,9 @@ use crate::{manifest, paths, step};
 /// So a host that dies without saying goodbye is replaced 20 to 30 s later, instead of wasmCloud's
 /// default 70 to 105 s.
 const HEARTBEAT_SECS: u64 = 5;
+/// How long an inventory waits for the hosts to answer a ping (wash's default control timeout);
+/// it ends sooner once every host the stack runs has answered.
+const HOST_PING_WINDOW: Duration = Duration::from_secs(2);
 const HOST_EXPIRY_SECS: u64 = 20;
 
 /// Zones handed to hosts in turn, as the `zone` label wadm's spread scalers select on.
@@ -101,14 +104,18 @@ impl Stack {
     /// One NATS request to this lattice as its operator (`nats_client::request`: the answer, or
     /// None when nobody answers).
     pub fn nats_request(&self, subject: &str) -> Result<Option<String>> {
-        let auth = match self.secrets() {
+        nats_client::request(self.nats_addr(), &self.operator_auth(), subject)
+    }
+
+    /// How xtask reaches the lattice's NATS: as the operator over TLS on our own NATS.
+    fn operator_auth(&self) -> NatsAuth {
+        match self.secrets() {
             Some(secrets) => NatsAuth {
                 ca: Some(secrets.ca()),
                 creds: Some(secrets.creds(User::Operator)),
             },
             None => NatsAuth::default(),
-        };
-        nats_client::request(self.nats_addr(), &auth, subject)
+        }
     }
 
     /// The URL NATS clients of this lattice connect to: TLS on our own NATS.
@@ -140,7 +147,9 @@ impl Stack {
             .env("WASH_HOME", paths::cache().join("wash-home"))
             // A host under load answers a control request (its inventory, say) in more than
             // wash's default 2 s now that every message is encrypted (measured: an inventory
-            // timed out at 320 requests/s on 2 cores). Only a host that is gone waits this long.
+            // timed out at 320 requests/s on 2 cores). Every command xtask gives wash has one
+            // answer, so only a host that is gone waits this long (inventories, a scatter-gather
+            // that would wait it out every time, are asked directly: `inventories`).
             .env("WASMCLOUD_CTL_TIMEOUT_MS", "5000");
         if let Some(secrets) = self.secrets() {
             command
@@ -527,7 +536,7 @@ impl Stack {
         net::wait_for(
             &format!("{app} to be deployed"),
             Duration::from_secs(180),
-            || Ok(self.instances(tools, component)? == instances && self.app_deployed(tools, app)),
+            || Ok(self.instances(component)? == instances && self.app_deployed(tools, app)),
         )?;
         step(&format!(
             "{component} at {instances} instance(s) on the hosts {:.1} s after the request",
@@ -544,20 +553,41 @@ impl Stack {
         Ok((path, text))
     }
 
-    /// What every host runs (`wash get inventory`), one JSON object per host.
-    pub(crate) fn inventories(&self, tools: &Tools) -> Result<Vec<serde_json::Value>> {
-        let out = run(self.wash(tools).args(["get", "inventory", "-o", "json"]))?;
-        let inventory: serde_json::Value = serde_json::from_str(out.trim())?;
-        Ok(inventory["inventories"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+    /// What every host runs, one JSON object per host (as `wash get inventory` prints them).
+    /// Asked over NATS directly: wash waits its whole control timeout for hosts to answer a
+    /// ping, while the stack knows which hosts it runs and stops waiting once they all answered.
+    pub(crate) fn inventories(&self) -> Result<Vec<serde_json::Value>> {
+        let ctl = format!("wasmbus.ctl.v1.{}", self.config.lattice);
+        let ours: Vec<String> = self.running_hosts().iter().map(usize::to_string).collect();
+        let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
+        let pings = nats.gather(&format!("{ctl}.host.ping"), HOST_PING_WINDOW, |answers| {
+            let labels: Vec<String> = answers
+                .iter()
+                .filter_map(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+                .filter_map(|a| a["response"]["labels"]["pm.host"].as_str().map(str::to_string))
+                .collect();
+            ours.iter().all(|host| labels.contains(host))
+        })?;
+        let mut inventories = Vec::new();
+        for ping in pings {
+            let ping: serde_json::Value = serde_json::from_str(&ping).context("a host's ping")?;
+            let id = ping["response"]["id"].as_str().context("a ping without a host id")?;
+            let answer = nats
+                .request(&format!("{ctl}.host.get.{id}"), nats_client::ANSWER_TIMEOUT)?
+                .with_context(|| format!("host {id:.8} did not send its inventory"))?;
+            let answer: serde_json::Value = serde_json::from_str(&answer)?;
+            if answer["success"] != true {
+                bail!("host {id:.8} refused its inventory: {}", answer["message"]);
+            }
+            inventories.push(answer["response"].clone());
+        }
+        Ok(inventories)
     }
 
     /// How many instances of the manifest's `component` the hosts run, by their inventories.
-    pub(crate) fn instances(&self, tools: &Tools, component: &str) -> Result<u32> {
+    pub(crate) fn instances(&self, component: &str) -> Result<u32> {
         let placed: u64 = self
-            .inventories(tools)?
+            .inventories()?
             .iter()
             .map(|host| instances_on(host, component))
             .sum();
