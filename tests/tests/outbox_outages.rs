@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::events::{committed_offsets, patient_events};
+use common::events::{committed_offsets, patient_events, unsettled};
 use common::load::{as_fresh_admin, Load, Outcome, Request};
 use common::summary::{counted_on, registered_on, summary, unused_day};
 use common::{eventually, unique, xtask, Client};
@@ -137,11 +137,30 @@ fn events_written_while_kafka_is_down_arrive_once_after_it_returns() {
 /// stopped and started again. Every event produced before the stop is still on the topic, every
 /// offset analytics had committed is still committed (none went back), no create failed, and
 /// analytics counts exactly the patients created.
+///
+/// The restart comes once analytics' consumer group has settled. tansu 0.6.0's group coordinator
+/// mishandles a restart in the middle of a rebalance (the rebalance an earlier test's broker
+/// restart or provider restart set off): it can keep a departed member's assignment and leave
+/// partitions unconsumed for minutes. That case is a known limit (docs/operations.md); its fix
+/// upstream (nisshi 0.8) needs a newer Rust than this machine has.
 #[test]
-#[ignore = "a restart during a consumer-group rebalance can leave analytics' partitions unconsumed \
-            for over 60 s (tansu 0.6.0, issue 17 item 6); passes on its own lattice"]
 fn a_broker_restart_under_load_loses_no_event_and_no_offset() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = None;
+    eventually(
+        "analytics' consumer group to settle",
+        Duration::from_secs(180),
+        || match unsettled("analytics") {
+            None => Some(()),
+            Some(why) => {
+                if last.as_ref() != Some(&why) {
+                    eprintln!("waiting for analytics' consumer group: {why}");
+                }
+                last = Some(why);
+                None
+            }
+        },
+    );
     let admin = Client::seed_admin();
     let day = unused_day(3);
     let registered_before = registered_on(&summary(&admin), &day);

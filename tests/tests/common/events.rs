@@ -105,3 +105,49 @@ pub fn committed_offsets(group: &str) -> std::collections::BTreeMap<i32, i64> {
         })
         .collect()
 }
+
+/// Why consumer group `group` is not settled, or None once it is: the broker reports it
+/// `Stable` (every member holds its assignment, no rebalance under way) and its committed offset
+/// on every partition of `patient` is the partition's end (it has consumed everything so far).
+/// Read without joining the group.
+pub fn unsettled(group: &str) -> Option<String> {
+    let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a Kafka consumer");
+    let timeout = Duration::from_secs(10);
+    let groups = match consumer.fetch_group_list(Some(group), timeout) {
+        Ok(groups) => groups,
+        Err(e) => return Some(format!("the broker did not describe the group: {e}")),
+    };
+    let Some(info) = groups.groups().iter().find(|g| g.name() == group) else {
+        return Some("the broker does not know the group".into());
+    };
+    if info.state() != "Stable" {
+        return Some(format!(
+            "the group is {} with {} members",
+            info.state(),
+            info.members().len()
+        ));
+    }
+    let committed = committed_offsets(group);
+    let metadata = match consumer.fetch_metadata(Some("patient"), timeout) {
+        Ok(metadata) => metadata,
+        Err(e) => return Some(format!("no metadata for the topic: {e}")),
+    };
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let id = partition.id();
+        let (_, end) = match consumer.fetch_watermarks("patient", id, timeout) {
+            Ok(marks) => marks,
+            Err(e) => return Some(format!("no end offset for partition {id}: {e}")),
+        };
+        let at = committed.get(&id).copied().unwrap_or(0);
+        if at < end {
+            return Some(format!("partition {id} consumed to {at} of {end}"));
+        }
+    }
+    None
+}
