@@ -195,3 +195,186 @@ fn a_providers_credentials_cannot_command_the_lattice() {
         ));
     });
 }
+
+/// Secrets go only to the component they are mapped to (issue 18, item 2). The platform's own
+/// reference to the JWT key (`SECRET_patient_management-jwt_secret`, which wadm made from the
+/// manifest) is handed to two components that are not the gateway or auth: the probe component,
+/// signed with its own identity, and the same code unsigned. The host asks the secrets backend
+/// for the key as it starts each, the backend refuses, and the host reports the start failed.
+/// The control is the platform itself: the gateway and auth, mapped to the key, started with it
+/// (every authenticated request of the suite needs it).
+#[test]
+fn a_component_not_mapped_to_a_secret_cannot_get_it() {
+    use futures::StreamExt;
+    runtime().block_on(async {
+        let l = lattice();
+        let (operator, _) = connect_as("operator").await;
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let thieves = [
+            (
+                "signed with an identity not mapped to the key",
+                repo.join("build/provider-probe.wasm"),
+            ),
+            (
+                "unsigned",
+                repo.join("target/wasm32-wasip2/release/provider_probe.wasm"),
+            ),
+        ];
+        let ping = operator
+            .request(format!("wasmbus.ctl.v1.{l}.host.ping"), "".into())
+            .await
+            .expect("a host answers the ping");
+        let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+        let host_id = ping["response"]["id"].as_str().expect("a host id").to_string();
+        let mut events = operator
+            .subscribe(format!("wasmbus.evt.{l}.>"))
+            .await
+            .unwrap();
+        let mut refusals = Vec::new();
+        for (n, (what, wasm)) in thieves.iter().enumerate() {
+            assert!(wasm.exists(), "{} is built", wasm.display());
+            let id = format!("pm_thief_{}_{n}", std::process::id());
+            let scale = serde_json::json!({
+                "component_ref": format!("file://{}", wasm.canonicalize().unwrap().display()),
+                "component_id": id,
+                "host_id": host_id,
+                "count": 1,
+                "config": ["SECRET_patient_management-jwt_secret"],
+            });
+            let answer = operator
+                .request(
+                    format!("wasmbus.ctl.v1.{l}.component.scale.{host_id}"),
+                    scale.to_string().into(),
+                )
+                .await
+                .expect("the host answers the scale");
+            let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+            assert_eq!(answer["success"], true, "the host took the request: {answer}");
+            let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Some(event) = events.next().await {
+                    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+                    if event["data"]["component_id"] == id.as_str() {
+                        return (event["type"].as_str().unwrap_or("").to_string(), event["data"].clone());
+                    }
+                }
+                panic!("the event stream ended");
+            })
+            .await
+            .unwrap_or_else(|_| panic!("no event about {id} within 30 s"));
+            if !outcome.0.ends_with("component_scale_failed") {
+                // It started: stop it before failing.
+                let stop = serde_json::json!({"component_ref": scale["component_ref"], "component_id": id, "host_id": host_id, "count": 0});
+                let _ = operator
+                    .request(format!("wasmbus.ctl.v1.{l}.component.scale.{host_id}"), stop.to_string().into())
+                    .await;
+                panic!("a component {what} started with the JWT key: {outcome:?}");
+            }
+            let error = outcome.1["error"].as_str().unwrap_or_default().to_string();
+            assert!(
+                error.contains("secret"),
+                "the start failed for another reason than the secret: {error}"
+            );
+            refusals.push(format!("{what}: {error}"));
+        }
+        common::report(&format!(
+            "secure lattice: {} components asked for the JWT key, {} refused: {}",
+            thieves.len(),
+            refusals.len(),
+            refusals.join("; ")
+        ));
+    });
+}
+
+/// What `cmd` printed on stdout and stderr, and whether it succeeded.
+fn output_of(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().expect("the client runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Each service reaches Postgres as its own role, owner of its schema only (issue 18, item 3):
+/// patients' role cannot read auth's users nor write billing's accounts; the control is the
+/// same role reading its own table. (This machine's Postgres trusts loopback connections, so the
+/// test connects as the role without its password; a server that checks passwords gets it from
+/// the secrets backend.)
+#[test]
+fn a_services_database_role_reaches_only_its_own_schema() {
+    let database = std::env::var("PM_DATABASE").expect("PM_DATABASE");
+    let role = format!("{database}_patients");
+    let as_patients = |sql: &str| {
+        output_of(
+            std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", &role, "-d", &database, "-qtAc", sql]),
+        )
+    };
+    let (ok, own) = as_patients("SELECT count(*) >= 0 FROM patients.patients");
+    assert!(ok && own == "t", "patients' role reads its own table: {own}");
+    let attempts = [
+        "SELECT email FROM auth.users LIMIT 1",
+        "INSERT INTO billing.accounts DEFAULT VALUES",
+        "CREATE TABLE auth.intruder (x int)",
+    ];
+    let mut refused = Vec::new();
+    for sql in attempts {
+        let (ok, answer) = as_patients(sql);
+        assert!(
+            !ok && answer.contains("permission denied"),
+            "patients' role ran `{sql}`: {answer}"
+        );
+        refused.push(sql);
+    }
+    common::report(&format!(
+        "secure lattice: patients' Postgres role: {} statements on other services' schemas, {} refused (permission denied); its own table readable",
+        attempts.len(),
+        refused.len()
+    ));
+}
+
+/// The platform reaches Redis as an ACL user limited to its key prefix (issue 18, item 3):
+/// reading or writing a key outside it, or a dangerous command, is refused, and a wrong password
+/// does not log in; the control is the same user writing and reading under its prefix.
+#[test]
+fn the_platforms_redis_user_touches_only_its_prefix() {
+    let prefix = std::env::var("PM_KEY_PREFIX").expect("PM_KEY_PREFIX");
+    let user = prefix.trim_end_matches(':').to_string();
+    let password = std::fs::read_to_string(
+        PathBuf::from(std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR"))
+            .join("secret-store/redis.password"),
+    )
+    .expect("the stack's Redis password");
+    let redis = |pass: &str, args: &[&str]| {
+        output_of(
+            std::process::Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "--no-auth-warning", "--user", &user, "--pass", pass])
+                .args(args),
+        )
+    };
+    let own = format!("{prefix}acl-probe");
+    let (_, set) = redis(password.trim(), &["SET", &own, "1", "EX", "60"]);
+    let (_, get) = redis(password.trim(), &["GET", &own]);
+    assert_eq!((set.as_str(), get.as_str()), ("OK", "1"), "the user works under its prefix");
+    let attempts: [&[&str]; 4] = [
+        &["GET", "someone-else:key"],
+        &["SET", "someone-else:key", "x"],
+        &["FLUSHALL"],
+        &["CONFIG", "GET", "*"],
+    ];
+    for args in attempts {
+        let (_, answer) = redis(password.trim(), args);
+        assert!(answer.contains("NOPERM"), "{args:?} was not refused: {answer}");
+    }
+    let (_, wrong) = redis("not-the-password", &["GET", &own]);
+    assert!(
+        wrong.contains("WRONGPASS") || wrong.contains("AUTH"),
+        "a wrong password logged in: {wrong}"
+    );
+    common::report(&format!(
+        "secure lattice: the platform's Redis user: {} commands outside its prefix or dangerous, {} refused (NOPERM); a wrong password refused",
+        attempts.len(),
+        attempts.len()
+    ));
+}

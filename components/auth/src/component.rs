@@ -76,6 +76,10 @@ impl Store for Postgres {
         config::get(key).ok().flatten()
     }
 
+    fn secret(&self, key: &str) -> Option<String> {
+        platform_wit::secrets::text(key)
+    }
+
     fn new_id(&self) -> String {
         platform_wit::new_id()
     }

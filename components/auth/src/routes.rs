@@ -33,6 +33,8 @@ pub trait Store {
     /// False when the email is taken.
     fn insert(&self, user: &UserRecord) -> Result<bool, String>;
     fn config(&self, key: &str) -> Option<String>;
+    /// A secret the host fetched for auth (wasmcloud:secrets): `jwt_secret`, `seed_admin_password`.
+    fn secret(&self, key: &str) -> Option<String>;
     fn new_id(&self) -> String;
 }
 
@@ -72,10 +74,10 @@ fn unauthorized(detail: &str) -> Problem {
 }
 
 fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {
-    let secret = store.config("jwt_secret").ok_or_else(|| {
+    let secret = store.secret("jwt_secret").ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "auth misconfigured: no jwt_secret",
+            "auth misconfigured: no secret jwt_secret",
         )
     })?;
     let issuer = store
@@ -111,7 +113,7 @@ fn ensure_seed_user(store: &dyn Store, email: &Email) -> Result<(), Problem> {
     let seed_email = store
         .config("seed_admin_email")
         .and_then(|e| Email::parse(&e).ok());
-    let seed_password = store.config("seed_admin_password");
+    let seed_password = store.secret("seed_admin_password");
     if let (Some(seed_email), Some(password)) = (seed_email, seed_password) {
         if &seed_email == email {
             let user = UserRecord {
@@ -314,9 +316,14 @@ mod tests {
         }
         fn config(&self, key: &str) -> Option<String> {
             match key {
-                "jwt_secret" => Some(SECRET.into()),
                 "bcrypt_cost" => Some("4".into()),
                 "seed_admin_email" => Some("testuser@test.com".into()),
+                _ => None,
+            }
+        }
+        fn secret(&self, key: &str) -> Option<String> {
+            match key {
+                "jwt_secret" => Some(SECRET.into()),
                 "seed_admin_password" => Some("password123".into()),
                 _ => None,
             }

@@ -119,6 +119,10 @@ impl router::Platform for WasmPlatform {
         config::get(key).ok().flatten()
     }
 
+    fn secret(&self, key: &str) -> Option<String> {
+        platform_wit::secrets::text(key)
+    }
+
     fn buckets(&self) -> &dyn Buckets {
         &self.buckets
     }

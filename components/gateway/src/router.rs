@@ -22,8 +22,10 @@ pub const BUILD: Option<&str> = if cfg!(feature = "hot-swap-check") {
 
 /// What the gateway needs from its surroundings.
 pub trait Platform {
-    /// A configuration value (wasi:config), e.g. `jwt_secret`.
+    /// A configuration value (wasi:config), e.g. `jwt_issuer`.
     fn config(&self, key: &str) -> Option<String>;
+    /// A secret the host fetched for the gateway (wasmcloud:secrets), e.g. `jwt_secret`.
+    fn secret(&self, key: &str) -> Option<String>;
     fn buckets(&self) -> &dyn Buckets;
     /// Sends the request to the component linked as `link`, with the path it should see.
     fn forward(
@@ -178,8 +180,8 @@ fn tokens(platform: &dyn Platform) -> Result<Tokens, Response<Vec<u8>>> {
         ))
     };
     let secret = platform
-        .config("jwt_secret")
-        .ok_or_else(|| misconfigured("no jwt_secret configured".into()))?;
+        .secret("jwt_secret")
+        .ok_or_else(|| misconfigured("no secret jwt_secret".into()))?;
     let issuer = platform
         .config("jwt_issuer")
         .unwrap_or_else(|| "patient-management".into());
@@ -260,6 +262,7 @@ mod tests {
         buckets: Memory,
         forwarded: RefCell<Vec<(String, String, Option<String>)>>,
         config: HashMap<&'static str, String>,
+        secrets: HashMap<&'static str, String>,
         /// Links whose component does not answer.
         down: Vec<&'static str>,
     }
@@ -267,7 +270,7 @@ mod tests {
     impl Fake {
         fn new() -> Self {
             let mut fake = Fake::default();
-            fake.config.insert("jwt_secret", SECRET.into());
+            fake.secrets.insert("jwt_secret", SECRET.into());
             fake.config.insert("rate_limit_burst", "100".into());
             fake
         }
@@ -276,6 +279,9 @@ mod tests {
     impl Platform for Fake {
         fn config(&self, key: &str) -> Option<String> {
             self.config.get(key).cloned()
+        }
+        fn secret(&self, key: &str) -> Option<String> {
+            self.secrets.get(key).cloned()
         }
         fn buckets(&self) -> &dyn Buckets {
             &self.buckets
@@ -457,7 +463,7 @@ mod tests {
     #[test]
     fn a_missing_signing_key_is_503_not_a_pass() {
         let mut fake = Fake::new();
-        fake.config.remove("jwt_secret");
+        fake.secrets.remove("jwt_secret");
         assert_eq!(
             call(&fake, Method::GET, "/api/patients", Some("x")).status(),
             StatusCode::SERVICE_UNAVAILABLE

@@ -12,6 +12,26 @@ pub use generated::pm::platform::types;
 #[cfg(target_arch = "wasm32")]
 pub use generated::wasmcloud::postgres::types as postgres_types;
 
+/// `wasmcloud:secrets`: what the host fetched from the lattice's secrets backend for this
+/// component, by the names the manifest gives them.
+#[cfg(target_arch = "wasm32")]
+pub mod secrets {
+    mod generated {
+        wit_bindgen::generate!({ world: "platform-secrets", path: "../../wit", generate_all });
+    }
+    use generated::wasmcloud::secrets::{reveal, store};
+
+    /// The secret `name` as text; None when this component was given no such secret (or its
+    /// bytes are not text).
+    pub fn text(name: &str) -> Option<String> {
+        let secret = store::get(name).ok()?;
+        match reveal::reveal(&secret) {
+            store::SecretValue::String(value) => Some(value),
+            store::SecretValue::Bytes(bytes) => String::from_utf8(bytes).ok(),
+        }
+    }
+}
+
 /// The `event-fed-service` world (appointments and analytics share it), generated once: each
 /// component implements its `Guest` traits and exports itself with
 /// `platform_wit::event_fed::export_event_fed_service!(Component);`.

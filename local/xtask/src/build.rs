@@ -8,9 +8,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::process::run_visible;
+use crate::process::{run, run_visible};
 use crate::tools::Tools;
-use crate::{manifest, patches, paths, step};
+use crate::{manifest, patches, paths, signing, step};
 
 /// Manifests whose artifacts `up` and `test` build.
 pub const MANIFESTS: [&str; 2] = [
@@ -31,7 +31,7 @@ pub fn artifacts(tools: &Tools) -> Result<()> {
         wanted.iter().filter(|a| a.kind == kind).cloned().collect()
     };
     fs::create_dir_all(paths::build())?;
-    components(&of_kind("wasm"))?;
+    components(tools, &of_kind("wasm"))?;
     providers(tools, &of_kind("par.gz"))
 }
 
@@ -51,7 +51,7 @@ pub const HOT_SWAPPED: [&str; 3] = ["gateway", "patients", "analytics"];
 /// `build/hot-swap/<name>.wasm`: the second builds the hot-swap tests swap in (the gateway's
 /// `/health` and the others' `x-pm-build` header tell them apart). Cargo keeps each feature set's
 /// output apart, so neither build makes the other compile again. Returns the directory.
-pub fn hot_swap_builds() -> Result<std::path::PathBuf> {
+pub fn hot_swap_builds(tools: &Tools) -> Result<std::path::PathBuf> {
     step("building the hot-swap-check variants");
     let names: Vec<String> = HOT_SWAPPED.iter().map(|n| n.to_string()).collect();
     let features: Vec<String> = HOT_SWAPPED
@@ -63,9 +63,7 @@ pub fn hot_swap_builds() -> Result<std::path::PathBuf> {
     let dir = paths::build().join("hot-swap");
     fs::create_dir_all(&dir)?;
     for name in HOT_SWAPPED {
-        let built = component_output(name);
-        fs::copy(&built, dir.join(format!("{name}.wasm")))
-            .with_context(|| format!("copying {}", built.display()))?;
+        sign_component(tools, name, &dir.join(format!("{name}.wasm")))?;
     }
     Ok(dir)
 }
@@ -119,7 +117,7 @@ fn with_packages(
     run_visible(&mut cargo)
 }
 
-fn components(artifacts: &[manifest::Artifact]) -> Result<()> {
+fn components(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
     let names = packages(artifacts);
     if names.is_empty() {
         return Ok(());
@@ -130,11 +128,32 @@ fn components(artifacts: &[manifest::Artifact]) -> Result<()> {
     ));
     cargo_build(&names, Some("wasm32-wasip2"), &[])?;
     for artifact in artifacts {
-        let built = component_output(&artifact.package);
         let destination = paths::build().join(&artifact.path);
         fs::create_dir_all(destination.parent().context("artifact path")?)?;
-        fs::copy(&built, &destination).with_context(|| format!("copying {}", built.display()))?;
+        sign_component(tools, &artifact.package, &destination)?;
     }
+    Ok(())
+}
+
+/// Copies the component `package` cargo built to `destination`, signed with its identity
+/// (signing.rs): the host fetches a component's secrets only for a signed component.
+fn sign_component(tools: &Tools, package: &str, destination: &Path) -> Result<()> {
+    let built = component_output(package);
+    let (issuer, subject) = (
+        signing::issuer()?,
+        signing::subject(package, signing::Kind::Component)?,
+    );
+    run(Command::new(&tools.wash)
+        .args(["claims", "sign", "--disable-keygen", "--name", package])
+        .args(["--ver", env!("CARGO_PKG_VERSION"), "--rev", "0"])
+        .arg("--issuer")
+        .arg(&issuer.seed_file)
+        .arg("--subject")
+        .arg(&subject.seed_file)
+        .arg("--destination")
+        .arg(destination)
+        .arg(&built))
+    .with_context(|| format!("signing {}", built.display()))?;
     Ok(())
 }
 
@@ -179,9 +198,13 @@ fn providers(tools: &Tools, artifacts: &[manifest::Artifact]) -> Result<()> {
                 .arg(&binary)
                 .arg("--destination")
                 .arg(&archive)
-                // Signing keys for the archive live in the tool cache, not in ~/.wash.
-                .arg("--directory")
-                .arg(paths::cache().join("keys")),
+                // Signed with the provider's identity (signing.rs), which the secrets backend
+                // knows it by.
+                .arg("--disable-keygen")
+                .arg("--issuer")
+                .arg(&signing::issuer()?.seed_file)
+                .arg("--subject")
+                .arg(&signing::subject(name, signing::Kind::Provider)?.seed_file),
         )?;
     }
     Ok(())

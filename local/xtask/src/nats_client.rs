@@ -156,8 +156,18 @@ impl Connection {
 
     /// The first answer to `subject` within `timeout`; None when nobody serves it.
     pub fn request(&mut self, subject: &str, timeout: Duration) -> Result<Option<String>> {
+        self.request_with(subject, b"", timeout)
+    }
+
+    /// `request` with `payload` as the request's body.
+    pub fn request_with(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<String>> {
         let deadline = Instant::now() + timeout;
-        self.publish(subject)?;
+        self.publish(subject, payload)?;
         match self.next_answer(deadline)? {
             Answer::Payload(payload) => Ok(Some(payload)),
             Answer::NoResponders | Answer::TimedOut => Ok(None),
@@ -173,7 +183,7 @@ impl Connection {
         mut enough: impl FnMut(&[String]) -> bool,
     ) -> Result<Vec<String>> {
         let deadline = Instant::now() + window;
-        self.publish(subject)?;
+        self.publish(subject, b"")?;
         let mut answers = Vec::new();
         loop {
             match self.next_answer(deadline)? {
@@ -186,9 +196,9 @@ impl Connection {
         }
     }
 
-    /// Subscribes a fresh reply subject (the last request's goes) and publishes an empty
-    /// request to `subject`.
-    fn publish(&mut self, subject: &str) -> Result<()> {
+    /// Subscribes a fresh reply subject (the last request's goes) and publishes a request with
+    /// `payload` to `subject`.
+    fn publish(&mut self, subject: &str, payload: &[u8]) -> Result<()> {
         let old = self.sid;
         self.sid += 1;
         let (sid, inbox) = (self.sid, format!("{}.{}", self.inbox, self.sid));
@@ -196,7 +206,13 @@ impl Connection {
         if old > 0 {
             write!(writer, "UNSUB {old}\r\n")?;
         }
-        write!(writer, "SUB {inbox} {sid}\r\nPUB {subject} {inbox} 0\r\n\r\n")?;
+        write!(
+            writer,
+            "SUB {inbox} {sid}\r\nPUB {subject} {inbox} {}\r\n",
+            payload.len()
+        )?;
+        writer.write_all(payload)?;
+        writer.write_all(b"\r\n")?;
         writer.flush()?;
         Ok(())
     }

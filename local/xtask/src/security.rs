@@ -34,12 +34,21 @@ pub enum User {
     HostRpc,
     /// wadm: sends control commands, reads events, keeps its state in JetStream.
     Wadm,
-    /// `wash`, xtask and an operator: the control interface and wadm's API.
+    /// `wash`, xtask and an operator: the control interface and wadm's API, and storing
+    /// secrets in the secrets backend.
     Operator,
+    /// The secrets backend (secret_store.rs): answers on its subjects, keeps its buckets.
+    SecretsBackend,
 }
 
 impl User {
-    pub const ALL: [User; 4] = [User::HostControl, User::HostRpc, User::Wadm, User::Operator];
+    pub const ALL: [User; 5] = [
+        User::HostControl,
+        User::HostRpc,
+        User::Wadm,
+        User::Operator,
+        User::SecretsBackend,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +56,7 @@ impl User {
             User::HostRpc => "host-rpc",
             User::Wadm => "wadm",
             User::Operator => "operator",
+            User::SecretsBackend => "secrets-backend",
         }
     }
 
@@ -108,8 +118,32 @@ impl User {
                     "wadm.api.{l}.>",
                     "pm.{l}.>",
                     "_INBOX.>",
+                    // Storing secrets and saying who may read them.
+                    "wasmcloud.secrets.v1alpha1.nats-kv.>",
                 ]),
                 s(&["wasmbus.evt.{l}.>", "wadm.status.{l}.>", "_INBOX.>"]),
+            ),
+            // Its buckets: the secrets, who may read them, and the lock on that mapping.
+            User::SecretsBackend => (
+                s(&[
+                    "_INBOX.>",
+                    "$JS.API.INFO",
+                    "$JS.API.*.*.KV_WASMCLOUD_SECRETS",
+                    "$JS.API.*.*.KV_WASMCLOUD_SECRETS.>",
+                    "$JS.API.*.*.*.KV_WASMCLOUD_SECRETS",
+                    "$JS.API.*.*.KV_SECRETS_nats-kv_state",
+                    "$JS.API.*.*.KV_SECRETS_nats-kv_state.>",
+                    "$JS.API.*.*.*.KV_SECRETS_nats-kv_state",
+                    "$JS.API.*.*.SECRETS_nats-kv_state_lock",
+                    "$JS.API.*.*.SECRETS_nats-kv_state_lock.>",
+                    "$JS.API.*.*.*.SECRETS_nats-kv_state_lock",
+                    "$KV.WASMCLOUD_SECRETS.>",
+                    "$KV.SECRETS_nats-kv_state.>",
+                    "SECRETS_nats-kv_state_lock.>",
+                    "$JS.ACK.>",
+                    "$JS.FC.>",
+                ]),
+                s(&["wasmcloud.secrets.v1alpha1.nats-kv.>", "_INBOX.>"]),
             ),
         }
     }
@@ -313,6 +347,14 @@ pub fn read_creds(path: &Path) -> Result<(String, String)> {
 }
 
 /// Writes `contents` to a file only its owner can read (whole or not at all).
+/// `bytes` random bytes from the kernel, as hex.
+pub fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buffer = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub fn write_private(path: &Path, contents: &str) -> Result<()> {
     let partial = path.with_extension("partial");
     let _ = fs::remove_file(&partial);

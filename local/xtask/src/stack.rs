@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::nats_client::{self, NatsAuth};
 use crate::net::{self, loopback};
 use crate::process::{run, Daemon};
+use crate::secret_store::Secret;
 use crate::security::{Secrets, User};
 use crate::tools::Tools;
 use crate::{manifest, paths, step};
@@ -51,6 +52,9 @@ pub struct StackConfig {
     /// fault proxies in front of them (`faults.rs`).
     pub postgres_port: u16,
     pub redis_port: u16,
+    /// The seed admin's password (`seed_admin_password`; random on a test stack, so the test
+    /// run can search its logs for it).
+    pub seed_admin_password: String,
 }
 
 pub struct Stack {
@@ -83,6 +87,7 @@ impl Stack {
             hosts: 0,
             postgres_port: manifest::DEFAULT_POSTGRES_PORT,
             redis_port: manifest::DEFAULT_REDIS_PORT,
+            seed_admin_password: seed_admin_password(),
         };
         Ok(Self { config, dir })
     }
@@ -108,7 +113,7 @@ impl Stack {
     }
 
     /// How xtask reaches the lattice's NATS: as the operator over TLS on our own NATS.
-    fn operator_auth(&self) -> NatsAuth {
+    pub(crate) fn operator_auth(&self) -> NatsAuth {
         match self.secrets() {
             Some(secrets) => NatsAuth {
                 ca: Some(secrets.ca()),
@@ -218,6 +223,7 @@ impl Stack {
             self.config.broker_port.to_string(),
         )?;
         self.ensure_broker(tools)?;
+        self.ensure_secrets_backend(tools)?;
         self.ensure_wadm(tools)?;
         for index in 1..=self.config.hosts {
             self.ensure_host(tools, index)?;
@@ -430,7 +436,7 @@ impl Stack {
     }
 
     /// Polls `ready`, failing at once (with the log's tail) if the process died meanwhile.
-    fn wait_alive(
+    pub(crate) fn wait_alive(
         &self,
         daemon: &Daemon,
         what: &str,
@@ -631,7 +637,13 @@ impl Stack {
     pub fn down(&self) -> Result<()> {
         let mut stopped = Vec::new();
         let hosts = (1..=16).map(|i| self.host(i));
-        for daemon in hosts.chain([self.wadm(), self.broker(), self.nats()]) {
+        let others = [
+            self.wadm(),
+            self.secrets_backend(),
+            self.broker(),
+            self.nats(),
+        ];
+        for daemon in hosts.chain(others) {
             if daemon.stop(Duration::from_secs(15))? {
                 stopped.push(daemon.name.clone());
             }
@@ -698,6 +710,7 @@ impl Stack {
         if let Err(e) = run(Command::new("sh").args(["-c", &script])) {
             step(&format!("could not remove test keys {pattern}: {e:#}"));
         }
+        self.drop_store_roles();
         // The broker's topics hold the test's events (the broker is stopped by now).
         let _ = fs::remove_dir_all(self.broker_data_dir());
     }
@@ -715,31 +728,30 @@ pub fn seed_admin_password() -> String {
 impl Stack {
     /// The lattice's signing key: 32 random bytes made once per stack and kept (mode 600) in its
     /// directory, so tokens stay valid across restarts; never printed.
-    fn jwt_secret(&self) -> Result<String> {
-        use std::io::Read;
+    pub(crate) fn jwt_secret(&self) -> Result<String> {
         let path = self.dir.join("jwt.secret");
         if let Ok(secret) = fs::read_to_string(&path) {
             return Ok(secret.trim().to_string());
         }
-        let mut bytes = [0u8; 32];
-        fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = crate::security::random_hex(32)?;
         crate::security::write_private(&path, &secret)?;
         Ok(secret)
     }
 
-    /// `platform-secrets`, the named config the manifest's components reference for what must not
-    /// be in the repository; and `lattice-tls`, where the manifest's providers find the CA their
-    /// NATS connection trusts (empty on a NATS without TLS).
+    /// The platform's secrets into the secrets backend (secret_store.rs), and `lattice-tls`,
+    /// where the manifest's providers find the CA their NATS connection trusts (empty on a NATS
+    /// without TLS; a path, not a secret).
     pub fn put_secrets(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let secret = self.jwt_secret()?;
-        run(self
-            .wash(tools)
-            .args(["config", "put", "platform-secrets"])
-            .arg(format!("jwt_secret={secret}"))
-            .arg(format!("seed_admin_password={}", seed_admin_password())))
-        .context("storing platform-secrets on the lattice")?;
+        let mut secrets = vec![
+            (Secret::JwtKey, self.jwt_secret()?),
+            (
+                Secret::SeedAdminPassword,
+                self.config.seed_admin_password.clone(),
+            ),
+        ];
+        secrets.extend(self.ensure_store_roles()?);
+        self.store_platform_secrets(tools, &secrets)?;
         let ca = self
             .secrets()
             .map(|s| s.ca().display().to_string())

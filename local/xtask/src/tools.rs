@@ -15,6 +15,7 @@ use crate::{patches, paths};
 pub const NATS_VERSION: &str = "2.15.1";
 pub const WASH_VERSION: &str = "0.39.0";
 pub const TANSU_VERSION: &str = "0.6.0";
+pub const SECRETS_BACKEND_VERSION: &str = "0.2.0";
 pub const OPENAPI_VALIDATOR_VERSION: &str = "0.9.0";
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
@@ -24,6 +25,7 @@ pub struct Tools {
     pub host: PathBuf,
     pub wadm: PathBuf,
     pub tansu: PathBuf,
+    pub secrets_backend: PathBuf,
 }
 
 /// Everything `up` needs; each piece is a no-op when already cached.
@@ -33,12 +35,20 @@ pub fn ensure_all() -> Result<Tools> {
     let wash = wash()?;
     let (host, wadm) = launchers()?;
     let tansu = broker()?;
+    let secrets_backend = cargo_install(
+        "secrets-nats-kv",
+        SECRETS_BACKEND_VERSION,
+        &[],
+        "the secrets backend",
+        5,
+    )?;
     Ok(Tools {
         nats_server,
         wash,
         host,
         wadm,
         tansu,
+        secrets_backend,
     })
 }
 

@@ -77,6 +77,19 @@ impl LinkSettings {
         if config.contains_key("POSTGRES_PASSWORD") && !secrets.contains_key("POSTGRES_PASSWORD") {
             tracing::warn!("POSTGRES_PASSWORD comes from plain link config; prefer a wadm secret outside local runs");
         }
+        // A secret's name is one per manifest (wadm keys secret references by it), so each link
+        // names the secret that holds its role's password.
+        let password = match get(config, secrets, "POSTGRES_PASSWORD_SECRET").filter(|n| !n.is_empty()) {
+            Some(name) => Some(
+                secrets
+                    .get(name)
+                    .with_context(|| {
+                        format!("POSTGRES_PASSWORD_SECRET names the secret `{name}`, which the link does not carry")
+                    })?
+                    .clone(),
+            ),
+            None => get(config, secrets, "POSTGRES_PASSWORD").map(str::to_string),
+        };
         let pool_size = parse(
             get(config, secrets, "POSTGRES_POOL_SIZE"),
             "POSTGRES_POOL_SIZE",
@@ -93,7 +106,7 @@ impl LinkSettings {
             username: get(config, secrets, "POSTGRES_USERNAME")
                 .unwrap_or("postgres")
                 .to_string(),
-            password: get(config, secrets, "POSTGRES_PASSWORD").map(str::to_string),
+            password,
             database,
             tls_required: parse(
                 get(config, secrets, "POSTGRES_TLS_REQUIRED"),
@@ -189,6 +202,18 @@ mod tests {
         .unwrap();
         assert_eq!(s.password.as_deref(), Some("from-secret"));
         assert!(!s.describe().contains("secret"));
+    }
+
+    #[test]
+    fn the_password_comes_from_the_secret_the_link_names() {
+        let config = map(&[
+            ("POSTGRES_DATABASE", "pm"),
+            ("POSTGRES_PASSWORD_SECRET", "auth_db_password"),
+        ]);
+        let s = LinkSettings::from_link(&config, &map(&[("auth_db_password", "pw1")])).unwrap();
+        assert_eq!(s.password.as_deref(), Some("pw1"));
+        let missing = LinkSettings::from_link(&config, &map(&[("other", "pw2")]));
+        assert!(missing.unwrap_err().to_string().contains("auth_db_password"));
     }
 
     #[test]

@@ -129,9 +129,19 @@ impl Database {
 
     async fn migrate(&self, pool: &PgPool) -> Result<(), QueryError> {
         if let Some(schema) = &self.settings.schema {
-            pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
-                .await
-                .map_err(map_error)?;
+            // A schema made beforehand for a role of its own (which may not create schemas:
+            // `CREATE SCHEMA IF NOT EXISTS` checks that privilege first) is only used.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(schema)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(map_error)?;
+            if !exists {
+                pool.execute(format!("CREATE SCHEMA {schema}").as_str())
+                    .await
+                    .map_err(map_error)?;
+            }
         }
         if let Some(dir) = &self.settings.migrations {
             let migrator = sqlx::migrate::Migrator::new(Path::new(dir))

@@ -1,0 +1,274 @@
+//! The lattice's secrets: wasmCloud's NATS KV secrets backend (`secrets-nats-kv`), one per
+//! stack. It keeps each secret encrypted (its encryption xkey) in a JetStream bucket, and gives a
+//! secret out only to a signed component or provider whose identity is mapped to it (signing.rs),
+//! sealed for the host that asked. The manifest names the secrets (`secrets:` under a component
+//! or a link target, through the `nats-kv` policy); no secret value is in it, in a named config
+//! (`wash config get` shows none), in the repository or in a log.
+//!
+//! Which artifact reads which secret is `readers` below: the least each one needs.
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::nats_client;
+use crate::process::{run, Daemon};
+use crate::security::{write_private, User};
+use crate::signing::{self, Kind};
+use crate::stack::Stack;
+use crate::tools::Tools;
+use crate::step;
+
+/// The backend's name: its subjects are `wasmcloud.secrets.v1alpha1.nats-kv.*`, and the
+/// manifest's secret policy names it.
+pub const BACKEND: &str = "nats-kv";
+const SUBJECT: &str = "wasmcloud.secrets.v1alpha1.nats-kv";
+
+/// A secret the platform needs, by its key in the backend.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Secret {
+    /// The lattice's token signing key (auth signs, the gateway checks).
+    JwtKey,
+    /// The seed admin's password (auth creates the admin with it).
+    SeedAdminPassword,
+    /// The password of a service's Postgres role (store_roles.rs).
+    DatabasePassword(&'static str),
+    /// Redis' URL with the platform's user and password.
+    RedisUrl,
+}
+
+impl Secret {
+    pub fn key(self) -> String {
+        match self {
+            Secret::JwtKey => "jwt-key".into(),
+            Secret::SeedAdminPassword => "seed-admin-password".into(),
+            Secret::DatabasePassword(service) => format!("{service}-db-password"),
+            Secret::RedisUrl => "redis-url".into(),
+        }
+    }
+}
+
+/// Who may read what: each artifact (by name and kind) and its secrets, the least it needs.
+fn readers() -> Vec<(&'static str, Kind, Vec<Secret>)> {
+    vec![
+        ("gateway", Kind::Component, vec![Secret::JwtKey]),
+        (
+            "auth",
+            Kind::Component,
+            vec![Secret::JwtKey, Secret::SeedAdminPassword],
+        ),
+        (
+            "postgres-provider",
+            Kind::Provider,
+            crate::store_roles::SERVICES
+                .into_iter()
+                .map(Secret::DatabasePassword)
+                .collect(),
+        ),
+        ("redis-provider", Kind::Provider, vec![Secret::RedisUrl]),
+    ]
+}
+
+/// The backend's two keys: `transit` opens what clients seal for it, `encryption` seals what it
+/// stores.
+struct BackendKeys {
+    transit: String,
+    encryption: String,
+}
+
+impl Stack {
+    pub(crate) fn secrets_backend(&self) -> Daemon {
+        Daemon::new(&self.dir, "secrets-backend")
+    }
+
+    /// Where the backend's keys are kept (mode 700, files 600).
+    pub(crate) fn secret_store_dir(&self) -> Result<PathBuf> {
+        let dir = self.dir.join("secret-store");
+        fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        Ok(dir)
+    }
+
+    /// The backend's xkeys, made once per stack (`wash keys gen curve`).
+    fn backend_keys(&self, tools: &Tools) -> Result<BackendKeys> {
+        let dir = self.secret_store_dir()?;
+        let seed = |name: &str| -> Result<String> {
+            let path = dir.join(format!("{name}.xk"));
+            if let Ok(seed) = fs::read_to_string(&path) {
+                return Ok(seed.trim().to_string());
+            }
+            let out = run(Command::new(&tools.wash).args(["keys", "gen", "curve", "-o", "json"]))?;
+            let key: serde_json::Value = serde_json::from_str(out.trim())?;
+            let seed = key["seed"]
+                .as_str()
+                .context("`wash keys gen curve` printed no seed")?;
+            write_private(&path, seed)?;
+            Ok(seed.to_string())
+        };
+        Ok(BackendKeys {
+            transit: seed("transit")?,
+            encryption: seed("encryption")?,
+        })
+    }
+
+    /// A `secrets-nats-kv` command reaching this lattice's NATS as `user`.
+    fn secrets_backend_command(&self, tools: &Tools, user: User) -> Command {
+        let mut command = Command::new(&tools.secrets_backend);
+        if let Some(secrets) = self.secrets() {
+            // async-nats trusts the roots in SSL_CERT_FILE: the lattice CA.
+            command
+                .env("NATS_CREDSFILE", secrets.creds(user))
+                .env("SSL_CERT_FILE", secrets.ca());
+        }
+        command
+    }
+
+    /// Starts the backend (before the hosts, which fetch secrets from it as they start what the
+    /// manifest asks for) and waits until it answers.
+    pub(crate) fn ensure_secrets_backend(&self, tools: &Tools) -> Result<()> {
+        let daemon = self.secrets_backend();
+        if daemon.running_pid().is_some() {
+            step("secrets backend already running");
+            return Ok(());
+        }
+        let keys = self.backend_keys(tools)?;
+        step(&format!(
+            "starting the secrets backend (secrets-nats-kv {})",
+            crate::tools::SECRETS_BACKEND_VERSION
+        ));
+        daemon.spawn(
+            self.secrets_backend_command(tools, User::SecretsBackend)
+                .args(["run", "--name", BACKEND, "--nats-address"])
+                .arg(self.nats_url())
+                .env("TRANSIT_XKEY_SEED", &keys.transit)
+                .env("ENCRYPTION_XKEY_SEED", &keys.encryption),
+        )?;
+        self.wait_alive(
+            &daemon,
+            "the secrets backend to answer",
+            Duration::from_secs(30),
+            || Ok(self.nats_request(&format!("{SUBJECT}.server_xkey"))?.is_some()),
+        )
+    }
+
+    /// Stores the platform's secrets in the backend and lets each artifact read its own
+    /// (`SECRETS`). Safe to repeat: a put stores a new version, a mapping is a set.
+    pub(crate) fn store_platform_secrets(
+        &self,
+        tools: &Tools,
+        values: &[(Secret, String)],
+    ) -> Result<()> {
+        let keys = self.backend_keys(tools)?;
+        for (secret, value) in values {
+            // The value goes by environment, not argv, where `ps` would show it.
+            run(self
+                .secrets_backend_command(tools, User::Operator)
+                .args(["put", &secret.key(), "--nats-address"])
+                .arg(self.nats_url())
+                .env("TRANSIT_XKEY_SEED", &keys.transit)
+                .env("SECRET_STRING_VALUE", value))
+            .with_context(|| format!("storing the secret {}", secret.key()))?;
+        }
+        let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
+        for (artifact, kind, secrets) in readers() {
+            let identity = signing::subject(artifact, kind)?.public;
+            let names: Vec<String> = secrets.iter().map(|s| s.key()).collect();
+            let answer = nats
+                .request_with(
+                    &format!("{SUBJECT}.add_mapping.{identity}"),
+                    serde_json::to_string(&names)?.as_bytes(),
+                    nats_client::ANSWER_TIMEOUT,
+                )?
+                .context("the secrets backend did not answer")?;
+            if answer != "ok" {
+                bail!("the secrets backend refused to let {artifact} read {names:?}: {answer}");
+            }
+        }
+        step("secrets stored in the secrets backend");
+        Ok(())
+    }
+}
+
+/// A file only its owner may read (mode 600): where a secret may be.
+fn private(metadata: &fs::Metadata) -> bool {
+    metadata.permissions().mode() & 0o077 == 0
+}
+
+/// Every file under `dir` (not following links).
+fn files_under(dir: &std::path::Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            files_under(&entry.path(), found);
+        } else if kind.is_file() {
+            found.push(entry.path());
+        }
+    }
+}
+
+impl Stack {
+    /// Searches every place a secret value must never be for the platform's secrets and the
+    /// backend's keys: every file of the stack that is not private (every process's log, the
+    /// rendered manifests, the JetStream store on disk, which holds the named configs and wadm's
+    /// manifests, the broker's data) and everything under `build/`. Returns what it searched;
+    /// fails naming each file that holds a value.
+    pub(crate) fn search_for_leaked_secrets(&self, tools: &Tools) -> Result<String> {
+        let keys = self.backend_keys(tools)?;
+        let mut values = vec![
+            ("the JWT key".to_string(), self.jwt_secret()?),
+            (
+                "the seed admin password".to_string(),
+                self.config.seed_admin_password.clone(),
+            ),
+            ("the backend's transit key".to_string(), keys.transit),
+            ("the backend's encryption key".to_string(), keys.encryption),
+        ];
+        for (secret, value) in self.store_secrets()? {
+            values.push((format!("the secret {}", secret.key()), value));
+        }
+        // The URL above holds it; alone it could be printed too.
+        values.push(("Redis' password".to_string(), self.store_password("redis")?));
+        let mut files = Vec::new();
+        files_under(&self.dir, &mut files);
+        files_under(&crate::paths::build(), &mut files);
+        let (mut searched, mut bytes, mut leaks) = (0, 0u64, Vec::new());
+        for file in files {
+            let Ok(metadata) = fs::metadata(&file) else {
+                continue;
+            };
+            if private(&metadata) {
+                continue;
+            }
+            let Ok(contents) = fs::read(&file) else {
+                continue;
+            };
+            searched += 1;
+            bytes += contents.len() as u64;
+            for (what, value) in &values {
+                if contents
+                    .windows(value.len())
+                    .any(|window| window == value.as_bytes())
+                {
+                    leaks.push(format!("{what} in {}", file.display()));
+                }
+            }
+        }
+        if !leaks.is_empty() {
+            bail!("secret values found outside the secret files:\n  {}", leaks.join("\n  "));
+        }
+        Ok(format!(
+            "searched {searched} files ({:.1} MB: logs, manifests, the JetStream store, build/) \
+             for {} secret values: none found",
+            bytes as f64 / 1e6,
+            values.len()
+        ))
+    }
+}
