@@ -73,11 +73,14 @@
 //!   stops the old exports after the new ones serve, and reports only the new instances.
 //! - tansu-storage 0.6.0 serves its SQLite storage from one task that takes requests off a
 //!   channel; when a requester has gone before its answer is sent (a client that disconnected or
-//!   timed out mid-request, as every client does while the broker restarts under load), that task
-//!   returns, and every later request fails. Fetching a consumer group then hits an
-//!   `unreachable!()` (measured: a broker stopped and started under load panicked there and never
-//!   served again, issue 17). The edit drops the orphaned answer and serves on
-//!   (see `storage_outlives_requesters`).
+//!   timed out mid-request, as every client does while the broker restarts under load), or when
+//!   one request fails, that task returns, and every later request fails. Fetching a consumer
+//!   group then hits an `unreachable!()` (measured: a broker stopped and started under load
+//!   panicked there and never served again, issue 17). The edit drops the orphaned answer, logs
+//!   the failure and serves on (see `storage_outlives_requesters`).
+//! - tansu-storage 0.6.0's SQLite `describe_groups` decodes a group's stored JSON text as a JSON
+//!   string, so DescribeGroups of any existing group fails (see `groups_described`). nisshi 0.8
+//!   (tansu's successor) fixes both, but needs Rust 1.96.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -173,9 +176,9 @@ const PATCHES: [Patch; 6] = [
     Patch {
         krate: "tansu-storage",
         version: "0.6.0",
-        edit: "storage-outlives-requesters",
-        why: "the broker's storage keeps serving when a client leaves mid-request",
-        apply: storage_outlives_requesters,
+        edit: "storage-outlives-requesters-and-errors-groups-described",
+        why: "the broker's storage keeps serving when a client leaves mid-request or a request fails; consumer groups can be described",
+        apply: storage_edits,
         used_by: &[Workspace::Broker],
     },
 ];
@@ -925,6 +928,17 @@ pub fn released_crate(krate: &str, version: &str) -> Result<PathBuf> {
 /// requester had gone could not take the answer; the channel's other end then failed every
 /// request (and `From<ServiceError> for UpdateError` panics on that error). A requester that
 /// left does not want the answer: drop it and take the next request.
+fn storage_edits(crate_dir: &Path) -> Result<()> {
+    storage_outlives_requesters(crate_dir)?;
+    groups_described(crate_dir)
+}
+
+/// The storage task ended for good when a requester had gone before its answer (a client that
+/// disconnected mid-request, as every client does while the broker restarts under load), and
+/// also when one request failed (`?` on its result): every later request then failed, and
+/// fetching a consumer group hit an `unreachable!()`. Now an answer nobody waits for is dropped,
+/// a failed request is logged (its requester sees its answer channel closed), and the storage
+/// serves on.
 fn storage_outlives_requesters(crate_dir: &Path) -> Result<()> {
     replace_once(
         crate_dir,
@@ -932,11 +946,28 @@ fn storage_outlives_requesters(crate_dir: &Path) -> Result<()> {
         r#"                    .and_then(|response| {
                         tx.send(response).map_err(|_unsent| Error::UnableToSend)
                     })?"#,
-        r#"                    .map(|response| {
-                        if tx.send(response).is_err() {
-                            debug!("the requester left before its answer");
-                        }
-                    })?"#,
+        r#"                    .map_or_else(
+                        |err| error!(?err, "a storage request failed; the storage serves on"),
+                        |response| {
+                            if tx.send(response).is_err() {
+                                debug!("the requester left before its answer");
+                            }
+                        },
+                    )"#,
+    )
+}
+
+/// The SQLite storage keeps a consumer group's detail as JSON text, and `update_group` reads it
+/// back parsed, but `describe_groups` wrapped the text in a JSON string and then failed to
+/// decode a group from it ("invalid type: string"): every DescribeGroups of an existing group
+/// failed (measured: rdkafka's group listing got a transport failure each time), and with the
+/// error above that also stopped the storage. The edit parses the text.
+fn groups_described(crate_dir: &Path) -> Result<()> {
+    replace_once(
+        crate_dir,
+        "src/lite.rs",
+        "                        .map_err(Error::from)\n                        .map(serde_json::Value::from)\n                        .inspect_err(|err| error!(?err, group_id))?;",
+        "                        .map_err(Error::from)\n                        .and_then(|value| {\n                            serde_json::from_str::<serde_json::Value>(value).map_err(Error::from)\n                        })\n                        .inspect_err(|err| error!(?err, group_id))?;",
     )
 }
 
