@@ -74,17 +74,23 @@ pub fn publish(key: &str, events: &[PatientEvent]) {
         .expect("the broker took the events");
 }
 
-/// The offsets consumer group `group` has committed on topic `patient`, per partition (absent:
-/// nothing committed there). Read without joining the group, so its members are not disturbed.
-pub fn committed_offsets(group: &str) -> std::collections::BTreeMap<i32, i64> {
-    use rdkafka::{Offset, TopicPartitionList};
+/// A consumer that names group `group` to ask about it, never joining it (no subscribe, no
+/// commit), so the group's members are not disturbed.
+fn outside_consumer(group: &str) -> BaseConsumer {
     let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
-    let consumer: BaseConsumer = ClientConfig::new()
+    ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
-        .expect("a Kafka consumer");
+        .expect("a Kafka consumer")
+}
+
+/// The offsets consumer group `group` has committed on topic `patient`, per partition (absent:
+/// nothing committed there). Read without joining the group, so its members are not disturbed.
+pub fn committed_offsets(group: &str) -> std::collections::BTreeMap<i32, i64> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer = outside_consumer(group);
     let metadata = consumer
         .fetch_metadata(Some("patient"), Duration::from_secs(30))
         .expect("the topic's metadata");
@@ -111,13 +117,7 @@ pub fn committed_offsets(group: &str) -> std::collections::BTreeMap<i32, i64> {
 /// on every partition of `patient` is the partition's end (it has consumed everything so far).
 /// Read without joining the group.
 pub fn unsettled(group: &str) -> Option<String> {
-    let brokers = std::env::var("PM_KAFKA_BROKERS").expect("PM_KAFKA_BROKERS is not set");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a Kafka consumer");
+    let consumer = outside_consumer(group);
     let timeout = Duration::from_secs(10);
     let groups = match consumer.fetch_group_list(Some(group), timeout) {
         Ok(groups) => groups,
