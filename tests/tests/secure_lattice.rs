@@ -306,13 +306,22 @@ fn a_services_database_role_reaches_only_its_own_schema() {
     let database = std::env::var("PM_DATABASE").expect("PM_DATABASE");
     let role = format!("{database}_patients");
     let as_patients = |sql: &str| {
-        output_of(
-            std::process::Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", &role, "-d", &database, "-qtAc", sql]),
-        )
+        output_of(std::process::Command::new("psql").args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            &role,
+            "-d",
+            &database,
+            "-qtAc",
+            sql,
+        ]))
     };
     let (ok, own) = as_patients("SELECT count(*) >= 0 FROM patients.patients");
-    assert!(ok && own == "t", "patients' role reads its own table: {own}");
+    assert!(
+        ok && own == "t",
+        "patients' role reads its own table: {own}"
+    );
     let attempts = [
         "SELECT email FROM auth.users LIMIT 1",
         "INSERT INTO billing.accounts DEFAULT VALUES",
@@ -349,14 +358,26 @@ fn the_platforms_redis_user_touches_only_its_prefix() {
     let redis = |pass: &str, args: &[&str]| {
         output_of(
             std::process::Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "--no-auth-warning", "--user", &user, "--pass", pass])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "--no-auth-warning",
+                    "--user",
+                    &user,
+                    "--pass",
+                    pass,
+                ])
                 .args(args),
         )
     };
     let own = format!("{prefix}acl-probe");
     let (_, set) = redis(password.trim(), &["SET", &own, "1", "EX", "60"]);
     let (_, get) = redis(password.trim(), &["GET", &own]);
-    assert_eq!((set.as_str(), get.as_str()), ("OK", "1"), "the user works under its prefix");
+    assert_eq!(
+        (set.as_str(), get.as_str()),
+        ("OK", "1"),
+        "the user works under its prefix"
+    );
     let attempts: [&[&str]; 4] = [
         &["GET", "someone-else:key"],
         &["SET", "someone-else:key", "x"],
@@ -365,7 +386,10 @@ fn the_platforms_redis_user_touches_only_its_prefix() {
     ];
     for args in attempts {
         let (_, answer) = redis(password.trim(), args);
-        assert!(answer.contains("NOPERM"), "{args:?} was not refused: {answer}");
+        assert!(
+            answer.contains("NOPERM"),
+            "{args:?} was not refused: {answer}"
+        );
     }
     let (_, wrong) = redis("not-the-password", &["GET", &own]);
     assert!(

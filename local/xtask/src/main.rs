@@ -9,12 +9,12 @@ mod operations;
 mod patches;
 mod paths;
 mod process;
-mod security;
 mod secret_store;
+mod security;
 mod services;
 mod signing;
-mod store_roles;
 mod stack;
+mod store_roles;
 mod tools;
 
 use std::process::{Command, ExitCode};

@@ -337,10 +337,7 @@ mod tests {
 
     #[test]
     fn a_gather_ends_when_the_answers_are_enough() {
-        let addr = fake_nats(
-            "pm.x.ping",
-            "MSG INBOX 1 1\r\na\r\nMSG INBOX 1 1\r\nb\r\n",
-        );
+        let addr = fake_nats("pm.x.ping", "MSG INBOX 1 1\r\na\r\nMSG INBOX 1 1\r\nb\r\n");
         let mut connection = Connection::open(addr, &NatsAuth::default()).unwrap();
         let started = Instant::now();
         let answers = connection

@@ -19,8 +19,8 @@ use crate::process::{run, Daemon};
 use crate::security::{write_private, User};
 use crate::signing::{self, Kind};
 use crate::stack::Stack;
-use crate::tools::Tools;
 use crate::step;
+use crate::tools::Tools;
 
 /// The backend's name: its subjects are `wasmcloud.secrets.v1alpha1.nats-kv.*`, and the
 /// manifest's secret policy names it.
@@ -150,7 +150,11 @@ impl Stack {
             &daemon,
             "the secrets backend to answer",
             Duration::from_secs(30),
-            || Ok(self.nats_request(&format!("{SUBJECT}.server_xkey"))?.is_some()),
+            || {
+                Ok(self
+                    .nats_request(&format!("{SUBJECT}.server_xkey"))?
+                    .is_some())
+            },
         )
     }
 
@@ -262,7 +266,10 @@ impl Stack {
             }
         }
         if !leaks.is_empty() {
-            bail!("secret values found outside the secret files:\n  {}", leaks.join("\n  "));
+            bail!(
+                "secret values found outside the secret files:\n  {}",
+                leaks.join("\n  ")
+            );
         }
         Ok(format!(
             "searched {searched} files ({:.1} MB: logs, manifests, the JetStream store, build/) \

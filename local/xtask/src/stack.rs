@@ -570,14 +570,20 @@ impl Stack {
             let labels: Vec<String> = answers
                 .iter()
                 .filter_map(|a| serde_json::from_str::<serde_json::Value>(a).ok())
-                .filter_map(|a| a["response"]["labels"]["pm.host"].as_str().map(str::to_string))
+                .filter_map(|a| {
+                    a["response"]["labels"]["pm.host"]
+                        .as_str()
+                        .map(str::to_string)
+                })
                 .collect();
             ours.iter().all(|host| labels.contains(host))
         })?;
         let mut inventories = Vec::new();
         for ping in pings {
             let ping: serde_json::Value = serde_json::from_str(&ping).context("a host's ping")?;
-            let id = ping["response"]["id"].as_str().context("a ping without a host id")?;
+            let id = ping["response"]["id"]
+                .as_str()
+                .context("a ping without a host id")?;
             let answer = nats
                 .request(&format!("{ctl}.host.get.{id}"), nats_client::ANSWER_TIMEOUT)?
                 .with_context(|| format!("host {id:.8} did not send its inventory"))?;

@@ -213,7 +213,10 @@ mod tests {
         let s = LinkSettings::from_link(&config, &map(&[("auth_db_password", "pw1")])).unwrap();
         assert_eq!(s.password.as_deref(), Some("pw1"));
         let missing = LinkSettings::from_link(&config, &map(&[("other", "pw2")]));
-        assert!(missing.unwrap_err().to_string().contains("auth_db_password"));
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("auth_db_password"));
     }
 
     #[test]
