@@ -137,13 +137,6 @@ pub struct Connection {
     sid: u64,
 }
 
-/// What came for a request.
-enum Answer {
-    Payload(String),
-    NoResponders,
-    TimedOut,
-}
-
 impl Connection {
     pub fn open(addr: SocketAddr, auth: &NatsAuth) -> Result<Self> {
         Ok(Self {
@@ -168,10 +161,7 @@ impl Connection {
     ) -> Result<Option<String>> {
         let deadline = Instant::now() + timeout;
         self.publish(subject, payload)?;
-        match self.next_answer(deadline)? {
-            Answer::Payload(payload) => Ok(Some(payload)),
-            Answer::NoResponders | Answer::TimedOut => Ok(None),
-        }
+        self.next_answer(deadline)
     }
 
     /// Every answer to `subject` that comes within `window`, or fewer as soon as `enough` says
@@ -187,8 +177,8 @@ impl Connection {
         let mut answers = Vec::new();
         loop {
             match self.next_answer(deadline)? {
-                Answer::Payload(payload) => answers.push(payload),
-                Answer::NoResponders | Answer::TimedOut => return Ok(answers),
+                Some(payload) => answers.push(payload),
+                None => return Ok(answers),
             }
             if enough(&answers) {
                 return Ok(answers);
@@ -218,11 +208,12 @@ impl Connection {
     }
 
     /// The next answer to the current request, answering the server's PINGs meanwhile.
-    fn next_answer(&mut self, deadline: Instant) -> Result<Answer> {
+    /// None when the deadline passed or NATS said nobody serves the subject.
+    fn next_answer(&mut self, deadline: Instant) -> Result<Option<String>> {
         let mut line = String::new();
         loop {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Ok(Answer::TimedOut);
+                return Ok(None);
             };
             self.reader
                 .get_ref()
@@ -237,7 +228,7 @@ impl Connection {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(Answer::TimedOut)
+                    return Ok(None)
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -250,7 +241,7 @@ impl Connection {
                 ["MSG", _, sid, size] => {
                     let payload = self.read_payload(size)?;
                     if current(sid) {
-                        return Ok(Answer::Payload(payload));
+                        return Ok(Some(payload));
                     }
                 }
                 // HMSG <subject> <sid> <header size> <total size>: with only headers, the
@@ -258,7 +249,7 @@ impl Connection {
                 ["HMSG", _, sid, _, size] => {
                     self.read_payload(size)?;
                     if current(sid) {
-                        return Ok(Answer::NoResponders);
+                        return Ok(None);
                     }
                 }
                 ["-ERR", ..] => bail!("NATS at {} refused the request: {}", self.addr, line.trim()),

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::nats_client;
 use crate::process::{run, Daemon};
-use crate::security::{write_private, User};
+use crate::security::{kept_private, User};
 use crate::signing::{self, Kind};
 use crate::stack::Stack;
 use crate::step;
@@ -25,7 +25,7 @@ use crate::tools::Tools;
 /// The backend's name: its subjects are `wasmcloud.secrets.v1alpha1.nats-kv.*`, and the
 /// manifest's secret policy names it.
 pub const BACKEND: &str = "nats-kv";
-const SUBJECT: &str = "wasmcloud.secrets.v1alpha1.nats-kv";
+pub const SUBJECT: &str = "wasmcloud.secrets.v1alpha1.nats-kv";
 
 /// A secret the platform needs, by its key in the backend.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -95,18 +95,16 @@ impl Stack {
     /// The backend's xkeys, made once per stack (`wash keys gen curve`).
     fn backend_keys(&self, tools: &Tools) -> Result<BackendKeys> {
         let dir = self.secret_store_dir()?;
-        let seed = |name: &str| -> Result<String> {
-            let path = dir.join(format!("{name}.xk"));
-            if let Ok(seed) = fs::read_to_string(&path) {
-                return Ok(seed.trim().to_string());
-            }
-            let out = run(Command::new(&tools.wash).args(["keys", "gen", "curve", "-o", "json"]))?;
-            let key: serde_json::Value = serde_json::from_str(out.trim())?;
-            let seed = key["seed"]
-                .as_str()
-                .context("`wash keys gen curve` printed no seed")?;
-            write_private(&path, seed)?;
-            Ok(seed.to_string())
+        let seed = |name: &str| {
+            kept_private(&dir.join(format!("{name}.xk")), || {
+                let out =
+                    run(Command::new(&tools.wash).args(["keys", "gen", "curve", "-o", "json"]))?;
+                let key: serde_json::Value = serde_json::from_str(out.trim())?;
+                key["seed"]
+                    .as_str()
+                    .map(str::to_string)
+                    .context("`wash keys gen curve` printed no seed")
+            })
         };
         Ok(BackendKeys {
             transit: seed("transit")?,
@@ -239,7 +237,7 @@ impl Stack {
             values.push((format!("the secret {}", secret.key()), value));
         }
         // The URL above holds it; alone it could be printed too.
-        values.push(("Redis' password".to_string(), self.store_password("redis")?));
+        values.push(("Redis' password".to_string(), self.redis_password()?));
         let mut files = Vec::new();
         files_under(&self.dir, &mut files);
         files_under(&crate::paths::build(), &mut files);

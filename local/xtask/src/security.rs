@@ -23,6 +23,8 @@ use nkeys::KeyPair;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::secret_store;
+
 /// The kinds of NATS client of a lattice, each a user of the lattice's account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum User {
@@ -68,30 +70,30 @@ impl User {
         };
         // The host's JetStream key-value buckets (lattice data and named config).
         let host_buckets = [
-            "$JS.API.INFO",
-            "$JS.API.*.*.KV_LATTICEDATA_{l}",
-            "$JS.API.*.*.KV_LATTICEDATA_{l}.>",
-            "$JS.API.*.*.*.KV_LATTICEDATA_{l}",
-            "$JS.API.*.*.KV_CONFIGDATA_{l}",
-            "$JS.API.*.*.KV_CONFIGDATA_{l}.>",
-            "$JS.API.*.*.*.KV_CONFIGDATA_{l}",
-            "$KV.LATTICEDATA_{l}.>",
-            "$KV.CONFIGDATA_{l}.>",
-            "$JS.FC.>",
-        ];
+            s(&[
+                "$JS.API.INFO",
+                "$KV.LATTICEDATA_{l}.>",
+                "$KV.CONFIGDATA_{l}.>",
+                "$JS.FC.>",
+            ]),
+            stream_api(&format!("KV_LATTICEDATA_{l}")),
+            stream_api(&format!("KV_CONFIGDATA_{l}")),
+        ]
+        .concat();
+        let backend = secret_store::SUBJECT;
         match self {
             User::HostControl => (
-                s(&[
-                    &[
+                [
+                    s(&[
                         "wasmbus.evt.{l}.>",
                         "_INBOX.>",
                         // Asking a secrets backend for its key and for a secret; not writing one.
                         "wasmcloud.secrets.v1alpha1.*.server_xkey",
                         "wasmcloud.secrets.v1alpha1.*.get",
-                    ][..],
-                    &host_buckets[..],
+                    ]),
+                    host_buckets,
                 ]
-                .concat()),
+                .concat(),
                 s(&["wasmbus.ctl.v1.{l}.>", "_INBOX.>"]),
             ),
             User::HostRpc => (
@@ -113,40 +115,51 @@ impl User {
                 s(&["wasmbus.evt.{l}.>", "wasmbus.evt.*.>", "wadm.>", "_INBOX.>"]),
             ),
             User::Operator => (
-                s(&[
-                    "wasmbus.ctl.v1.{l}.>",
-                    "wadm.api.{l}.>",
-                    "pm.{l}.>",
-                    "_INBOX.>",
+                [
+                    s(&[
+                        "wasmbus.ctl.v1.{l}.>",
+                        "wadm.api.{l}.>",
+                        "pm.{l}.>",
+                        "_INBOX.>",
+                    ]),
                     // Storing secrets and saying who may read them.
-                    "wasmcloud.secrets.v1alpha1.nats-kv.>",
-                ]),
+                    vec![format!("{backend}.>")],
+                ]
+                .concat(),
                 s(&["wasmbus.evt.{l}.>", "wadm.status.{l}.>", "_INBOX.>"]),
             ),
             // Its buckets: the secrets, who may read them, and the lock on that mapping.
             User::SecretsBackend => (
-                s(&[
-                    "_INBOX.>",
-                    "$JS.API.INFO",
-                    "$JS.API.*.*.KV_WASMCLOUD_SECRETS",
-                    "$JS.API.*.*.KV_WASMCLOUD_SECRETS.>",
-                    "$JS.API.*.*.*.KV_WASMCLOUD_SECRETS",
-                    "$JS.API.*.*.KV_SECRETS_nats-kv_state",
-                    "$JS.API.*.*.KV_SECRETS_nats-kv_state.>",
-                    "$JS.API.*.*.*.KV_SECRETS_nats-kv_state",
-                    "$JS.API.*.*.SECRETS_nats-kv_state_lock",
-                    "$JS.API.*.*.SECRETS_nats-kv_state_lock.>",
-                    "$JS.API.*.*.*.SECRETS_nats-kv_state_lock",
-                    "$KV.WASMCLOUD_SECRETS.>",
-                    "$KV.SECRETS_nats-kv_state.>",
-                    "SECRETS_nats-kv_state_lock.>",
-                    "$JS.ACK.>",
-                    "$JS.FC.>",
-                ]),
-                s(&["wasmcloud.secrets.v1alpha1.nats-kv.>", "_INBOX.>"]),
+                [
+                    s(&[
+                        "_INBOX.>",
+                        "$JS.API.INFO",
+                        "$KV.WASMCLOUD_SECRETS.>",
+                        "$KV.SECRETS_nats-kv_state.>",
+                        "SECRETS_nats-kv_state_lock.>",
+                        "$JS.ACK.>",
+                        "$JS.FC.>",
+                    ]),
+                    stream_api("KV_WASMCLOUD_SECRETS"),
+                    stream_api("KV_SECRETS_nats-kv_state"),
+                    stream_api("SECRETS_nats-kv_state_lock"),
+                ]
+                .concat(),
+                vec![format!("{backend}.>"), "_INBOX.>".to_string()],
             ),
         }
     }
+}
+
+/// The JetStream API subjects about stream `name`: `$JS.API.<kind>.<op>.<name>` (stream info,
+/// create, ...), the same with a consumer or filter after it, and
+/// `$JS.API.<kind>.<op>.<op>.<name>` (e.g. `STREAM.MSG.DELETE`, `DIRECT.GET`-style calls).
+fn stream_api(name: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.*.*.{name}"),
+        format!("$JS.API.*.*.{name}.>"),
+        format!("$JS.API.*.*.*.{name}"),
+    ]
 }
 
 /// A lattice's TLS and NATS credentials, as files.
@@ -353,6 +366,17 @@ pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buffer = vec![0u8; bytes];
     fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The secret kept in `path` (mode 600): read back when it exists, else made by `make` once and
+/// written, so it stays the same across runs.
+pub fn kept_private(path: &Path, make: impl FnOnce() -> Result<String>) -> Result<String> {
+    if let Ok(kept) = fs::read_to_string(path) {
+        return Ok(kept.trim().to_string());
+    }
+    let made = make()?;
+    write_private(path, &made)?;
+    Ok(made)
 }
 
 pub fn write_private(path: &Path, contents: &str) -> Result<()> {

@@ -704,19 +704,12 @@ impl Stack {
     /// Removes a test stack's database and Redis keys (best effort: a leftover is harmless,
     /// since every run uses fresh names).
     pub fn drop_data(&self) {
-        let database = &self.config.database;
-        let dropped = run(Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")));
-        if let Err(e) = dropped {
-            step(&format!("could not drop test database {database}: {e:#}"));
-        }
         let pattern = format!("{}*", self.config.key_prefix);
         let script = format!("redis-cli -h 127.0.0.1 --scan --pattern '{pattern}' | xargs -r redis-cli -h 127.0.0.1 del > /dev/null");
         if let Err(e) = run(Command::new("sh").args(["-c", &script])) {
             step(&format!("could not remove test keys {pattern}: {e:#}"));
         }
-        self.drop_store_roles();
+        self.drop_database_and_roles();
         // The broker's topics hold the test's events (the broker is stopped by now).
         let _ = fs::remove_dir_all(self.broker_data_dir());
     }
@@ -735,13 +728,9 @@ impl Stack {
     /// The lattice's signing key: 32 random bytes made once per stack and kept (mode 600) in its
     /// directory, so tokens stay valid across restarts; never printed.
     pub(crate) fn jwt_secret(&self) -> Result<String> {
-        let path = self.dir.join("jwt.secret");
-        if let Ok(secret) = fs::read_to_string(&path) {
-            return Ok(secret.trim().to_string());
-        }
-        let secret = crate::security::random_hex(32)?;
-        crate::security::write_private(&path, &secret)?;
-        Ok(secret)
+        crate::security::kept_private(&self.dir.join("jwt.secret"), || {
+            crate::security::random_hex(32)
+        })
     }
 
     /// The platform's secrets into the secrets backend (secret_store.rs), and `lattice-tls`,

@@ -5,14 +5,13 @@
 //! only this tool uses), idempotently; the passwords are made once per stack (mode 600) and reach
 //! the providers only as secrets (secret_store.rs). A test stack's roles and user go with its
 //! data (`Stack::drop_data`).
-use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 use crate::secret_store::Secret;
-use crate::security::{random_hex, write_private};
+use crate::security::{kept_private, random_hex};
 use crate::stack::Stack;
 use crate::{manifest, step};
 
@@ -120,14 +119,19 @@ impl Stack {
     }
 
     /// A password of this stack's data stores, made once and kept (mode 600).
-    pub(crate) fn store_password(&self, name: &str) -> Result<String> {
+    fn store_password(&self, name: &str) -> Result<String> {
         let path = self.secret_store_dir()?.join(format!("{name}.password"));
-        if let Ok(password) = fs::read_to_string(&path) {
-            return Ok(password.trim().to_string());
-        }
-        let password = random_hex(16)?;
-        write_private(&path, &password)?;
-        Ok(password)
+        kept_private(&path, || random_hex(16))
+    }
+
+    /// The password of `service`'s Postgres role.
+    fn database_password(&self, service: &str) -> Result<String> {
+        self.store_password(&format!("{service}-db"))
+    }
+
+    /// The password of the platform's Redis user.
+    pub(crate) fn redis_password(&self) -> Result<String> {
+        self.store_password("redis")
     }
 
     /// The secrets the providers need to reach the stores: each role's password, Redis' URL
@@ -135,15 +139,17 @@ impl Stack {
     pub(crate) fn store_secrets(&self) -> Result<Vec<(Secret, String)>> {
         let mut secrets = Vec::new();
         for service in SERVICES {
-            let password = self.store_password(&format!("{service}-db"))?;
-            secrets.push((Secret::DatabasePassword(service), password));
+            secrets.push((
+                Secret::DatabasePassword(service),
+                self.database_password(service)?,
+            ));
         }
         secrets.push((
             Secret::RedisUrl,
             format!(
                 "redis://{}:{}@127.0.0.1:{}/0",
                 self.redis_user(),
-                self.store_password("redis")?,
+                self.redis_password()?,
                 self.config.redis_port
             ),
         ));
@@ -169,7 +175,7 @@ impl Stack {
         let mut sql = format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC;\n");
         for service in SERVICES {
             let role = self.database_role(service);
-            let password = self.store_password(&format!("{service}-db"))?;
+            let password = self.database_password(service)?;
             sql += &format!(
                 "DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;
@@ -189,7 +195,7 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
         psql(database, &sql)?;
 
         let user = self.redis_user();
-        let password = self.store_password("redis")?;
+        let password = self.redis_password()?;
         // Every command but the dangerous ones (FLUSHALL, KEYS, CONFIG, ...), on keys under the
         // prefix only. The password goes on stdin (`-x`), not in argv.
         redis_cli(
@@ -209,9 +215,17 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
         self.store_secrets()
     }
 
-    /// Removes the stack's roles and Redis user (after its database: a role that owns
-    /// something cannot go).
-    pub(crate) fn drop_store_roles(&self) {
+    /// Removes the stack's database, then its roles (a role that owns something cannot go) and
+    /// its Redis user.
+    pub(crate) fn drop_database_and_roles(&self) {
+        let database = &self.config.database;
+        let dropped = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE);"),
+        );
+        if let Err(e) = dropped {
+            step(&format!("could not drop test database {database}: {e:#}"));
+        }
         let roles: Vec<String> = SERVICES.iter().map(|s| self.database_role(s)).collect();
         let dropped = psql(
             "postgres",
