@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, Event};
+use common::stores;
 
 fn secrets() -> PathBuf {
     PathBuf::from(std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR")).join("secrets")
@@ -285,38 +286,13 @@ fn a_component_not_mapped_to_a_secret_cannot_get_it() {
     });
 }
 
-/// What `cmd` printed on stdout and stderr, and whether it succeeded.
-fn output_of(cmd: &mut std::process::Command) -> (bool, String) {
-    let out = cmd.output().expect("the client runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
-}
-
 /// Each service reaches Postgres as its own role, owner of its schema only (issue 18, item 3):
-/// patients' role cannot read auth's users nor write billing's accounts; the control is the
-/// same role reading its own table. (This machine's Postgres trusts loopback connections, so the
-/// test connects as the role without its password; a server that checks passwords gets it from
-/// the secrets backend.)
+/// patients' role (as the login role its provider uses) cannot read auth's users nor write
+/// billing's accounts; the control is the same role reading its own table.
 #[test]
 fn a_services_database_role_reaches_only_its_own_schema() {
-    let database = std::env::var("PM_DATABASE").expect("PM_DATABASE");
-    let role = format!("{database}_patients");
-    let as_patients = |sql: &str| {
-        output_of(std::process::Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            &role,
-            "-d",
-            &database,
-            "-qtAc",
-            sql,
-        ]))
-    };
+    let role = stores::login_role("patients");
+    let as_patients = |sql: &str| stores::psql_as(&role, sql);
     let (ok, own) = as_patients("SELECT count(*) >= 0 FROM patients.patients");
     assert!(
         ok && own == "t",
@@ -349,30 +325,11 @@ fn a_services_database_role_reaches_only_its_own_schema() {
 #[test]
 fn the_platforms_redis_user_touches_only_its_prefix() {
     let prefix = std::env::var("PM_KEY_PREFIX").expect("PM_KEY_PREFIX");
-    let user = prefix.trim_end_matches(':').to_string();
-    let password = std::fs::read_to_string(
-        PathBuf::from(std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR"))
-            .join("secret-store/redis.password"),
-    )
-    .expect("the stack's Redis password");
-    let redis = |pass: &str, args: &[&str]| {
-        output_of(
-            std::process::Command::new("redis-cli")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "--no-auth-warning",
-                    "--user",
-                    &user,
-                    "--pass",
-                    pass,
-                ])
-                .args(args),
-        )
-    };
+    let (user, password) = stores::redis_user();
+    let redis = |pass: &str, args: &[&str]| stores::redis_as(&user, pass, args);
     let own = format!("{prefix}acl-probe");
-    let (_, set) = redis(password.trim(), &["SET", &own, "1", "EX", "60"]);
-    let (_, get) = redis(password.trim(), &["GET", &own]);
+    let (_, set) = redis(&password, &["SET", &own, "1", "EX", "60"]);
+    let (_, get) = redis(&password, &["GET", &own]);
     assert_eq!(
         (set.as_str(), get.as_str()),
         ("OK", "1"),
@@ -385,7 +342,7 @@ fn the_platforms_redis_user_touches_only_its_prefix() {
         &["CONFIG", "GET", "*"],
     ];
     for args in attempts {
-        let (_, answer) = redis(password.trim(), args);
+        let (_, answer) = redis(&password, args);
         assert!(
             answer.contains("NOPERM"),
             "{args:?} was not refused: {answer}"

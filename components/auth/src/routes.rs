@@ -74,16 +74,10 @@ fn unauthorized(detail: &str) -> Problem {
 }
 
 fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {
-    let secret = store.secret("jwt_secret").ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "auth misconfigured: no secret jwt_secret",
-        )
-    })?;
     let issuer = store
         .config("jwt_issuer")
         .unwrap_or_else(|| "patient-management".into());
-    Tokens::new(secret.as_bytes(), &issuer).map_err(|e| {
+    Tokens::from_secrets(|name| store.secret(name), &issuer).map_err(|e| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("auth misconfigured: {e}"),

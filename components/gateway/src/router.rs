@@ -179,13 +179,10 @@ fn tokens(platform: &dyn Platform) -> Result<Tokens, Response<Vec<u8>>> {
             format!("gateway misconfigured: {why}"),
         ))
     };
-    let secret = platform
-        .secret("jwt_secret")
-        .ok_or_else(|| misconfigured("no secret jwt_secret".into()))?;
     let issuer = platform
         .config("jwt_issuer")
         .unwrap_or_else(|| "patient-management".into());
-    Tokens::new(secret.as_bytes(), &issuer).map_err(misconfigured)
+    Tokens::from_secrets(|name| platform.secret(name), &issuer).map_err(misconfigured)
 }
 
 fn unauthorized(error: &TokenError) -> Response<Vec<u8>> {

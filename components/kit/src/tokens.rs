@@ -2,6 +2,12 @@
 //! set, expiry required. Issued by auth, checked by the gateway with the same rules: the
 //! algorithm is pinned (a token claiming `none` or any other algorithm is refused), and
 //! signature, expiry and issuer are all verified, with no leeway.
+//!
+//! Keys rotate without downtime (docs/operations.md, "Rotating keys and passwords"): besides the
+//! current key (`jwt_secret`, which signs), a component may hold the previous one (tokens issued
+//! before the rotation stay valid until they expire) and the next one (tokens issued by an auth
+//! instance that already switched), and accepts a token signed by any of them.
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -31,10 +37,11 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-/// Signing and checking with one shared secret and issuer.
+/// Signing with the current key and checking against every accepted key, for one issuer.
 pub struct Tokens {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key first: almost every token is checked once.
+    decoding: Vec<DecodingKey>,
     validation: Validation,
     issuer: String,
 }
@@ -42,20 +49,47 @@ pub struct Tokens {
 /// Shortest secret accepted: HS256 wants at least the hash size.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The secret holding the current key.
+pub const CURRENT_KEY: &str = "jwt_secret";
+/// The secrets that hold the other keys accepted during a rotation, when present.
+pub const ROTATION_KEYS: [&str; 2] = ["jwt_secret_previous", "jwt_secret_next"];
+
+fn long_enough(secret: &[u8]) -> Result<&[u8], String> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "the signing key must be at least {MIN_SECRET_BYTES} bytes"
+        ));
+    }
+    Ok(secret)
+}
+
 impl Tokens {
-    pub fn new(secret: &[u8], issuer: &str) -> Result<Self, String> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "the signing key must be at least {MIN_SECRET_BYTES} bytes"
-            ));
+    /// The keys a component was given: `secret(name)` looks one up by its secret's name
+    /// ([`CURRENT_KEY`] is required, the [`ROTATION_KEYS`] are optional).
+    pub fn from_secrets(
+        secret: impl Fn(&str) -> Option<String>,
+        issuer: &str,
+    ) -> Result<Self, String> {
+        let current = secret(CURRENT_KEY).ok_or_else(|| format!("no secret {CURRENT_KEY}"))?;
+        let mut tokens = Self::new(current.as_bytes(), issuer)?;
+        for name in ROTATION_KEYS {
+            if let Some(key) = secret(name).filter(|key| *key != current) {
+                let key = long_enough(key.as_bytes()).map_err(|e| format!("{name}: {e}"))?;
+                tokens.decoding.push(DecodingKey::from_secret(key));
+            }
         }
+        Ok(tokens)
+    }
+
+    pub fn new(secret: &[u8], issuer: &str) -> Result<Self, String> {
+        let secret = long_enough(secret)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: vec![DecodingKey::from_secret(secret)],
             validation,
             issuer: issuer.to_string(),
         })
@@ -80,10 +114,24 @@ impl Tokens {
         Ok((token, claims))
     }
 
+    /// The token's claims if one accepted key signed it and it is otherwise valid. Only a
+    /// signature mismatch moves on to the next key (an HMAC, microseconds): an expired or
+    /// malformed token is refused by the first.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+        let mut outcome = Err(TokenError::Invalid("no key".into()));
+        for key in &self.decoding {
+            match decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    let mismatch = matches!(e.kind(), ErrorKind::InvalidSignature);
+                    outcome = Err(TokenError::Invalid(e.to_string()));
+                    if !mismatch {
+                        break;
+                    }
+                }
+            }
+        }
+        outcome
     }
 
     /// Checks the value of an `Authorization` header.
@@ -185,6 +233,71 @@ mod tests {
         )
         .as_bytes());
         assert!(tokens().verify(&format!("{header}.{claims}.")).is_err());
+    }
+
+    const NEXT: &str = "the-next-key-of-at-least-32-bytes!!";
+    const OTHER: &str = "a-key-no-one-accepts-32-bytes-long!";
+
+    /// The keys of a component mid-rotation: `current` signs, the ones in `others` are accepted.
+    fn holding(current: &str, others: &[(&str, &str)]) -> Tokens {
+        let secrets: std::collections::HashMap<&str, &str> = others
+            .iter()
+            .copied()
+            .chain([(CURRENT_KEY, current)])
+            .collect();
+        Tokens::from_secrets(
+            |name| secrets.get(name).map(|s| s.to_string()),
+            "patient-management",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rotation_accepts_previous_and_next_keys_and_signs_with_the_current() {
+        let old = std::str::from_utf8(SECRET).unwrap();
+        let before = holding(old, &[]);
+        let during = holding(old, &[("jwt_secret_next", NEXT)]);
+        let after = holding(NEXT, &[("jwt_secret_previous", old)]);
+        let done = holding(NEXT, &[]);
+        let (old_token, _) = before.issue("a@b.c", "ADMIN", now(), 3600).unwrap();
+        let (new_token, _) = after.issue("a@b.c", "ADMIN", now(), 3600).unwrap();
+        for (tokens, old_ok, new_ok, when) in [
+            (&before, true, false, "before"),
+            (&during, true, true, "during"),
+            (&after, true, true, "after"),
+            (&done, false, true, "once the previous key is dropped"),
+        ] {
+            assert_eq!(
+                tokens.verify(&old_token).is_ok(),
+                old_ok,
+                "old token {when}"
+            );
+            assert_eq!(
+                tokens.verify(&new_token).is_ok(),
+                new_ok,
+                "new token {when}"
+            );
+        }
+        let (foreign, _) = holding(OTHER, &[])
+            .issue("a@b.c", "ADMIN", now(), 3600)
+            .unwrap();
+        assert!(during.verify(&foreign).is_err(), "a key no one holds");
+        // An expired token is refused whichever key signed it.
+        let (expired, _) = after.issue("a@b.c", "ADMIN", now() - 7200, 3600).unwrap();
+        let error = during.verify(&expired).unwrap_err().to_string();
+        assert!(error.contains("xpired"), "{error}");
+    }
+
+    #[test]
+    fn rotation_keys_must_be_long_enough() {
+        let secrets = |name: &str| match name {
+            CURRENT_KEY => Some(NEXT.to_string()),
+            "jwt_secret_previous" => Some("short".to_string()),
+            _ => None,
+        };
+        let error = Tokens::from_secrets(secrets, "x").err().unwrap();
+        assert!(error.contains("jwt_secret_previous"), "{error}");
+        assert!(Tokens::from_secrets(|_| None, "x").is_err());
     }
 
     #[test]

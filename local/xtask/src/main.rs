@@ -4,11 +4,13 @@ mod build;
 mod faults;
 mod manifest;
 mod nats_client;
+mod nats_nodes;
 mod net;
 mod operations;
 mod patches;
 mod paths;
 mod process;
+mod rotation;
 mod secret_store;
 mod security;
 mod services;
@@ -28,10 +30,12 @@ use stack::{Stack, StackConfig};
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  up [--hosts N] [--http-port P] [--rate-limit R]
+  up [--hosts N] [--nats-nodes 3] [--http-port P] [--rate-limit R]
                                    install what is missing, build, start the lattice on
                                    127.0.0.1 and deploy the application (gateway on :4004);
-                                   R replaces the 5 requests/s, burst 5 per-client limit
+                                   R replaces the 5 requests/s, burst 5 per-client limit;
+                                   --nats-nodes 3 runs NATS as a cluster of three nodes that
+                                   keeps every stream on all three
   down                             stop everything `up` started
   test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
                                    --only runs just tests/tests/<file>.rs (no unit tests)
@@ -44,6 +48,9 @@ usage: cargo xtask <command>
   provider restart <provider>      restart a provider (postgres, redis, kafka, ticker) host by
                                    host: each instance finishes its calls first, the next goes
                                    once the new one serves
+  rotate <jwt-key|passwords|all>   replace the JWT signing key (tokens signed with the old one
+                                   stay valid until they expire) and/or the Postgres and Redis
+                                   passwords, while the platform serves
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
@@ -186,6 +193,21 @@ fn dispatch(args: &[String]) -> Result<()> {
                 !manifest_only,
             )
         }
+        "rotate" => match rest {
+            [what, lattice @ ..] if lattice.len() <= 1 => {
+                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                let (stack, tools) = (Stack::existing(lattice)?, tools::ensure_all()?);
+                match what.as_str() {
+                    "jwt-key" => stack.rotate_jwt_key(&tools),
+                    "passwords" => stack.rotate_store_passwords(&tools),
+                    "all" => stack
+                        .rotate_jwt_key(&tools)
+                        .and_then(|()| stack.rotate_store_passwords(&tools)),
+                    other => bail!("nothing called `{other}` rotates (jwt-key, passwords, all)"),
+                }
+            }
+            _ => bail!("usage: cargo xtask rotate <jwt-key|passwords|all> [lattice]"),
+        },
         "wash" => {
             let tools = tools::ensure_all()?;
             let stack = Stack::existing(DEV_LATTICE)?;
@@ -236,10 +258,18 @@ fn up(args: &[String]) -> Result<()> {
     if !(1..=16).contains(&hosts) {
         bail!("--hosts must be between 1 and 16");
     }
+    let nats_nodes: usize = flag(args, "--nats-nodes", 1)?;
+    if nats_nodes != 1 && !(3..=nats_nodes::MAX_NODES).contains(&nats_nodes) {
+        bail!(
+            "--nats-nodes is 1, or 3 to {} (a cluster keeps each stream on three nodes)",
+            nats_nodes::MAX_NODES
+        );
+    }
     let stack = Stack::new(StackConfig {
         lattice: DEV_LATTICE.into(),
         nats_port: DEV_NATS_PORT,
         external_nats: external_nats()?,
+        nats_nodes,
         http_port: flag(args, "--http-port", 4004)?,
         probe_port: 4014,
         broker_port: 9092,
@@ -406,6 +436,7 @@ fn on_test_stack(
         lattice: lattice.clone(),
         nats_port: net::free_port()?,
         external_nats: None,
+        nats_nodes: 1,
         http_port: net::free_port()?,
         probe_port: net::free_port()?,
         broker_port: net::free_port()?,

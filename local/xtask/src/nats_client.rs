@@ -135,6 +135,21 @@ pub struct Connection {
     inbox: String,
     /// Each request's subscription id; answers to an earlier one are ignored.
     sid: u64,
+    /// What arrived on the watched subject (`watch`) and was not taken yet.
+    events: std::collections::VecDeque<String>,
+}
+
+/// The subscription id of `watch` (requests number theirs from 1).
+const WATCH_SID: &str = "w";
+
+/// One thing the server sent that xtask acts on.
+enum Frame {
+    /// A message for subscription `sid`.
+    Message { sid: String, payload: String },
+    /// "No responders" for subscription `sid`.
+    NoResponders { sid: String },
+    /// Nothing came before the deadline.
+    Timeout,
 }
 
 impl Connection {
@@ -144,7 +159,35 @@ impl Connection {
             reader: connect(addr, auth)?,
             inbox: format!("_INBOX.xtask.{}", std::process::id()),
             sid: 0,
+            events: Default::default(),
         })
+    }
+
+    /// Subscribes `subject` (the lattice's events, say): what arrives there from now on is kept
+    /// for `next_event`, also while a request waits for its answer. The server takes the
+    /// subscription before any later request on this connection, so an event that a request
+    /// causes is never missed.
+    pub fn watch(&mut self, subject: &str) -> Result<()> {
+        let writer = self.reader.get_mut();
+        write!(writer, "SUB {subject} {WATCH_SID}\r\n")?;
+        writer.flush()?;
+        Ok(())
+    }
+
+    /// The next message on the watched subject, or None when none came before `deadline`.
+    pub fn next_event(&mut self, deadline: Instant) -> Result<Option<String>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(Some(event));
+            }
+            match self.read_frame(deadline)? {
+                Frame::Timeout => return Ok(None),
+                Frame::Message { sid, payload } if sid == WATCH_SID => {
+                    self.events.push_back(payload)
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The first answer to `subject` within `timeout`; None when nobody serves it.
@@ -207,13 +250,29 @@ impl Connection {
         Ok(())
     }
 
-    /// The next answer to the current request, answering the server's PINGs meanwhile.
-    /// None when the deadline passed or NATS said nobody serves the subject.
+    /// The next answer to the current request. None when the deadline passed or NATS said
+    /// nobody serves the subject.
     fn next_answer(&mut self, deadline: Instant) -> Result<Option<String>> {
+        let current = self.sid.to_string();
+        loop {
+            match self.read_frame(deadline)? {
+                Frame::Timeout => return Ok(None),
+                Frame::Message { sid, payload } if sid == current => return Ok(Some(payload)),
+                Frame::Message { sid, payload } if sid == WATCH_SID => {
+                    self.events.push_back(payload)
+                }
+                Frame::NoResponders { sid } if sid == current => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next message or status the server sends, answering its PINGs meanwhile.
+    fn read_frame(&mut self, deadline: Instant) -> Result<Frame> {
         let mut line = String::new();
         loop {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Ok(None);
+                return Ok(Frame::Timeout);
             };
             self.reader
                 .get_ref()
@@ -228,29 +287,31 @@ impl Connection {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(None)
+                    return Ok(Frame::Timeout)
                 }
                 Err(e) => return Err(e.into()),
             }
             let words: Vec<&str> = line.split_whitespace().collect();
-            let expected = self.sid;
-            let current = |sid: &str| sid.parse::<u64>().ok() == Some(expected);
             match words.as_slice() {
                 ["PING"] => self.reader.get_mut().write_all(b"PONG\r\n")?,
-                // MSG <subject> <sid> <size>: an answer.
+                // MSG <subject> <sid> <size>: a message.
                 ["MSG", _, sid, size] => {
+                    let sid = sid.to_string();
                     let payload = self.read_payload(size)?;
-                    if current(sid) {
-                        return Ok(Some(payload));
-                    }
+                    return Ok(Frame::Message { sid, payload });
+                }
+                // MSG <subject> <sid> <reply-to> <size>: one that asks for an answer.
+                ["MSG", _, sid, _, size] => {
+                    let sid = sid.to_string();
+                    let payload = self.read_payload(size)?;
+                    return Ok(Frame::Message { sid, payload });
                 }
                 // HMSG <subject> <sid> <header size> <total size>: with only headers, the
                 // "503 no responders" status.
                 ["HMSG", _, sid, _, size] => {
+                    let sid = sid.to_string();
                     self.read_payload(size)?;
-                    if current(sid) {
-                        return Ok(None);
-                    }
+                    return Ok(Frame::NoResponders { sid });
                 }
                 ["-ERR", ..] => bail!("NATS at {} refused the request: {}", self.addr, line.trim()),
                 _ => {}
@@ -272,9 +333,9 @@ mod tests {
     use crate::net::loopback;
     use std::net::TcpListener;
 
-    /// A one-connection stand-in for NATS: greets, reads the client's three lines (CONNECT,
-    /// SUB, PUB with its empty payload line), checks the request's subject, then sends `answer`
-    /// and keeps the connection open.
+    /// A one-connection stand-in for NATS: greets, reads the client's lines up to its request
+    /// (CONNECT, SUBs, PUB with its payload line), checks the request's subject, then sends
+    /// `answer` and keeps the connection open.
     fn fake_nats(subject: &'static str, answer: &'static str) -> SocketAddr {
         let listener = TcpListener::bind(loopback(0)).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -285,19 +346,23 @@ mod tests {
             writer
                 .write_all(b"INFO {\"version\":\"2.15.1\",\"jetstream\":true}\r\n")
                 .unwrap();
+            // Up to the request: CONNECT, SUBs, then PUB <subject> <inbox> <size> and its payload.
             let mut lines = Vec::new();
-            for _ in 0..4 {
+            loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
+                let done = line.starts_with("PUB ");
                 lines.push(line);
+                if done {
+                    let mut payload = String::new();
+                    reader.read_line(&mut payload).unwrap();
+                    break;
+                }
             }
             assert!(lines[0].starts_with("CONNECT "), "{lines:?}");
-            let inbox = lines[1].split_whitespace().nth(1).unwrap().to_string();
-            assert_eq!(
-                lines[2].split_whitespace().nth(1),
-                Some(subject),
-                "{lines:?}"
-            );
+            let publish: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
+            assert_eq!(publish[1], subject, "{lines:?}");
+            let inbox = publish[2].to_string();
             writer
                 .write_all(answer.replace("INBOX", &inbox).as_bytes())
                 .unwrap();
@@ -336,6 +401,31 @@ mod tests {
             .unwrap();
         assert_eq!(answers, ["a", "b"]);
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_watched_event_that_comes_during_a_request_is_kept() {
+        let addr = fake_nats(
+            "pm.x.do",
+            "MSG ev.x w 5\r\nfirst\r\nMSG INBOX 1 2\r\nok\r\nMSG ev.x w 6\r\nsecond\r\n",
+        );
+        let mut connection = Connection::open(addr, &NatsAuth::default()).unwrap();
+        connection.watch("ev.x").unwrap();
+        let answer = connection
+            .request_with("pm.x.do", b"", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(answer.as_deref(), Some("ok"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            connection.next_event(deadline).unwrap().as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            connection.next_event(deadline).unwrap().as_deref(),
+            Some("second")
+        );
+        let soon = Instant::now() + Duration::from_millis(100);
+        assert_eq!(connection.next_event(soon).unwrap(), None);
     }
 
     #[test]

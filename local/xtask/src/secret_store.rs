@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::nats_client;
 use crate::process::{run, Daemon};
+use crate::rotation::JwtSlot;
 use crate::security::{kept_private, User};
 use crate::signing::{self, Kind};
 use crate::stack::Stack;
@@ -32,10 +33,16 @@ pub const SUBJECT: &str = "wasmcloud.secrets.v1alpha1.nats-kv";
 pub enum Secret {
     /// The lattice's token signing key (auth signs, the gateway checks).
     JwtKey,
+    /// The key before the last rotation: its tokens stay valid until they expire.
+    JwtKeyPrevious,
+    /// The key a rotation is about to sign with: checked before anyone signs with it.
+    JwtKeyNext,
     /// The seed admin's password (auth creates the admin with it).
     SeedAdminPassword,
-    /// The password of a service's Postgres role (store_roles.rs).
+    /// The password of a service's Postgres login role in use (store_roles.rs).
     DatabasePassword(&'static str),
+    /// Which of the service's two login roles is in use: it changes with the password.
+    DatabaseUser(&'static str),
     /// Redis' URL with the platform's user and password.
     RedisUrl,
 }
@@ -44,8 +51,11 @@ impl Secret {
     pub fn key(self) -> String {
         match self {
             Secret::JwtKey => "jwt-key".into(),
+            Secret::JwtKeyPrevious => "jwt-key-previous".into(),
+            Secret::JwtKeyNext => "jwt-key-next".into(),
             Secret::SeedAdminPassword => "seed-admin-password".into(),
             Secret::DatabasePassword(service) => format!("{service}-db-password"),
+            Secret::DatabaseUser(service) => format!("{service}-db-user"),
             Secret::RedisUrl => "redis-url".into(),
         }
     }
@@ -53,19 +63,20 @@ impl Secret {
 
 /// Who may read what: each artifact (by name and kind) and its secrets, the least it needs.
 fn readers() -> Vec<(&'static str, Kind, Vec<Secret>)> {
+    let signing_keys = vec![Secret::JwtKey, Secret::JwtKeyPrevious, Secret::JwtKeyNext];
     vec![
-        ("gateway", Kind::Component, vec![Secret::JwtKey]),
+        ("gateway", Kind::Component, signing_keys.clone()),
         (
             "auth",
             Kind::Component,
-            vec![Secret::JwtKey, Secret::SeedAdminPassword],
+            [signing_keys, vec![Secret::SeedAdminPassword]].concat(),
         ),
         (
             "postgres-provider",
             Kind::Provider,
             crate::store_roles::SERVICES
                 .into_iter()
-                .map(Secret::DatabasePassword)
+                .flat_map(|s| [Secret::DatabaseUser(s), Secret::DatabasePassword(s)])
                 .collect(),
         ),
         ("redis-provider", Kind::Provider, vec![Secret::RedisUrl]),
@@ -225,7 +236,12 @@ impl Stack {
     pub(crate) fn search_for_leaked_secrets(&self, tools: &Tools) -> Result<String> {
         let keys = self.backend_keys(tools)?;
         let mut values = vec![
-            ("the JWT key".to_string(), self.jwt_secret()?),
+            ("the JWT key".to_string(), self.jwt_key(JwtSlot::Current)?),
+            (
+                "the previous JWT key".to_string(),
+                self.jwt_key(JwtSlot::Previous)?,
+            ),
+            ("the next JWT key".to_string(), self.jwt_key(JwtSlot::Next)?),
             (
                 "the seed admin password".to_string(),
                 self.config.seed_admin_password.clone(),
@@ -234,7 +250,10 @@ impl Stack {
             ("the backend's encryption key".to_string(), keys.encryption),
         ];
         for (secret, value) in self.store_secrets()? {
-            values.push((format!("the secret {}", secret.key()), value));
+            // A role's name is no secret (it is in every log line of Postgres).
+            if !matches!(secret, Secret::DatabaseUser(_)) {
+                values.push((format!("the secret {}", secret.key()), value));
+            }
         }
         // The URL above holds it; alone it could be printed too.
         values.push(("Redis' password".to_string(), self.redis_password()?));

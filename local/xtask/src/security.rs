@@ -124,6 +124,13 @@ impl User {
                     ]),
                     // Storing secrets and saying who may read them.
                     vec![format!("{backend}.>")],
+                    // Replicating the lattice's streams across a NATS cluster's nodes.
+                    s(&[
+                        "$JS.API.INFO",
+                        "$JS.API.STREAM.NAMES",
+                        "$JS.API.STREAM.INFO.*",
+                        "$JS.API.STREAM.UPDATE.*",
+                    ]),
                 ]
                 .concat(),
                 s(&["wasmbus.evt.{l}.>", "wadm.status.{l}.>", "_INBOX.>"]),
@@ -162,6 +169,36 @@ fn stream_api(name: &str) -> Vec<String> {
     ]
 }
 
+/// A node's place in a NATS cluster: the cluster's name, where it takes routes from the other
+/// nodes, and where they are.
+pub struct Cluster {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub routes: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    /// The `cluster` block: routes over TLS, each side proving itself with a certificate the
+    /// lattice's CA signed (no other server can join), nodes learning each other from any one.
+    fn conf(&self, secrets: &Secrets) -> String {
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| format!("{:?}", format!("tls://{r}")))
+            .collect();
+        format!(
+            "cluster {{\n  name: {name:?}\n  listen: {listen:?}\n  routes: [{routes}]\n  \
+             tls {{ cert_file: {cert:?}, key_file: {key:?}, ca_file: {ca:?}, verify: true, timeout: 5 }}\n}}\n",
+            name = self.name,
+            listen = self.listen.to_string(),
+            routes = routes.join(", "),
+            cert = secrets.server_cert(),
+            key = secrets.server_key(),
+            ca = secrets.ca(),
+        )
+    }
+}
+
 /// A lattice's TLS and NATS credentials, as files.
 pub struct Secrets {
     pub dir: PathBuf,
@@ -187,13 +224,19 @@ impl Secrets {
         self.dir.join(format!("{}.creds", user.name()))
     }
 
-    /// Writes the nats-server configuration (beside the credentials it includes: nats-server
-    /// resolves `include` relative to the including file) and returns its path. It listens on
-    /// `addr` with JetStream in `store`, and requires TLS on every connection and a user of the
-    /// lattice's account.
-    pub fn write_server_conf(&self, addr: SocketAddr, name: &str, store: &Path) -> Result<PathBuf> {
-        let path = self.dir.join("nats.conf");
-        let conf = format!(
+    /// Writes the nats-server configuration of one node (beside the credentials it includes:
+    /// nats-server resolves `include` relative to the including file) and returns its path. It
+    /// listens on `addr` with JetStream in `store`, requires TLS on every connection and a user
+    /// of the lattice's account, and, in a cluster, routes to the other nodes.
+    pub fn write_server_conf(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        store: &Path,
+        cluster: Option<&Cluster>,
+    ) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.conf"));
+        let mut conf = format!(
             "# Written by xtask.\nlisten: {addr:?}\nserver_name: {name:?}\n\
              jetstream {{ store_dir: {store:?} }}\n\
              tls {{ cert_file: {cert:?}, key_file: {key:?}, timeout: 5 }}\n\
@@ -202,6 +245,9 @@ impl Secrets {
             cert = self.server_cert(),
             key = self.server_key(),
         );
+        if let Some(cluster) = cluster {
+            conf += &cluster.conf(self);
+        }
         fs::write(&path, conf)?;
         Ok(path)
     }
@@ -468,7 +514,7 @@ mod server_tests {
         let secrets = Secrets::ensure(&dir.join("secrets"), lattice).unwrap();
         let addr = loopback(free_port().unwrap());
         let conf = secrets
-            .write_server_conf(addr, "pm-test", &dir.join("js"))
+            .write_server_conf(addr, "pm-test", &dir.join("js"), None)
             .unwrap();
         let child = Command::new(crate::tools::nats_server().unwrap())
             .arg("-c")

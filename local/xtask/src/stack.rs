@@ -37,6 +37,8 @@ pub struct StackConfig {
     pub nats_port: u16,
     /// A NATS the user runs (PM_NATS_URL); we check it and never start or stop it.
     pub external_nats: Option<SocketAddr>,
+    /// How many nodes our own NATS has (nats_nodes.rs): 1, or a cluster of 3 or more.
+    pub nats_nodes: usize,
     pub http_port: u16,
     /// The provider probe's listener (only deployed by tests).
     pub probe_port: u16,
@@ -74,19 +76,33 @@ impl Stack {
         let saved = fs::read_to_string(dir.join("nats.addr"))
             .with_context(|| format!("no lattice `{lattice}` was brought up from this checkout"))?;
         let addr: SocketAddr = saved.trim().parse()?;
+        let stores: serde_json::Value = fs::read_to_string(dir.join(STORES_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let text = |key: &str, default: &str| stores[key].as_str().unwrap_or(default).to_string();
+        let port = |key: &str, default: u16| {
+            stores[key]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(default)
+        };
         let config = StackConfig {
             lattice: lattice.to_string(),
             nats_port: addr.port(),
             external_nats: None,
+            nats_nodes: (1..=crate::nats_nodes::MAX_NODES)
+                .filter(|i| dir.join(format!("nats-{i}.port")).exists() || *i == 1)
+                .count(),
             http_port: read_port(&dir, "http.port", 4004),
             probe_port: 4014,
             broker_port: read_port(&dir, "broker.port", 9092),
-            database: manifest::DEFAULT_DATABASE.into(),
-            key_prefix: manifest::DEFAULT_KEY_PREFIX.into(),
+            database: text("database", manifest::DEFAULT_DATABASE),
+            key_prefix: text("key_prefix", manifest::DEFAULT_KEY_PREFIX),
             rate_limit: None,
             hosts: 0,
-            postgres_port: manifest::DEFAULT_POSTGRES_PORT,
-            redis_port: manifest::DEFAULT_REDIS_PORT,
+            postgres_port: port("postgres_port", manifest::DEFAULT_POSTGRES_PORT),
+            redis_port: port("redis_port", manifest::DEFAULT_REDIS_PORT),
             seed_admin_password: seed_admin_password(),
         };
         Ok(Self { config, dir })
@@ -165,7 +181,7 @@ impl Stack {
     }
 
     fn nats(&self) -> Daemon {
-        Daemon::new(&self.dir, "nats")
+        self.nats_node(1)
     }
     fn broker(&self) -> Daemon {
         Daemon::new(&self.dir, "broker")
@@ -222,12 +238,26 @@ impl Stack {
             self.dir.join("broker.port"),
             self.config.broker_port.to_string(),
         )?;
+        // Which database, key prefix and ports this stack's data lives at, for commands run on
+        // it later (`rotate`).
+        fs::write(
+            self.dir.join(STORES_FILE),
+            serde_json::json!({
+                "database": self.config.database,
+                "key_prefix": self.config.key_prefix,
+                "postgres_port": self.config.postgres_port,
+                "redis_port": self.config.redis_port,
+            })
+            .to_string(),
+        )?;
         self.ensure_broker(tools)?;
         self.ensure_secrets_backend(tools)?;
         self.ensure_wadm(tools)?;
         for index in 1..=self.config.hosts {
             self.ensure_host(tools, index)?;
         }
+        // wadm, the secrets backend and the hosts have made their streams by now.
+        self.replicate_streams()?;
         Ok(())
     }
 
@@ -242,6 +272,9 @@ impl Stack {
         if stopped && self.dir.join("jetstream").exists() {
             step("the lattice was stopped: starting it with a fresh wadm state");
             let _ = fs::remove_dir_all(self.dir.join("jetstream"));
+            for node in 2..=crate::nats_nodes::MAX_NODES {
+                let _ = fs::remove_dir_all(self.dir.join(format!("jetstream-{node}")));
+            }
             let _ = fs::remove_file(self.dir.join(format!("{}.yaml", manifest::APP_NAME)));
         }
         Ok(())
@@ -261,34 +294,7 @@ impl Stack {
             ));
             return Ok(());
         }
-        if self.nats().running_pid().is_some() {
-            step(&format!("NATS already running on {addr}"));
-            return Ok(());
-        }
-        step(&format!(
-            "starting NATS {} with JetStream on {addr} (TLS; a user per kind of client)",
-            crate::tools::NATS_VERSION
-        ));
-        let secrets = Secrets::ensure(&self.dir.join("secrets"), &self.config.lattice)?;
-        let conf = secrets.write_server_conf(
-            addr,
-            &format!("pm-{}", self.config.lattice),
-            &self.dir.join("jetstream"),
-        )?;
-        self.nats()
-            .spawn(Command::new(&tools.nats_server).arg("-c").arg(&conf))?;
-        self.wait_alive(
-            &self.nats(),
-            "NATS to take the operator's connection",
-            Duration::from_secs(15),
-            // A whole request as the operator (nobody answers it): a probe that left after the
-            // greeting would be logged by NATS as a failed TLS handshake.
-            || {
-                Ok(self
-                    .nats_request(&format!("pm.{}.ready", self.config.lattice))
-                    .is_ok())
-            },
-        )
+        self.start_nats_nodes(tools)
     }
 
     pub fn stop_broker(&self) -> Result<()> {
@@ -412,7 +418,7 @@ impl Stack {
         }
         daemon.spawn(
             host.arg("--nats-url")
-                .arg(self.nats_url())
+                .arg(self.nats_node_url(self.nats_node_of_host(index))?)
                 .args(["--lattice", &self.config.lattice])
                 .args([
                     "--label",
@@ -643,12 +649,13 @@ impl Stack {
     pub fn down(&self) -> Result<()> {
         let mut stopped = Vec::new();
         let hosts = (1..=16).map(|i| self.host(i));
-        let others = [
-            self.wadm(),
-            self.secrets_backend(),
-            self.broker(),
-            self.nats(),
-        ];
+        let others = [self.wadm(), self.secrets_backend(), self.broker()]
+            .into_iter()
+            .chain(
+                (1..=crate::nats_nodes::MAX_NODES)
+                    .rev()
+                    .map(|i| self.nats_node(i)),
+            );
         for daemon in hosts.chain(others) {
             if daemon.stop(Duration::from_secs(15))? {
                 stopped.push(daemon.name.clone());
@@ -693,6 +700,9 @@ pub(crate) fn instances_on(host: &serde_json::Value, component: &str) -> u64 {
     running(host, component).map(instance_count).sum()
 }
 
+/// Where a stack's data lives (see `up`).
+const STORES_FILE: &str = "stores.json";
+
 fn read_port(dir: &Path, file: &str, default: u16) -> u16 {
     fs::read_to_string(dir.join(file))
         .ok()
@@ -725,26 +735,16 @@ pub fn seed_admin_password() -> String {
 }
 
 impl Stack {
-    /// The lattice's signing key: 32 random bytes made once per stack and kept (mode 600) in its
-    /// directory, so tokens stay valid across restarts; never printed.
-    pub(crate) fn jwt_secret(&self) -> Result<String> {
-        crate::security::kept_private(&self.dir.join("jwt.secret"), || {
-            crate::security::random_hex(32)
-        })
-    }
-
     /// The platform's secrets into the secrets backend (secret_store.rs), and `lattice-tls`,
     /// where the manifest's providers find the CA their NATS connection trusts (empty on a NATS
     /// without TLS; a path, not a secret).
     pub fn put_secrets(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let mut secrets = vec![
-            (Secret::JwtKey, self.jwt_secret()?),
-            (
-                Secret::SeedAdminPassword,
-                self.config.seed_admin_password.clone(),
-            ),
-        ];
+        let mut secrets = self.jwt_secrets()?;
+        secrets.push((
+            Secret::SeedAdminPassword,
+            self.config.seed_admin_password.clone(),
+        ));
         secrets.extend(self.ensure_store_roles()?);
         self.store_platform_secrets(tools, &secrets)?;
         let ca = self

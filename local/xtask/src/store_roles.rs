@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::secret_store::Secret;
-use crate::security::{kept_private, random_hex};
+use crate::security::{kept_private, random_hex, write_private};
 use crate::stack::Stack;
 use crate::{manifest, step};
 
@@ -20,7 +20,7 @@ pub const SERVICES: [&str; 5] = ["auth", "patients", "billing", "appointments", 
 
 /// `sql` run by psql as the superuser in `database`, fed on stdin (so no password is in argv),
 /// stopping at the first error. Returns what it printed (unaligned, tuples only).
-fn psql(database: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql(database: &str, sql: &str) -> Result<String> {
     let mut child = Command::new("psql")
         .args(["-h", "127.0.0.1", "-p"])
         .arg(manifest::DEFAULT_POSTGRES_PORT.to_string())
@@ -48,7 +48,7 @@ fn psql(database: &str, sql: &str) -> Result<String> {
 
 /// `redis-cli` as the default user with `args`, the secret parts fed on stdin (`-x` appends it
 /// as the last argument).
-fn redis_cli(args: &[&str], last: Option<&str>) -> Result<String> {
+pub(crate) fn redis_cli(args: &[&str], last: Option<&str>) -> Result<String> {
     let mut command = Command::new("redis-cli");
     command
         .args(["-h", "127.0.0.1", "-p"])
@@ -106,11 +106,57 @@ END $$;
     )
 }
 
+/// One of the two login roles of a service. They take turns: a password rotation gives the
+/// one not in use a new password and moves the providers to it, while the other's sessions
+/// finish their work (rotation.rs). Postgres has one password per role, so one role could not
+/// change its password without refusing new connections until every provider had the new one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Login {
+    A,
+    B,
+}
+
+impl Login {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Login::A => "a",
+            Login::B => "b",
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Login::A => Login::B,
+            Login::B => Login::A,
+        }
+    }
+}
+
 impl Stack {
-    /// The Postgres role of `service` on this stack (roles belong to the server, so each
-    /// stack's carry its database's name).
+    /// The Postgres role of `service` on this stack, owner of its schema (roles belong to the
+    /// server, so each stack's carry its database's name). No one logs in as it.
     pub(crate) fn database_role(&self, service: &str) -> String {
         format!("{}_{service}", self.config.database)
+    }
+
+    /// A login role of `service`: a member of its role, which every session becomes at once
+    /// (`ALTER ROLE ... SET role`), so what it makes belongs to the service's role.
+    pub(crate) fn login_role(&self, service: &str, login: Login) -> String {
+        format!("{}_{}", self.database_role(service), login.suffix())
+    }
+
+    /// The login role `service`'s providers use now (kept beside its password).
+    pub(crate) fn active_login(&self, service: &str) -> Result<Login> {
+        let path = self.secret_store_dir()?.join(format!("{service}-db.login"));
+        Ok(match kept_private(&path, || Ok("a".into()))?.as_str() {
+            "b" => Login::B,
+            _ => Login::A,
+        })
+    }
+
+    pub(crate) fn set_active_login(&self, service: &str, login: Login) -> Result<()> {
+        let path = self.secret_store_dir()?.join(format!("{service}-db.login"));
+        write_private(&path, login.suffix())
     }
 
     /// The platform's Redis user on this stack: its key prefix, without the colon.
@@ -118,15 +164,31 @@ impl Stack {
         self.config.key_prefix.trim_end_matches(':').to_string()
     }
 
-    /// A password of this stack's data stores, made once and kept (mode 600).
-    fn store_password(&self, name: &str) -> Result<String> {
-        let path = self.secret_store_dir()?.join(format!("{name}.password"));
-        kept_private(&path, || random_hex(16))
+    fn password_file(&self, name: &str) -> Result<std::path::PathBuf> {
+        Ok(self.secret_store_dir()?.join(format!("{name}.password")))
     }
 
-    /// The password of `service`'s Postgres role.
+    /// A password of this stack's data stores, made once and kept (mode 600).
+    fn store_password(&self, name: &str) -> Result<String> {
+        kept_private(&self.password_file(name)?, || random_hex(16))
+    }
+
+    /// Replaces a kept password with a new one, returned.
+    pub(crate) fn new_store_password(&self, name: &str) -> Result<String> {
+        let password = random_hex(16)?;
+        write_private(&self.password_file(name)?, &password)?;
+        Ok(password)
+    }
+
+    /// The name a login role's password is kept under.
+    pub(crate) fn database_password_name(service: &str, login: Login) -> String {
+        format!("{service}-db-{}", login.suffix())
+    }
+
+    /// The password of `service`'s login role in use.
     fn database_password(&self, service: &str) -> Result<String> {
-        self.store_password(&format!("{service}-db"))
+        let login = self.active_login(service)?;
+        self.store_password(&Self::database_password_name(service, login))
     }
 
     /// The password of the platform's Redis user.
@@ -134,25 +196,31 @@ impl Stack {
         self.store_password("redis")
     }
 
-    /// The secrets the providers need to reach the stores: each role's password, Redis' URL
-    /// with the platform's user and password.
+    /// Redis' URL with the platform's user and `password`.
+    pub(crate) fn redis_url(&self, password: &str) -> String {
+        format!(
+            "redis://{}:{password}@127.0.0.1:{}/0",
+            self.redis_user(),
+            self.config.redis_port
+        )
+    }
+
+    /// The secrets the providers need to reach the stores: each service's login role in use and
+    /// its password, Redis' URL with the platform's user and password.
     pub(crate) fn store_secrets(&self) -> Result<Vec<(Secret, String)>> {
         let mut secrets = Vec::new();
         for service in SERVICES {
+            let login = self.active_login(service)?;
+            secrets.push((
+                Secret::DatabaseUser(service),
+                self.login_role(service, login),
+            ));
             secrets.push((
                 Secret::DatabasePassword(service),
                 self.database_password(service)?,
             ));
         }
-        secrets.push((
-            Secret::RedisUrl,
-            format!(
-                "redis://{}:{}@127.0.0.1:{}/0",
-                self.redis_user(),
-                self.redis_password()?,
-                self.config.redis_port
-            ),
-        ));
+        secrets.push((Secret::RedisUrl, self.redis_url(&self.redis_password()?)));
         Ok(secrets)
     }
 
@@ -175,13 +243,29 @@ impl Stack {
         let mut sql = format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC;\n");
         for service in SERVICES {
             let role = self.database_role(service);
+            let active = self.active_login(service)?;
             let password = self.database_password(service)?;
+            let (a, b) = (
+                self.login_role(service, Login::A),
+                self.login_role(service, Login::B),
+            );
+            let (on, off) = (
+                self.login_role(service, active),
+                self.login_role(service, active.other()),
+            );
             sql += &format!(
                 "DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{a}') THEN CREATE ROLE {a}; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{b}') THEN CREATE ROLE {b}; END IF;
 END $$;
-ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '{password}';
-GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
+ALTER ROLE {role} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD NULL;
+ALTER ROLE {on} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '{password}';
+ALTER ROLE {off} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD NULL;
+GRANT {role} TO {a}, {b};
+ALTER ROLE {a} SET role = '{role}';
+ALTER ROLE {b} SET role = '{role}';
+GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}, {a}, {b};
 CREATE SCHEMA IF NOT EXISTS {service} AUTHORIZATION {role};
 ALTER SCHEMA {service} OWNER TO {role};
 REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
@@ -226,7 +310,16 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
         if let Err(e) = dropped {
             step(&format!("could not drop test database {database}: {e:#}"));
         }
-        let roles: Vec<String> = SERVICES.iter().map(|s| self.database_role(s)).collect();
+        let roles: Vec<String> = SERVICES
+            .iter()
+            .flat_map(|s| {
+                [
+                    self.login_role(s, Login::A),
+                    self.login_role(s, Login::B),
+                    self.database_role(s),
+                ]
+            })
+            .collect();
         let dropped = psql(
             "postgres",
             &format!("DROP ROLE IF EXISTS {};", roles.join(", ")),

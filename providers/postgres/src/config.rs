@@ -51,6 +51,28 @@ fn parse<T: std::str::FromStr>(value: Option<&str>, key: &str, default: T) -> Re
     }
 }
 
+/// A setting that may come from a secret the link names (`<key>_SECRET: <secret name>`), else
+/// from plain config. A secret's name is one per manifest (wadm keys secret references by it), so
+/// each link names the secrets that hold its credentials. The login role comes this way too: it
+/// alternates between two roles when the password rotates (docs/operations.md), and a secret
+/// changes with its password where a link's config would not.
+fn from_named_secret(
+    config: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<String>> {
+    let reference = format!("{key}_SECRET");
+    match get(config, secrets, &reference).filter(|name| !name.is_empty()) {
+        Some(name) => secrets
+            .get(name)
+            .map(|value| Some(value.clone()))
+            .with_context(|| {
+                format!("{reference} names the secret `{name}`, which the link does not carry")
+            }),
+        None => Ok(get(config, secrets, key).map(str::to_string)),
+    }
+}
+
 /// Schema names end up in SQL text (`SET search_path`), so only plain identifiers pass.
 pub fn valid_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -77,19 +99,7 @@ impl LinkSettings {
         if config.contains_key("POSTGRES_PASSWORD") && !secrets.contains_key("POSTGRES_PASSWORD") {
             tracing::warn!("POSTGRES_PASSWORD comes from plain link config; prefer a wadm secret outside local runs");
         }
-        // A secret's name is one per manifest (wadm keys secret references by it), so each link
-        // names the secret that holds its role's password.
-        let password = match get(config, secrets, "POSTGRES_PASSWORD_SECRET").filter(|n| !n.is_empty()) {
-            Some(name) => Some(
-                secrets
-                    .get(name)
-                    .with_context(|| {
-                        format!("POSTGRES_PASSWORD_SECRET names the secret `{name}`, which the link does not carry")
-                    })?
-                    .clone(),
-            ),
-            None => get(config, secrets, "POSTGRES_PASSWORD").map(str::to_string),
-        };
+        let password = from_named_secret(config, secrets, "POSTGRES_PASSWORD")?;
         let pool_size = parse(
             get(config, secrets, "POSTGRES_POOL_SIZE"),
             "POSTGRES_POOL_SIZE",
@@ -103,9 +113,9 @@ impl LinkSettings {
                 .unwrap_or("127.0.0.1")
                 .to_string(),
             port: parse(get(config, secrets, "POSTGRES_PORT"), "POSTGRES_PORT", 5432)?,
-            username: get(config, secrets, "POSTGRES_USERNAME")
-                .unwrap_or("postgres")
-                .to_string(),
+            username: from_named_secret(config, secrets, "POSTGRES_USERNAME")?
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "postgres".into()),
             password,
             database,
             tls_required: parse(
@@ -129,6 +139,17 @@ impl LinkSettings {
                 1500u64,
             )?),
         })
+    }
+
+    /// The same database, schema and migrations, reached with other credentials (a rotation):
+    /// what was prepared for one is prepared for the other.
+    pub fn same_place(&self, other: &Self) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.database == other.database
+            && self.schema == other.schema
+            && self.migrations == other.migrations
+            && self.create_database == other.create_database
     }
 
     pub fn connect_options(&self) -> PgConnectOptions {
@@ -217,6 +238,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("auth_db_password"));
+        let mut config = config;
+        config.insert("POSTGRES_USERNAME".into(), "plain".into());
+        config.insert("POSTGRES_USERNAME_SECRET".into(), "auth_db_user".into());
+        let s = LinkSettings::from_link(
+            &config,
+            &map(&[("auth_db_password", "pw1"), ("auth_db_user", "pm_auth_b")]),
+        )
+        .unwrap();
+        assert_eq!(s.username, "pm_auth_b", "the named secret wins");
+        assert!(LinkSettings::from_link(&config, &map(&[("auth_db_password", "pw1")])).is_err());
     }
 
     #[test]

@@ -11,6 +11,11 @@ use crate::bindings::wasmcloud::postgres::types::{PgValue, QueryError, ResultRow
 use crate::config::LinkSettings;
 use crate::values;
 
+/// How often a replaced pool looks whether its last call has finished, and how long past the
+/// call timeout it waits at most.
+const RETIRE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+const RETIRE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Database {
     pub settings: LinkSettings,
     pool: PgPool,
@@ -81,6 +86,33 @@ impl Database {
             pool,
             prepared: Mutex::new(false),
         }
+    }
+
+    /// The database of a link whose settings changed from `old`'s. New credentials for the same
+    /// place (a password rotation) need no second migration run: the new pool serves at once.
+    pub fn replacing(settings: LinkSettings, old: &Database) -> Self {
+        let carried = settings.same_place(&old.settings)
+            && old.prepared.try_lock().is_ok_and(|prepared| *prepared);
+        let database = Self::new(settings);
+        if carried {
+            *database
+                .prepared
+                .try_lock()
+                .expect("a new database is not shared yet") = true;
+        }
+        database
+    }
+
+    /// Closes a replaced pool once the calls that took it before the replacement have finished
+    /// (each holds it), so none of them finds it closed under it. None outlives the call timeout.
+    pub fn retire(old: std::sync::Arc<Database>) {
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + old.settings.call_timeout + RETIRE_MARGIN;
+            while std::sync::Arc::strong_count(&old) > 1 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(RETIRE_POLL).await;
+            }
+            old.close().await;
+        });
     }
 
     /// Creates the database (if asked), the schema and runs migrations, once. Runs at link time;
@@ -350,6 +382,51 @@ mod tests {
         );
         // The connection is usable again afterwards.
         assert!(db.query("SELECT 1 AS one", vec![]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_replaced_pool_finishes_its_calls_then_closes() {
+        let old = std::sync::Arc::new(one_connection());
+        *old.prepared.lock().await = true;
+        // Two calls took the link's database before it was replaced: one holds the pool's only
+        // connection, the other waits for it (it would find the pool closed if the replacement
+        // closed it at once).
+        let call = |sql: &'static str| {
+            let old = old.clone();
+            tokio::spawn(async move { old.query(sql, vec![]).await })
+        };
+        let holding = call("SELECT pg_sleep(0.3)::text AS s");
+        while old.pool.num_idle() > 0 || old.pool.size() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = call("SELECT 1 AS one");
+        tokio::task::yield_now().await;
+        let new = Database::replacing(old.settings.clone(), &old);
+        assert!(
+            *new.prepared.lock().await,
+            "same place: no second migration run"
+        );
+        let old_pool = old.pool.clone();
+        Database::retire(old);
+        tokio::time::sleep(RETIRE_POLL * 2).await;
+        assert!(!old_pool.is_closed(), "closed under calls in progress");
+        assert!(holding.await.unwrap().is_ok());
+        assert!(
+            waiting.await.unwrap().is_ok(),
+            "the waiting call got its connection"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while !old_pool.is_closed() {
+                tokio::time::sleep(RETIRE_POLL).await;
+            }
+        })
+        .await
+        .expect("the old pool closes once its calls are done");
+        assert!(new.query("SELECT 1 AS one", vec![]).await.is_ok());
+
+        let mut elsewhere = new.settings.clone();
+        elsewhere.schema = Some("another".into());
+        assert!(!*Database::replacing(elsewhere, &new).prepared.lock().await);
     }
 
     #[test]

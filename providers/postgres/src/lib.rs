@@ -74,15 +74,17 @@ impl Provider for PostgresProvider {
         {
             return Ok(());
         }
-        let database = Arc::new(Database::new(settings));
-        if let Some(old) = self
-            .links
-            .write()
-            .await
-            .insert(key.clone(), database.clone())
-        {
-            old.close().await;
+        let mut links = self.links.write().await;
+        let database = Arc::new(match links.get(&key) {
+            Some(old) => Database::replacing(settings, old),
+            None => Database::new(settings),
+        });
+        // Calls already under way finish on the old pool (a password rotation lets both
+        // credentials in until every provider has switched: docs/operations.md).
+        if let Some(old) = links.insert(key.clone(), database.clone()) {
+            Database::retire(old);
         }
+        drop(links);
         // Connect and migrate now so problems show up in the log at deploy time; a failure is
         // retried by the next call, so the link recovers when the database comes back.
         tokio::spawn(async move {

@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod load;
+pub mod stores;
 pub mod summary;
 
 /// Base URL of the gateway under test. Panics (failing the test) when unset, so the suite can
