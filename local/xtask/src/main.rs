@@ -54,6 +54,7 @@ usage: cargo xtask <command>
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
+                                   (with PM_NATS_URL: on that NATS, without TLS and credentials)
 
 environment: PM_NATS_URL (use this NATS instead of starting one), PM_CACHE_DIR (tool cache)";
 
@@ -435,7 +436,13 @@ fn on_test_stack(
     let stack = Stack::new(StackConfig {
         lattice: lattice.clone(),
         nats_port: net::free_port()?,
-        external_nats: None,
+        // A benchmark may run on a NATS of the user's, as `up` may: without TLS and
+        // credentials, it tells what those cost (bench/README.md).
+        external_nats: if name == "pmbench" {
+            external_nats()?
+        } else {
+            None
+        },
         nats_nodes: 1,
         http_port: net::free_port()?,
         probe_port: net::free_port()?,
