@@ -8,9 +8,11 @@
 //! a NATS client learns the other nodes from the one it reached and moves to them when its node
 //! goes.
 //!
-//! wadm, the hosts and the secrets backend create their streams with one replica and have no
-//! setting for more, so once they have made them, `replicate_streams` raises each to three
-//! (a stream's replicas can change while it serves).
+//! wadm, the hosts and the secrets backend create their key-value buckets with one replica and
+//! have no setting for more, so once they have made them, `replicate_streams` raises each to
+//! three (a stream's replicas can change while it serves). wadm's event and command streams stay
+//! on one node: raised under wadm's consumers, wadm stopped getting events, and a wadm started
+//! again on them could not create its consumer ("insufficient resources") (docs/operations.md).
 use std::fs;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -139,8 +141,8 @@ impl Stack {
         Ok(())
     }
 
-    /// Raises every stream of the lattice's account to `REPLICAS` copies (a cluster only).
-    /// Returns the streams it raised.
+    /// Raises every key-value bucket of the lattice's account to `REPLICAS` copies (a cluster
+    /// only). Returns the buckets' streams it raised.
     pub(crate) fn replicate_streams(&self) -> Result<Vec<String>> {
         if self.config.nats_nodes < REPLICAS as usize {
             return Ok(Vec::new());
@@ -164,6 +166,9 @@ impl Stack {
         let mut raised = Vec::new();
         for name in names["streams"].as_array().into_iter().flatten() {
             let name = name.as_str().context("a stream name")?;
+            if !name.starts_with("KV_") {
+                continue;
+            }
             let info = ask(
                 &format!("$JS.API.STREAM.INFO.{name}"),
                 &serde_json::json!({}),

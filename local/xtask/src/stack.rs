@@ -256,7 +256,7 @@ impl Stack {
         for index in 1..=self.config.hosts {
             self.ensure_host(tools, index)?;
         }
-        // wadm, the secrets backend and the hosts have made their streams by now.
+        // wadm, the secrets backend and the hosts have made their buckets by now.
         self.replicate_streams()?;
         Ok(())
     }
