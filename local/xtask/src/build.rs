@@ -143,6 +143,14 @@ fn sign_component(tools: &Tools, package: &str, destination: &Path) -> Result<()
         signing::issuer()?,
         signing::subject(package, signing::Kind::Component)?,
     );
+    // A signature carries the time it was made, so signing the same build again would give
+    // another file (another digest in the OCI registry, a redeploy of what already runs).
+    if [&built, &issuer.seed_file, &subject.seed_file]
+        .into_iter()
+        .all(|input| newer(destination, input))
+    {
+        return Ok(());
+    }
     run(Command::new(&tools.wash)
         .args(["claims", "sign", "--disable-keygen", "--name", package])
         .args(["--ver", env!("CARGO_PKG_VERSION"), "--rev", "0"])

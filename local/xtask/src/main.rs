@@ -10,6 +10,7 @@ mod operations;
 mod patches;
 mod paths;
 mod process;
+mod registry;
 mod rotation;
 mod secret_store;
 mod security;
@@ -30,12 +31,14 @@ use stack::{Stack, StackConfig};
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  up [--hosts N] [--nats-nodes 3] [--http-port P] [--rate-limit R]
+  up [--hosts N] [--nats-nodes 3] [--registry] [--http-port P] [--rate-limit R]
                                    install what is missing, build, start the lattice on
                                    127.0.0.1 and deploy the application (gateway on :4004);
                                    R replaces the 5 requests/s, burst 5 per-client limit;
                                    --nats-nodes 3 runs NATS as a cluster of three nodes that
-                                   keeps every stream on all three
+                                   keeps every stream on all three; --registry pushes the
+                                   artifacts to the lattice's OCI registry and deploys them
+                                   from there (by tag and digest) instead of file://
   down                             stop everything `up` started
   test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
                                    --only runs just tests/tests/<file>.rs (no unit tests)
@@ -271,6 +274,7 @@ fn up(args: &[String]) -> Result<()> {
         nats_port: DEV_NATS_PORT,
         external_nats: external_nats()?,
         nats_nodes,
+        registry: args.iter().any(|a| a == "--registry"),
         http_port: flag(args, "--http-port", 4004)?,
         probe_port: 4014,
         broker_port: 9092,
@@ -444,6 +448,7 @@ fn on_test_stack(
             None
         },
         nats_nodes: 1,
+        registry: false,
         http_port: net::free_port()?,
         probe_port: net::free_port()?,
         broker_port: net::free_port()?,

@@ -137,7 +137,13 @@ impl Stack {
     /// runs the component at once. Either way no instance is stopped before its successor serves.
     pub fn swap(&self, tools: &Tools, component: &str, wasm: &Path, in_place: bool) -> Result<()> {
         let (path, deployed) = self.deployed_manifest()?;
-        let image = format!("file://{}", release_copy(component, wasm)?.display());
+        let copy = release_copy(component, wasm)?;
+        // On a lattice that ships through its registry, the new build goes there too.
+        let image = if self.config.registry {
+            self.push_artifact(tools, component, &copy)?
+        } else {
+            format!("file://{}", copy.display())
+        };
         if manifest::image(&deployed, component)? == image {
             step(&format!("{component} already runs {image}"));
             return Ok(());

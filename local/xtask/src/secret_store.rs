@@ -257,6 +257,13 @@ impl Stack {
         }
         // The URL above holds it; alone it could be printed too.
         values.push(("Redis' password".to_string(), self.redis_password()?));
+        if self.config.registry {
+            let password = fs::read_to_string(self.registry_password_file()?)?;
+            values.push((
+                "the registry's password".to_string(),
+                password.trim().to_string(),
+            ));
+        }
         let mut files = Vec::new();
         files_under(&self.dir, &mut files);
         files_under(&crate::paths::build(), &mut files);

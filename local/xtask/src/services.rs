@@ -40,6 +40,23 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     )
 }
 
+/// The OCI registry's programs (`up --registry`): Debian's CNCF distribution registry, and
+/// `htpasswd` for its password file. Returns the registry's path.
+pub fn ensure_registry_programs() -> Result<std::path::PathBuf> {
+    let missing: Vec<&str> = [
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+    ]
+    .into_iter()
+    .filter(|(program, _)| !installed(program))
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    Ok("/usr/bin/docker-registry".into())
+}
+
 pub fn ensure_all() -> Result<()> {
     ensure_postgres()?;
     ensure_redis()

@@ -39,6 +39,8 @@ pub struct StackConfig {
     pub external_nats: Option<SocketAddr>,
     /// How many nodes our own NATS has (nats_nodes.rs): 1, or a cluster of 3 or more.
     pub nats_nodes: usize,
+    /// Ship the artifacts through the lattice's OCI registry (registry.rs) instead of `file://`.
+    pub registry: bool,
     pub http_port: u16,
     /// The provider probe's listener (only deployed by tests).
     pub probe_port: u16,
@@ -91,6 +93,7 @@ impl Stack {
             lattice: lattice.to_string(),
             nats_port: addr.port(),
             external_nats: None,
+            registry: dir.join("registry.port").exists(),
             nats_nodes: (1..=crate::nats_nodes::MAX_NODES)
                 .filter(|i| dir.join(format!("nats-{i}.port")).exists() || *i == 1)
                 .count(),
@@ -251,6 +254,9 @@ impl Stack {
             .to_string(),
         )?;
         self.ensure_broker(tools)?;
+        if self.config.registry {
+            self.ensure_registry()?;
+        }
         self.ensure_secrets_backend(tools)?;
         self.ensure_wadm(tools)?;
         for index in 1..=self.config.hosts {
@@ -415,6 +421,13 @@ impl Stack {
                 .arg(secrets.creds(User::HostRpc))
                 .arg("--tls-ca-file")
                 .arg(secrets.ca());
+            if self.config.registry {
+                host.arg("--oci-registry")
+                    .arg(self.registry_addr()?.to_string())
+                    .args(["--oci-user", crate::registry::USER])
+                    .arg("--oci-password-file")
+                    .arg(self.registry_password_file()?);
+            }
         }
         daemon.spawn(
             host.arg("--nats-url")
@@ -489,6 +502,11 @@ impl Stack {
                 .collect(),
         };
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
+        let rendered = if self.config.registry {
+            self.pushed(tools, &rendered)?
+        } else {
+            rendered
+        };
         let target = self.dir.join(source.file_name().context("manifest path")?);
         let unchanged = fs::read_to_string(&target).is_ok_and(|old| old == rendered);
         if unchanged && ready().is_ok() {
@@ -649,13 +667,18 @@ impl Stack {
     pub fn down(&self) -> Result<()> {
         let mut stopped = Vec::new();
         let hosts = (1..=16).map(|i| self.host(i));
-        let others = [self.wadm(), self.secrets_backend(), self.broker()]
-            .into_iter()
-            .chain(
-                (1..=crate::nats_nodes::MAX_NODES)
-                    .rev()
-                    .map(|i| self.nats_node(i)),
-            );
+        let others = [
+            self.wadm(),
+            self.secrets_backend(),
+            self.broker(),
+            self.registry(),
+        ]
+        .into_iter()
+        .chain(
+            (1..=crate::nats_nodes::MAX_NODES)
+                .rev()
+                .map(|i| self.nats_node(i)),
+        );
         for daemon in hosts.chain(others) {
             if daemon.stop(Duration::from_secs(15))? {
                 stopped.push(daemon.name.clone());

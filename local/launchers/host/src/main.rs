@@ -3,7 +3,8 @@
 //! Why a launcher of our own instead of the `wasmcloud` binary: the binary is distributed from
 //! GitHub releases, which this project cannot reach; the crate is on crates.io. The launcher
 //! sets exactly what the platform relies on: files may be loaded (images are `file://` paths
-//! produced by the build), the built-in http-server provider is on, and labels come from flags
+//! produced by the build on one machine) or pulled from the lattice's OCI registry with its
+//! credentials, the built-in http-server provider is on, and labels come from flags
 //! or the environment so several hosts with different labels (`zone=a`, `zone=b`) can join one
 //! lattice and wadm's spread scalers can place components by label.
 mod metrics;
@@ -83,6 +84,43 @@ struct Args {
     /// Log as JSON lines (one object per event) instead of human-readable text.
     #[arg(long, env = "PM_STRUCTURED_LOGGING", default_value_t = false)]
     structured_logging: bool,
+    /// The OCI registry (`host:port`) images are pulled from with `--oci-user`'s credentials.
+    #[arg(long, env = "PM_OCI_REGISTRY")]
+    oci_registry: Option<String>,
+    #[arg(long, env = "PM_OCI_USER", requires = "oci_password_file")]
+    oci_user: Option<String>,
+    /// A file holding the registry user's password (not the password itself: argv is public).
+    #[arg(long, env = "PM_OCI_PASSWORD_FILE", requires = "oci_user")]
+    oci_password_file: Option<PathBuf>,
+    /// Reach `--oci-registry` over plain HTTP (a registry on the lattice's own network).
+    #[arg(long, env = "PM_OCI_INSECURE", default_value_t = false)]
+    oci_insecure: bool,
+}
+
+/// Where images may come from besides `file://`: the registry and its credentials, if any.
+fn oci_config(args: &Args) -> anyhow::Result<wasmcloud_host::OciConfig> {
+    let password = match &args.oci_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let insecure = match (&args.oci_registry, args.oci_insecure) {
+        (Some(registry), true) => vec![registry.clone()],
+        _ => Vec::new(),
+    };
+    Ok(wasmcloud_host::OciConfig {
+        // The lattice's registry serves the lattice's certificate.
+        additional_ca_paths: args.tls_ca_file.iter().cloned().collect(),
+        allowed_insecure: insecure,
+        oci_registry: args.oci_registry.clone(),
+        oci_user: args.oci_user.clone(),
+        oci_password: password,
+        ..Default::default()
+    })
 }
 
 fn parse_labels(args: &Args) -> anyhow::Result<HashMap<String, String>> {
@@ -185,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         enable_structured_logging: args.structured_logging,
         http_admin: args.http_admin,
         heartbeat_interval: Some(Duration::from_secs(args.heartbeat_secs.max(1))),
+        oci_opts: oci_config(&args)?,
         // How long a provider asked to stop may take before its process is killed: the
         // platform's providers first finish the calls they took (up to 5 s, see
         // providers/support/src/drain.rs), then close their pools.
