@@ -93,7 +93,7 @@ impl Stack {
             lattice: lattice.to_string(),
             nats_port: addr.port(),
             external_nats: None,
-            registry: dir.join("registry.port").exists(),
+            registry: stores["registry"] == true,
             nats_nodes: (1..=crate::nats_nodes::MAX_NODES)
                 .filter(|i| dir.join(format!("nats-{i}.port")).exists() || *i == 1)
                 .count(),
@@ -241,8 +241,8 @@ impl Stack {
             self.dir.join("broker.port"),
             self.config.broker_port.to_string(),
         )?;
-        // Which database, key prefix and ports this stack's data lives at, for commands run on
-        // it later (`rotate`).
+        // Which database, key prefix and ports this stack's data lives at, and whether it ships
+        // through its registry, for commands run on it later (`rotate`, `swap`).
         fs::write(
             self.dir.join(STORES_FILE),
             serde_json::json!({
@@ -250,6 +250,7 @@ impl Stack {
                 "key_prefix": self.config.key_prefix,
                 "postgres_port": self.config.postgres_port,
                 "redis_port": self.config.redis_port,
+                "registry": self.config.registry,
             })
             .to_string(),
         )?;
