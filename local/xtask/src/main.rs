@@ -2,6 +2,7 @@
 //! shell scripts). See `cargo xtask help`.
 mod build;
 mod faults;
+mod join;
 // The machines of issue 19's multi-machine test; only its own unit test uses it so far.
 #[allow(dead_code)]
 mod machines;
@@ -54,6 +55,12 @@ usage: cargo xtask <command>
   provider restart <provider>      restart a provider (postgres, redis, kafka, ticker) host by
                                    host: each instance finishes its calls first, the next goes
                                    once the new one serves
+  join-bundle <file>               write what a host on another machine needs to join this
+                                   lattice (NATS nodes, CA, host credentials, registry) to
+                                   <file>, mode 600 (the lattice must run with --registry)
+  join <file> [--label k=v ...] [--name N]
+                                   on another machine: start a host that joins the lattice of
+                                   that bundle with those labels; `leave [--name N]` stops it
   rotate <jwt-key|passwords|all>   replace the JWT signing key (tokens signed with the old one
                                    stay valid until they expire) and/or the Postgres and Redis
                                    passwords, while the platform serves
@@ -199,6 +206,39 @@ fn dispatch(args: &[String]) -> Result<()> {
                 std::path::Path::new(wasm.as_str()),
                 !manifest_only,
             )
+        }
+        "join-bundle" => match rest {
+            [file, lattice @ ..] if lattice.len() <= 1 => {
+                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                Stack::existing(lattice)?.write_join_bundle(std::path::Path::new(file))
+            }
+            _ => bail!("usage: cargo xtask join-bundle <file> [lattice]"),
+        },
+        "join" => {
+            let Some(bundle) = rest.first().filter(|b| !b.starts_with("--")) else {
+                bail!("usage: cargo xtask join <bundle> [--name N] [--label key=value ...]");
+            };
+            let labels: Vec<String> = rest
+                .windows(2)
+                .filter(|pair| pair[0] == "--label")
+                .map(|pair| pair[1].clone())
+                .collect();
+            let name: String = flag(rest, "--name", "joined".to_string())?;
+            join::Joined::new(&name).start(
+                &tools::ensure_all()?,
+                std::path::Path::new(bundle),
+                &labels,
+            )
+        }
+        "leave" => {
+            let name: String = flag(rest, "--name", "joined".to_string())?;
+            let stopped = join::Joined::new(&name).stop()?;
+            step(if stopped {
+                "the joined host left the lattice"
+            } else {
+                "no joined host was running"
+            });
+            Ok(())
         }
         "rotate" => match rest {
             [what, lattice @ ..] if lattice.len() <= 1 => {

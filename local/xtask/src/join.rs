@@ -1,0 +1,182 @@
+//! Joining a lattice from another machine (issue 19, item 2). `cargo xtask join-bundle FILE`
+//! on the lattice's machine writes a bundle (a tar file, mode 600): where the lattice's NATS
+//! nodes are, the CA that signed their certificate, the two host users' credentials, and the
+//! registry's address and pull credentials. `cargo xtask join FILE [--label k=v ...]` on another
+//! machine starts a host from the bundle alone: it joins the lattice with its labels, and pulls
+//! what wadm places on it from the registry. Nothing else passes between the machines.
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::process::{run, Daemon};
+use crate::security::User;
+use crate::stack::Stack;
+use crate::tools::Tools;
+use crate::{net, paths, step};
+
+/// What the bundle's `join.json` says, beside its files (`ca.pem`, `host-control.creds`,
+/// `host-rpc.creds`, `registry.password`).
+const DESCRIPTION: &str = "join.json";
+
+impl Stack {
+    /// Writes the join bundle of this lattice to `target`. The lattice must ship through its
+    /// registry: a host elsewhere cannot load `file://` paths of this machine.
+    pub fn write_join_bundle(&self, target: &Path) -> Result<()> {
+        if !self.config.registry {
+            bail!("this lattice deploys files of this machine; bring it up with `--registry` so hosts elsewhere can pull what they run");
+        }
+        let secrets = self
+            .secrets()
+            .context("only a lattice on its own NATS has credentials to hand out")?;
+        let staging = self.dir.join("join-bundle");
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging)?;
+        fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))?;
+        let nats: Vec<String> = (1..=self.config.nats_nodes.max(1))
+            .map(|node| self.nats_node_url(node))
+            .collect::<Result<_>>()?;
+        let description = serde_json::json!({
+            "lattice": self.config.lattice,
+            "nats": nats,
+            "registry": self.registry_addr()?.to_string(),
+            "registry_user": crate::registry::USER,
+        });
+        fs::write(
+            staging.join(DESCRIPTION),
+            serde_json::to_string_pretty(&description)?,
+        )?;
+        for (from, to) in [
+            (secrets.ca(), "ca.pem"),
+            (secrets.creds(User::HostControl), "host-control.creds"),
+            (secrets.creds(User::HostRpc), "host-rpc.creds"),
+            (self.registry_password_file()?, "registry.password"),
+        ] {
+            fs::copy(&from, staging.join(to))?;
+            fs::set_permissions(staging.join(to), fs::Permissions::from_mode(0o600))?;
+        }
+        // Made private before anything is written to it.
+        fs::write(target, b"")?;
+        fs::set_permissions(target, fs::Permissions::from_mode(0o600))?;
+        run(Command::new("tar")
+            .arg("-cf")
+            .arg(target)
+            .arg("-C")
+            .arg(&staging)
+            .arg("."))?;
+        fs::remove_dir_all(&staging)?;
+        step(&format!(
+            "join bundle of lattice `{}` written to {} (mode 600: it holds the hosts' credentials)",
+            self.config.lattice,
+            target.display()
+        ));
+        Ok(())
+    }
+}
+
+/// A host started from a bundle, kept under `build/joined/<name>/`.
+pub struct Joined {
+    dir: PathBuf,
+}
+
+impl Joined {
+    pub fn new(name: &str) -> Self {
+        Self {
+            dir: paths::build().join("joined").join(name),
+        }
+    }
+
+    fn host(&self) -> Daemon {
+        Daemon::new(&self.dir, "host")
+    }
+
+    /// Unpacks `bundle` and starts a host with `labels` that joins the bundle's lattice through
+    /// its first NATS node it can reach.
+    pub fn start(&self, tools: &Tools, bundle: &Path, labels: &[String]) -> Result<()> {
+        if self.host().running_pid().is_some() {
+            step(&format!(
+                "joined host in {} already running",
+                self.dir.display()
+            ));
+            return Ok(());
+        }
+        let files = self.dir.join("bundle");
+        fs::create_dir_all(&files)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(bundle)
+            .arg("-C")
+            .arg(&files))
+        .with_context(|| format!("unpacking the join bundle {}", bundle.display()))?;
+        let description: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(files.join(DESCRIPTION))?)
+                .context("the bundle's join.json")?;
+        let lattice = description["lattice"]
+            .as_str()
+            .context("the bundle's lattice")?;
+        let nats: Vec<&str> = description["nats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .collect();
+        // The first node that answers: a host takes one address (it learns the others there).
+        let url = nats
+            .iter()
+            .find(|url| {
+                url.rsplit("//")
+                    .next()
+                    .and_then(|addr| addr.parse().ok())
+                    .is_some_and(|addr| net::listening(addr, Duration::from_millis(500)))
+            })
+            .with_context(|| format!("none of the lattice's NATS nodes answers: {nats:?}"))?;
+        let registry = description["registry"]
+            .as_str()
+            .context("the bundle's registry")?;
+        let user = description["registry_user"]
+            .as_str()
+            .context("the bundle's registry user")?;
+        let mut host = Command::new(&tools.host);
+        host.arg("--nats-url")
+            .arg(url)
+            .args(["--lattice", lattice])
+            .arg("--ctl-creds")
+            .arg(files.join("host-control.creds"))
+            .arg("--rpc-creds")
+            .arg(files.join("host-rpc.creds"))
+            .arg("--tls-ca-file")
+            .arg(files.join("ca.pem"))
+            .args(["--oci-registry", registry, "--oci-user", user])
+            .arg("--oci-password-file")
+            .arg(files.join("registry.password"))
+            .args(["--heartbeat-secs", "5", "--structured-logging"]);
+        for label in labels {
+            host.args(["--label", label]);
+        }
+        let admin = net::loopback(net::free_port()?);
+        host.arg("--http-admin").arg(admin.to_string());
+        step(&format!(
+            "starting a host that joins lattice `{lattice}` through {url} (labels: {})",
+            labels.join(", ")
+        ));
+        self.host().spawn(&mut host)?;
+        net::wait_for(
+            "the joined host to be ready",
+            Duration::from_secs(60),
+            || {
+                if self.host().running_pid().is_none() {
+                    bail!("the host exited: {}", self.host().log_tail(15));
+                }
+                Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200))
+            },
+        )
+    }
+
+    pub fn stop(&self) -> Result<bool> {
+        self.host().stop(Duration::from_secs(15))
+    }
+}
