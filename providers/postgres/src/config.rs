@@ -15,7 +15,12 @@ pub struct LinkSettings {
     /// Never logged (`Debug` of the options redacts it through `redacted`).
     pub password: Option<String>,
     pub database: String,
-    pub tls_required: bool,
+    /// How the connection is encrypted and the server checked: libpq's `sslmode` values
+    /// (`POSTGRES_TLS_MODE`; `POSTGRES_TLS_REQUIRED=true` is `require`).
+    pub tls_mode: TlsMode,
+    /// The CA a `verify-ca`/`verify-full` connection checks the server's certificate against
+    /// (a managed database's CA bundle); without it, the public roots.
+    pub tls_ca_file: Option<String>,
     pub pool_size: u32,
     /// The component's own schema: set as search_path on every connection and created on link.
     pub schema: Option<String>,
@@ -49,6 +54,56 @@ fn parse<T: std::str::FromStr>(value: Option<&str>, key: &str, default: T) -> Re
             .parse()
             .map_err(|_| anyhow::anyhow!("{key}: `{v}` is not a valid value")),
     }
+}
+
+/// libpq's `sslmode`, as a managed Postgres documents it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it (the default, as libpq's).
+    Prefer,
+    /// TLS always; the certificate is not checked.
+    Require,
+    /// TLS always, with a certificate signed by the CA (`POSTGRES_TLS_CA_FILE`).
+    VerifyCa,
+    /// `verify-ca`, and the certificate names `POSTGRES_HOST`: what a managed database needs.
+    VerifyFull,
+}
+
+impl TlsMode {
+    fn ssl_mode(self) -> PgSslMode {
+        match self {
+            TlsMode::Disable => PgSslMode::Disable,
+            TlsMode::Prefer => PgSslMode::Prefer,
+            TlsMode::Require => PgSslMode::Require,
+            TlsMode::VerifyCa => PgSslMode::VerifyCa,
+            TlsMode::VerifyFull => PgSslMode::VerifyFull,
+        }
+    }
+}
+
+/// `POSTGRES_TLS_MODE`, or `require` when the older `POSTGRES_TLS_REQUIRED` is true.
+fn tls_mode(
+    config: &HashMap<String, String>,
+    secrets: &HashMap<String, String>,
+) -> Result<TlsMode> {
+    let required = parse(
+        get(config, secrets, "POSTGRES_TLS_REQUIRED"),
+        "POSTGRES_TLS_REQUIRED",
+        false,
+    )?;
+    Ok(match get(config, secrets, "POSTGRES_TLS_MODE") {
+        None | Some("") if required => TlsMode::Require,
+        None | Some("") | Some("prefer") => TlsMode::Prefer,
+        Some("disable") => TlsMode::Disable,
+        Some("require") => TlsMode::Require,
+        Some("verify-ca") => TlsMode::VerifyCa,
+        Some("verify-full") => TlsMode::VerifyFull,
+        Some(other) => bail!(
+            "POSTGRES_TLS_MODE `{other}` is none of disable, prefer, require, verify-ca, verify-full"
+        ),
+    })
 }
 
 /// A setting that may come from a secret the link names (`<key>_SECRET: <secret name>`), else
@@ -118,11 +173,10 @@ impl LinkSettings {
                 .unwrap_or_else(|| "postgres".into()),
             password,
             database,
-            tls_required: parse(
-                get(config, secrets, "POSTGRES_TLS_REQUIRED"),
-                "POSTGRES_TLS_REQUIRED",
-                false,
-            )?,
+            tls_mode: tls_mode(config, secrets)?,
+            tls_ca_file: get(config, secrets, "POSTGRES_TLS_CA_FILE")
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
             pool_size,
             schema: schema.map(str::to_string),
             migrations: get(config, secrets, "POSTGRES_MIGRATIONS")
@@ -163,11 +217,7 @@ impl LinkSettings {
             .port(self.port)
             .username(&self.username)
             .database(database)
-            .ssl_mode(if self.tls_required {
-                PgSslMode::Require
-            } else {
-                PgSslMode::Prefer
-            })
+            .ssl_mode(self.tls_mode.ssl_mode())
             .application_name("pm-postgres-provider")
             // Postgres ends a statement (57014) or a lock wait (55P03) that outlives the call,
             // so work the provider gave up on does not go on holding locks and connections.
@@ -180,6 +230,9 @@ impl LinkSettings {
             ]);
         if let Some(password) = &self.password {
             options = options.password(password);
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            options = options.ssl_root_cert(ca);
         }
         options
     }
@@ -248,6 +301,28 @@ mod tests {
         .unwrap();
         assert_eq!(s.username, "pm_auth_b", "the named secret wins");
         assert!(LinkSettings::from_link(&config, &map(&[("auth_db_password", "pw1")])).is_err());
+    }
+
+    #[test]
+    fn tls_modes_are_libpqs() {
+        let mode = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("POSTGRES_DATABASE", "pm")];
+            all.extend_from_slice(pairs);
+            LinkSettings::from_link(&map(&all), &map(&[])).map(|s| s.tls_mode)
+        };
+        assert_eq!(mode(&[]).unwrap(), TlsMode::Prefer);
+        assert_eq!(
+            mode(&[("POSTGRES_TLS_REQUIRED", "true")]).unwrap(),
+            TlsMode::Require
+        );
+        assert_eq!(
+            mode(&[("POSTGRES_TLS_MODE", "verify-full")]).unwrap(),
+            TlsMode::VerifyFull
+        );
+        let error = mode(&[("POSTGRES_TLS_MODE", "on")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("POSTGRES_TLS_MODE"), "{error}");
     }
 
     #[test]

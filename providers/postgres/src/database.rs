@@ -429,6 +429,85 @@ mod tests {
         assert!(!*Database::replacing(elsewhere, &new).prepared.lock().await);
     }
 
+    /// Over TLS as a managed database wants it: the machine's Postgres serves TLS (Debian's
+    /// default, with its own self-signed certificate for `localhost`, which is then its own CA),
+    /// and a `verify-full` link to `localhost` that trusts that certificate gets an encrypted
+    /// session; one that trusts another CA is refused.
+    #[tokio::test]
+    async fn a_link_can_require_tls_and_check_the_servers_certificate() {
+        let plain = one_connection();
+        let setting = |name: &str| {
+            let db = &plain;
+            let sql = format!("SELECT current_setting('{name}') AS v");
+            async move {
+                match db
+                    .query(&sql, vec![])
+                    .await
+                    .unwrap()
+                    .remove(0)
+                    .remove(0)
+                    .value
+                {
+                    PgValue::Text(v) => v,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert_eq!(
+            setting("ssl").await,
+            "on",
+            "this test needs the machine's Postgres to serve TLS"
+        );
+        let certificate = setting("ssl_cert_file").await;
+        // The certificate names `localhost` (Debian's snakeoil, made for this machine).
+        let host =
+            std::env::var("PM_TEST_POSTGRES_TLS_HOST").unwrap_or_else(|_| "localhost".into());
+        let with = |mode: &str, ca: &str| {
+            let config: std::collections::HashMap<String, String> = [
+                ("POSTGRES_DATABASE", "postgres"),
+                ("POSTGRES_HOST", host.as_str()),
+                ("POSTGRES_POOL_SIZE", "1"),
+                ("POSTGRES_TLS_MODE", mode),
+                ("POSTGRES_TLS_CA_FILE", ca),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            Database::new(LinkSettings::from_link(&config, &Default::default()).unwrap())
+        };
+        let encrypted = "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let verified = with("verify-full", &certificate);
+        let rows = verified.query(encrypted, vec![]).await.unwrap();
+        assert!(
+            matches!(&rows[0][0].value, PgValue::Text(t) if t == "true"),
+            "{rows:?}"
+        );
+        let wrong_ca = std::env::temp_dir().join(format!("pm-other-ca-{}.pem", std::process::id()));
+        std::fs::write(&wrong_ca, OTHER_CA).unwrap();
+        let refused = with("verify-full", wrong_ca.to_str().unwrap())
+            .query("SELECT 1 AS one", vec![])
+            .await;
+        let _ = std::fs::remove_file(&wrong_ca);
+        assert!(
+            matches!(&refused, Err(QueryError::Unexpected(m)) if m.contains("unavailable")),
+            "{refused:?}"
+        );
+    }
+
+    /// A CA that signed nothing the machine's Postgres serves (the lattice CA of a test run).
+    const OTHER_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmDCCAT+gAwIBAgIULfkAQGopPAX8c+YQNro6oCFIMaQwCgYIKoZIzj0EAwIw
+KDEmMCQGA1UEAwwdcGF0aWVudC1tYW5hZ2VtZW50IGxhdHRpY2UgQ0EwIBcNNzUw
+MTAxMDAwMDAwWhgPNDA5NjAxMDEwMDAwMDBaMCgxJjAkBgNVBAMMHXBhdGllbnQt
+bWFuYWdlbWVudCBsYXR0aWNlIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+JKmTUiAtQmAWlnm7ogOTg+4+1NlmCeVQ2Xhb/El7Qku5uzW6clIqi2h0YdoH6WI3
+ot1COJ+YAqSN9mWvNvApb6NFMEMwDgYDVR0PAQH/BAQDAgEGMB0GA1UdDgQWBBRp
+c61/B4Y/B4yuKfjJ1Ki2KsVzojASBgNVHRMBAf8ECDAGAQH/AgEAMAoGCCqGSM49
+BAMCA0cAMEQCIAsW2aibY+er7ipLrn283wCAVkImWBwRbIoDjQykM3NJAiBWtCh0
+/eU7uFBxHrfTb/qjM6D4ZZBolTm75jk8aNb9IA==
+-----END CERTIFICATE-----
+";
+
     #[test]
     fn credentials_and_connection_errors_are_unavailable_not_bad_queries() {
         for code in ["28000", "28P01", "08006", "57P01", "53300", "3D000"] {
