@@ -13,6 +13,9 @@ pub struct LinkSettings {
     pub ttl: Option<Duration>,
     /// How long a call waits on Redis before answering with an error.
     pub timeout: Duration,
+    /// For a `rediss://` URL: the CA bundle the server's certificate is checked against (a
+    /// managed Redis's CA); without it, the public roots.
+    pub ca_file: Option<String>,
 }
 
 impl LinkSettings {
@@ -42,6 +45,7 @@ impl LinkSettings {
             key_prefix: get("KEY_PREFIX").unwrap_or_default(),
             ttl: (ttl_seconds > 0).then(|| Duration::from_secs(ttl_seconds)),
             timeout: Duration::from_millis(number("TIMEOUT_MS", 1000)?),
+            ca_file: get("CA_FILE").filter(|f| !f.is_empty()),
         })
     }
 

@@ -1,7 +1,7 @@
 //! One link's view of Redis: keys under `<prefix><bucket>:`, values written with the link's TTL.
 use std::future::Future;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -107,7 +107,19 @@ impl Breaker {
 
 impl Store {
     pub fn new(settings: LinkSettings) -> Result<Self> {
-        let client = redis::Client::open(settings.url.as_str())?;
+        let client = match &settings.ca_file {
+            // TLS (`rediss://`) checked against the link's own CA instead of the public roots.
+            Some(ca) => redis::Client::build_with_tls(
+                settings.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(
+                        std::fs::read(ca).with_context(|| format!("reading CA_FILE {ca}"))?,
+                    ),
+                },
+            )?,
+            None => redis::Client::open(settings.url.as_str())?,
+        };
         Ok(Self {
             settings,
             client,
@@ -389,6 +401,105 @@ mod tests {
         assert!(store.get("b", "k").await.is_err());
         let error = store.get("b", "k").await.unwrap_err();
         assert!(format!("{error:?}").contains("next try in"), "{error:?}");
+    }
+
+    /// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
+    fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"])
+            // An end entity, not a CA (openssl's default for -x509): rustls refuses a CA
+            // certificate as a server's own.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(made.success());
+        (cert, key)
+    }
+
+    /// A `rediss://` link reaches a Redis that speaks only TLS when its CA file holds the
+    /// server's CA, and not when it holds another (as with a managed Redis: values only).
+    #[tokio::test]
+    async fn a_tls_redis_is_reached_with_its_ca_and_refused_with_another() {
+        let dir = std::env::temp_dir().join(format!("pm-redis-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = certificate(&dir, "server");
+        let (other, _) = certificate(&dir, "other");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&cert)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the TLS Redis did not listen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let with_ca = |ca: &std::path::Path| {
+            let config = std::collections::HashMap::from([
+                ("URL".to_string(), format!("rediss://localhost:{port}/0")),
+                ("CA_FILE".to_string(), ca.display().to_string()),
+            ]);
+            Store::new(LinkSettings::from_link(&config, &Default::default()).unwrap()).unwrap()
+        };
+        let trusted = with_ca(&cert);
+        let written = trusted.set("b", "k", b"v").await;
+        let read = trusted.get("b", "k").await;
+        let refused = with_ca(&other).get("b", "k").await;
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(written.is_ok(), "{written:?}");
+        assert_eq!(read.unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(
+            refused.is_err(),
+            "a server whose CA the link does not hold was trusted"
+        );
     }
 
     fn store(name: &str) -> Store {
