@@ -198,6 +198,36 @@ pub fn run(command: &mut Command) -> Result<String> {
     Ok(stdout)
 }
 
+/// `run`, with `input` fed on stdin: how a secret reaches a command without being in its argv,
+/// where `ps` would show it.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Result<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to run {:?}", command.get_program()))?;
+    child
+        .stdin
+        .take()
+        .context("the command's stdin")?
+        .write_all(input)?;
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        anyhow::bail!(
+            "{:?} failed ({}): {}{}",
+            command.get_program(),
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(stdout)
+}
+
 /// Runs a command with its output shown, failing when it fails.
 pub fn run_visible(command: &mut Command) -> Result<()> {
     let status = command

@@ -9,16 +9,15 @@
 //! `--registry` the manifest keeps its `file://` paths (one machine).
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::net::{self, loopback};
-use crate::process::{run, Daemon};
+use crate::process::{run, run_with_input, Daemon};
 use crate::security::{kept_private, random_hex, write_private};
 use crate::stack::Stack;
 use crate::step;
@@ -196,26 +195,12 @@ fn artifact_name(path: &Path) -> Result<String> {
 /// One htpasswd line for `user` with a bcrypt hash of `password`, made by `htpasswd` (Debian's
 /// apache2-utils) from the password on stdin, never in argv.
 fn bcrypt_entry(user: &str, password: &str) -> Result<String> {
-    let mut child = Command::new("htpasswd")
-        .args(["-B", "-i", "-n", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("htpasswd (apache2-utils) makes the registry's password file")?;
-    child
-        .stdin
-        .take()
-        .context("htpasswd's stdin")?
-        .write_all(password.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "htpasswd failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string() + "\n")
+    let line = run_with_input(
+        Command::new("htpasswd").args(["-B", "-i", "-n", user]),
+        password.as_bytes(),
+    )
+    .context("htpasswd (apache2-utils) makes the registry's password file")?;
+    Ok(line.trim().to_string() + "\n")
 }
 
 #[cfg(test)]

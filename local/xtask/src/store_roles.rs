@@ -5,11 +5,11 @@
 //! only this tool uses), idempotently; the passwords are made once per stack (mode 600) and reach
 //! the providers only as secrets (secret_store.rs). A test stack's roles and user go with its
 //! data (`Stack::drop_data`).
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::process::run_with_input;
 use crate::secret_store::Secret;
 use crate::security::{kept_private, random_hex, write_private};
 use crate::stack::Stack;
@@ -21,29 +21,16 @@ pub const SERVICES: [&str; 5] = ["auth", "patients", "billing", "appointments", 
 /// `sql` run by psql as the superuser in `database`, fed on stdin (so no password is in argv),
 /// stopping at the first error. Returns what it printed (unaligned, tuples only).
 pub(crate) fn psql(database: &str, sql: &str) -> Result<String> {
-    let mut child = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(manifest::DEFAULT_POSTGRES_PORT.to_string())
-        .args(["-U", "postgres", "-d", database])
-        .args(["-v", "ON_ERROR_STOP=1", "-qtA", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("psql is needed to make the services' roles")?;
-    child
-        .stdin
-        .take()
-        .context("psql's stdin")?
-        .write_all(sql.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "psql in {database} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    let out = run_with_input(
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(manifest::DEFAULT_POSTGRES_PORT.to_string())
+            .args(["-U", "postgres", "-d", database])
+            .args(["-v", "ON_ERROR_STOP=1", "-qtA", "-f", "-"]),
+        sql.as_bytes(),
+    )
+    .with_context(|| format!("psql in {database} (psql is needed to make the services' roles)"))?;
+    Ok(out.trim().to_string())
 }
 
 /// `redis-cli` as the default user with `args`, the secret parts fed on stdin (`-x` appends it
@@ -56,24 +43,12 @@ pub(crate) fn redis_cli(args: &[&str], last: Option<&str>) -> Result<String> {
     if last.is_some() {
         command.arg("-x");
     }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    command.args(args);
+    let out = run_with_input(&mut command, last.unwrap_or_default().as_bytes())
         .context("redis-cli is needed to make the platform's Redis user")?;
-    if let Some(last) = last {
-        child
-            .stdin
-            .take()
-            .context("redis-cli's stdin")?
-            .write_all(last.as_bytes())?;
-    }
-    drop(child.stdin.take());
-    let output = child.wait_with_output()?;
-    let out = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if !output.status.success() || out.starts_with("ERR") || out.starts_with("(error)") {
+    let out = out.trim().to_string();
+    // redis-cli exits 0 on most server errors; the answer says.
+    if out.starts_with("ERR") || out.starts_with("(error)") {
         bail!("redis-cli {} failed: {out}", args.join(" "));
     }
     Ok(out)

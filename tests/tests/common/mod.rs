@@ -214,6 +214,8 @@ impl Client {
         request
     }
 
+    // ureq's own error type, passed straight on to callers that read its status.
+    #[allow(clippy::result_large_err)]
     fn send(
         &self,
         method: &str,
