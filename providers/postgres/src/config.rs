@@ -61,7 +61,7 @@ fn parse<T: std::str::FromStr>(value: Option<&str>, key: &str, default: T) -> Re
 pub enum TlsMode {
     /// Never TLS.
     Disable,
-    /// TLS when the server offers it (the default, as libpq's).
+    /// TLS when the server offers it (libpq's default; not ours, see `tls_mode`).
     Prefer,
     /// TLS always; the certificate is not checked.
     Require,
@@ -83,7 +83,12 @@ impl TlsMode {
     }
 }
 
-/// `POSTGRES_TLS_MODE`, or `require` when the older `POSTGRES_TLS_REQUIRED` is true.
+/// `POSTGRES_TLS_MODE`, or `require` when the older `POSTGRES_TLS_REQUIRED` is true, else
+/// `disable`: what the provider did before it could speak TLS at all. Not libpq's `prefer`:
+/// measured, over TLS a call cut at its timeout leaves its connection unusable for longer than
+/// the next call's timeout (sqlx closing a TLS connection mid-statement), so a one-connection
+/// link failed the call after a timeout too; and `prefer` checks nothing, so a remote database
+/// wants `verify-full` anyway.
 fn tls_mode(
     config: &HashMap<String, String>,
     secrets: &HashMap<String, String>,
@@ -95,8 +100,8 @@ fn tls_mode(
     )?;
     Ok(match get(config, secrets, "POSTGRES_TLS_MODE") {
         None | Some("") if required => TlsMode::Require,
-        None | Some("") | Some("prefer") => TlsMode::Prefer,
-        Some("disable") => TlsMode::Disable,
+        None | Some("") | Some("disable") => TlsMode::Disable,
+        Some("prefer") => TlsMode::Prefer,
         Some("require") => TlsMode::Require,
         Some("verify-ca") => TlsMode::VerifyCa,
         Some("verify-full") => TlsMode::VerifyFull,
@@ -310,7 +315,11 @@ mod tests {
             all.extend_from_slice(pairs);
             LinkSettings::from_link(&map(&all), &map(&[])).map(|s| s.tls_mode)
         };
-        assert_eq!(mode(&[]).unwrap(), TlsMode::Prefer);
+        assert_eq!(mode(&[]).unwrap(), TlsMode::Disable);
+        assert_eq!(
+            mode(&[("POSTGRES_TLS_MODE", "prefer")]).unwrap(),
+            TlsMode::Prefer
+        );
         assert_eq!(
             mode(&[("POSTGRES_TLS_REQUIRED", "true")]).unwrap(),
             TlsMode::Require
