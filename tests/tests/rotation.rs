@@ -13,13 +13,6 @@ use common::Client;
 
 const SERVICES: [&str; 5] = ["auth", "patients", "billing", "appointments", "analytics"];
 
-/// The key auth signs with now, as the stack keeps it.
-fn signing_key() -> kit::tokens::Tokens {
-    let file = std::env::var("PM_JWT_SECRET_FILE").expect("PM_JWT_SECRET_FILE");
-    let key = std::fs::read_to_string(file).expect("the lattice's JWT key");
-    kit::tokens::Tokens::new(key.trim().as_bytes(), "patient-management").expect("a usable key")
-}
-
 /// A token from auth for the seed admin (a fresh client address each time: the login limit is
 /// per client).
 fn login() -> Result<String, String> {
@@ -55,7 +48,7 @@ fn rotating_the_key_and_passwords_loses_no_request() {
     assert_eq!(status, 201, "{created}");
     let patient = format!("/api/patients/{}", created["id"].as_str().unwrap());
 
-    let old_key = signing_key();
+    let old_key = common::current_tokens();
     let from_before = common::token(&common::unique("before-rotation"), "ADMIN");
     let old_logins: Vec<String> = SERVICES.iter().map(|s| stores::login_role(s)).collect();
     let (redis_user, old_redis_password) = stores::redis_user();
@@ -110,7 +103,7 @@ fn rotating_the_key_and_passwords_loses_no_request() {
     );
 
     // The key: auth signs with the new one only; tokens signed with the old one still work.
-    let new_key = signing_key();
+    let new_key = common::current_tokens();
     let token = login().expect("a login after the rotation");
     assert!(
         new_key.verify(&token).is_ok(),

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::process::{run, Daemon};
 use crate::security::User;
-use crate::stack::Stack;
+use crate::stack::{HostCredentials, HostLaunch, RegistryAccess, Stack};
 use crate::tools::Tools;
 use crate::{net, paths, step};
 
@@ -140,40 +140,27 @@ impl Joined {
         let user = description["registry_user"]
             .as_str()
             .context("the bundle's registry user")?;
-        let mut host = Command::new(&tools.host);
-        host.arg("--nats-url")
-            .arg(url)
-            .args(["--lattice", lattice])
-            .arg("--ctl-creds")
-            .arg(files.join("host-control.creds"))
-            .arg("--rpc-creds")
-            .arg(files.join("host-rpc.creds"))
-            .arg("--tls-ca-file")
-            .arg(files.join("ca.pem"))
-            .args(["--oci-registry", registry, "--oci-user", user])
-            .arg("--oci-password-file")
-            .arg(files.join("registry.password"))
-            .args(["--heartbeat-secs", "5", "--structured-logging"]);
-        for label in labels {
-            host.args(["--label", label]);
-        }
-        let admin = net::loopback(net::free_port()?);
-        host.arg("--http-admin").arg(admin.to_string());
         step(&format!(
             "starting a host that joins lattice `{lattice}` through {url} (labels: {})",
             labels.join(", ")
         ));
-        self.host().spawn(&mut host)?;
-        net::wait_for(
-            "the joined host to be ready",
-            Duration::from_secs(60),
-            || {
-                if self.host().running_pid().is_none() {
-                    bail!("the host exited: {}", self.host().log_tail(15));
-                }
-                Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200))
-            },
-        )
+        HostLaunch {
+            nats_url: url.to_string(),
+            lattice: lattice.to_string(),
+            credentials: Some(HostCredentials {
+                control: files.join("host-control.creds"),
+                rpc: files.join("host-rpc.creds"),
+                ca: files.join("ca.pem"),
+            }),
+            registry: Some(RegistryAccess {
+                address: registry.to_string(),
+                user: user.to_string(),
+                password_file: files.join("registry.password"),
+            }),
+            labels: labels.to_vec(),
+            metrics: None,
+        }
+        .start(tools, &self.host(), "the joined host to be ready")
     }
 
     pub fn stop(&self) -> Result<bool> {

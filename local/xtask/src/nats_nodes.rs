@@ -13,14 +13,14 @@
 //! three (a stream's replicas can change while it serves). wadm's event and command streams stay
 //! on one node: raised under wadm's consumers, wadm stopped getting events, and a wadm started
 //! again on them could not create its consumer ("insufficient resources") (docs/operations.md).
-use std::fs;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::net::{self, loopback};
+use crate::net::loopback;
 use crate::process::Daemon;
 use crate::security::{Cluster, Secrets};
 use crate::stack::Stack;
@@ -41,20 +41,6 @@ impl Stack {
         }
     }
 
-    /// A port of this stack chosen once and kept in `file`.
-    fn kept_port(&self, file: &str) -> Result<u16> {
-        let path = self.dir.join(file);
-        if let Some(port) = fs::read_to_string(&path)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            return Ok(port);
-        }
-        let port = net::free_port()?;
-        fs::write(&path, port.to_string())?;
-        Ok(port)
-    }
-
     /// Where clients reach node `index`.
     pub(crate) fn nats_node_addr(&self, index: usize) -> Result<SocketAddr> {
         match index {
@@ -70,12 +56,7 @@ impl Stack {
 
     /// The URL of node `index` for the lattice's clients (TLS on our own NATS).
     pub(crate) fn nats_node_url(&self, index: usize) -> Result<String> {
-        let scheme = if self.secrets().is_some() {
-            "tls"
-        } else {
-            "nats"
-        };
-        Ok(format!("{scheme}://{}", self.nats_node_addr(index)?))
+        Ok(self.nats_url_of(self.nats_node_addr(index)?))
     }
 
     fn cluster(&self, index: usize) -> Result<Option<Cluster>> {

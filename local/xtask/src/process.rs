@@ -14,6 +14,27 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Polls `ready` until it says yes, failing at once (with the log's tail) if the process
+    /// died meanwhile.
+    pub fn wait_ready(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        crate::net::wait_for(what, timeout, || {
+            if self.running_pid().is_none() {
+                anyhow::bail!(
+                    "{} exited; last log lines:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+            ready()
+        })
+        .with_context(|| format!("see {}", self.log_path().display()))
+    }
+
     pub fn new(dir: &Path, name: &str) -> Self {
         Self {
             name: name.to_string(),
@@ -185,17 +206,7 @@ pub fn run(command: &mut Command) -> Result<String> {
     let output = command
         .output()
         .with_context(|| format!("failed to run {:?}", command.get_program()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        anyhow::bail!(
-            "{:?} failed ({}):\n{}{}",
-            command.get_program(),
-            output.status,
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(stdout)
+    stdout_of(command, output)
 }
 
 /// `run`, with `input` fed on stdin: how a secret reaches a command without being in its argv,
@@ -215,14 +226,19 @@ pub fn run_with_input(command: &mut Command, input: &[u8]) -> Result<String> {
         .context("the command's stdin")?
         .write_all(input)?;
     let output = child.wait_with_output()?;
+    stdout_of(command, output)
+}
+
+/// What a finished command printed, or an error with all it printed when it failed.
+fn stdout_of(command: &Command, output: std::process::Output) -> Result<String> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         anyhow::bail!(
-            "{:?} failed ({}): {}{}",
+            "{:?} failed ({}):\n{}{}",
             command.get_program(),
             output.status,
             stdout,
-            String::from_utf8_lossy(&output.stderr).trim()
+            String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(stdout)

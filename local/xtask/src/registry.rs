@@ -35,19 +35,7 @@ impl Stack {
 
     /// Where the registry listens (a port chosen once per stack and kept).
     pub(crate) fn registry_addr(&self) -> Result<SocketAddr> {
-        let path = self.dir.join("registry.port");
-        let port = match fs::read_to_string(&path)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
-            Some(port) => port,
-            None => {
-                let port = net::free_port()?;
-                fs::write(&path, port.to_string())?;
-                port
-            }
-        };
-        Ok(loopback(port))
+        Ok(loopback(self.kept_port("registry.port")?))
     }
 
     /// The file holding the registry user's password (mode 600): hosts read it there.
@@ -55,6 +43,11 @@ impl Stack {
         let path = self.secret_store_dir()?.join("registry.password");
         kept_private(&path, || random_hex(16))?;
         Ok(path)
+    }
+
+    /// The registry user's password, made once per stack.
+    pub(crate) fn registry_password(&self) -> Result<String> {
+        kept_private(&self.registry_password_file()?, || random_hex(16))
     }
 
     /// Starts the registry if it is not running and waits until it answers as the user.
@@ -70,9 +63,8 @@ impl Stack {
             .secrets()
             .context("the registry serves the lattice's certificate: our own NATS made it")?;
         let store = self.secret_store_dir()?;
-        let password = fs::read_to_string(self.registry_password_file()?)?;
         let htpasswd = store.join("registry.htpasswd");
-        write_private(&htpasswd, &bcrypt_entry(USER, password.trim())?)?;
+        write_private(&htpasswd, &bcrypt_entry(USER, &self.registry_password()?)?)?;
         // The config holds the registry's own secret (it signs upload state), so it is private.
         let config = store.join("registry.yml");
         let http_secret = kept_private(&store.join("registry-http.secret"), || random_hex(16))?;
@@ -108,7 +100,7 @@ impl Stack {
     pub(crate) fn push_artifact(&self, tools: &Tools, name: &str, path: &Path) -> Result<String> {
         use sha2::Digest;
         let addr = self.registry_addr()?;
-        let password = fs::read_to_string(self.registry_password_file()?)?;
+        let password = self.registry_password()?;
         let secrets = self.secrets().context("the lattice's CA")?;
         let hash = sha2::Sha256::digest(fs::read(path)?);
         let short: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -135,7 +127,7 @@ impl Stack {
             .arg(path)
             .args(["-o", "json"])
             .env("WASH_REG_USER", USER)
-            .env("WASH_REG_PASSWORD", password.trim())
+            .env("WASH_REG_PASSWORD", &password)
             .env("SSL_CERT_FILE", secrets.ca()))
         .with_context(|| format!("pushing {} to {target}", path.display()))?;
         let answer: serde_json::Value =

@@ -130,6 +130,15 @@ impl Stack {
             .collect()
     }
 
+    /// Stores the JWT keys as the files now hold them and has every holder fetch them again.
+    fn hand_out_jwt_keys(&self, tools: &Tools) -> Result<()> {
+        self.store_platform_secrets(tools, &self.jwt_secrets()?)?;
+        for component in KEY_HOLDERS {
+            self.refresh_secrets(component)?;
+        }
+        Ok(())
+    }
+
     /// Replaces the JWT signing key while the platform serves (see the module's comment).
     pub fn rotate_jwt_key(&self, tools: &Tools) -> Result<()> {
         let started = Instant::now();
@@ -137,19 +146,13 @@ impl Stack {
         let new = random_hex(32)?;
         step("rotating the JWT key, phase 1: every gateway and auth also accepts the new key");
         write_private(&self.jwt_file(JwtSlot::Next), &new)?;
-        self.store_platform_secrets(tools, &self.jwt_secrets()?)?;
-        for component in KEY_HOLDERS {
-            self.refresh_secrets(component)?;
-        }
+        self.hand_out_jwt_keys(tools)?;
         step("rotating the JWT key, phase 2: auth signs with the new key; the old one stays accepted");
         // In this order, so that a run stopped half-way leaves a state `up` can serve from.
         write_private(&self.jwt_file(JwtSlot::Previous), &old)?;
         write_private(&self.jwt_file(JwtSlot::Current), &new)?;
         fs::remove_file(self.jwt_file(JwtSlot::Next))?;
-        self.store_platform_secrets(tools, &self.jwt_secrets()?)?;
-        for component in KEY_HOLDERS {
-            self.refresh_secrets(component)?;
-        }
+        self.hand_out_jwt_keys(tools)?;
         step(&format!(
             "JWT key rotated in {:.1} s: tokens signed with the previous key stay valid until they expire",
             started.elapsed().as_secs_f64()
@@ -219,10 +222,9 @@ impl Stack {
             )?;
         }
         for (service, login) in &retiring {
-            let _ = fs::remove_file(self.secret_store_dir()?.join(format!(
-                "{}.password",
-                Self::database_password_name(service, *login)
-            )));
+            let _ = fs::remove_file(
+                self.password_file(&Self::database_password_name(service, *login))?,
+            );
         }
         redis_cli(&["ACL", "SETUSER", &user], Some(&format!("<{old_redis}")))?;
         step(&format!(

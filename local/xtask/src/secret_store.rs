@@ -16,7 +16,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::nats_client;
 use crate::process::{run, Daemon};
-use crate::rotation::JwtSlot;
 use crate::security::{kept_private, User};
 use crate::signing::{self, Kind};
 use crate::stack::Stack;
@@ -236,12 +235,6 @@ impl Stack {
     pub(crate) fn search_for_leaked_secrets(&self, tools: &Tools) -> Result<String> {
         let keys = self.backend_keys(tools)?;
         let mut values = vec![
-            ("the JWT key".to_string(), self.jwt_key(JwtSlot::Current)?),
-            (
-                "the previous JWT key".to_string(),
-                self.jwt_key(JwtSlot::Previous)?,
-            ),
-            ("the next JWT key".to_string(), self.jwt_key(JwtSlot::Next)?),
             (
                 "the seed admin password".to_string(),
                 self.config.seed_admin_password.clone(),
@@ -249,7 +242,7 @@ impl Stack {
             ("the backend's transit key".to_string(), keys.transit),
             ("the backend's encryption key".to_string(), keys.encryption),
         ];
-        for (secret, value) in self.store_secrets()? {
+        for (secret, value) in self.jwt_secrets()?.into_iter().chain(self.store_secrets()?) {
             // A role's name is no secret (it is in every log line of Postgres).
             if !matches!(secret, Secret::DatabaseUser(_)) {
                 values.push((format!("the secret {}", secret.key()), value));
@@ -258,10 +251,9 @@ impl Stack {
         // The URL above holds it; alone it could be printed too.
         values.push(("Redis' password".to_string(), self.redis_password()?));
         if self.config.registry {
-            let password = fs::read_to_string(self.registry_password_file()?)?;
             values.push((
                 "the registry's password".to_string(),
-                password.trim().to_string(),
+                self.registry_password()?,
             ));
         }
         let mut files = Vec::new();

@@ -17,6 +17,70 @@ use crate::security::{Secrets, User};
 use crate::tools::Tools;
 use crate::{manifest, paths, step};
 
+/// How a lattice host is started, whether by `up` (the stack's own hosts) or by `join` (a host
+/// elsewhere, from a bundle): one place for the launcher's arguments and its readiness.
+pub(crate) struct HostLaunch {
+    pub nats_url: String,
+    pub lattice: String,
+    /// The host users' credentials and the CA; none on a NATS the user runs.
+    pub credentials: Option<HostCredentials>,
+    /// The lattice's registry, on a lattice that ships through it.
+    pub registry: Option<RegistryAccess>,
+    pub labels: Vec<String>,
+    pub metrics: Option<SocketAddr>,
+}
+
+pub(crate) struct HostCredentials {
+    pub control: PathBuf,
+    pub rpc: PathBuf,
+    pub ca: PathBuf,
+}
+
+pub(crate) struct RegistryAccess {
+    pub address: String,
+    pub user: String,
+    pub password_file: PathBuf,
+}
+
+impl HostLaunch {
+    /// Starts the host as `daemon` and waits until its admin endpoint says it is ready.
+    pub(crate) fn start(&self, tools: &Tools, daemon: &Daemon, what: &str) -> Result<()> {
+        let admin = loopback(net::free_port()?);
+        let mut host = Command::new(&tools.host);
+        if let Some(credentials) = &self.credentials {
+            host.arg("--ctl-creds")
+                .arg(&credentials.control)
+                .arg("--rpc-creds")
+                .arg(&credentials.rpc)
+                .arg("--tls-ca-file")
+                .arg(&credentials.ca);
+        }
+        if let Some(registry) = &self.registry {
+            host.args(["--oci-registry", &registry.address])
+                .args(["--oci-user", &registry.user])
+                .arg("--oci-password-file")
+                .arg(&registry.password_file);
+        }
+        for label in &self.labels {
+            host.args(["--label", label]);
+        }
+        if let Some(metrics) = self.metrics {
+            host.arg("--metrics").arg(metrics.to_string());
+        }
+        daemon.spawn(
+            host.args(["--nats-url", &self.nats_url])
+                .args(["--lattice", &self.lattice])
+                .arg("--http-admin")
+                .arg(admin.to_string())
+                .args(["--heartbeat-secs", &HEARTBEAT_SECS.to_string()])
+                .arg("--structured-logging"),
+        )?;
+        daemon.wait_ready(what, Duration::from_secs(60), || {
+            Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200))
+        })
+    }
+}
+
 /// Hosts send a heartbeat this often; wadm forgets a host that has sent none for
 /// `HOST_EXPIRY_SECS` (wadm checks every half of that) and puts its work on the hosts that remain.
 /// So a host that dies without saying goodbye is replaced 20 to 30 s later, instead of wasmCloud's
@@ -94,9 +158,7 @@ impl Stack {
             nats_port: addr.port(),
             external_nats: None,
             registry: stores["registry"] == true,
-            nats_nodes: (1..=crate::nats_nodes::MAX_NODES)
-                .filter(|i| dir.join(format!("nats-{i}.port")).exists() || *i == 1)
-                .count(),
+            nats_nodes: stores["nats_nodes"].as_u64().map_or(1, |n| n as usize),
             http_port: read_port(&dir, "http.port", 4004),
             probe_port: 4014,
             broker_port: read_port(&dir, "broker.port", 9092),
@@ -144,12 +206,31 @@ impl Stack {
 
     /// The URL NATS clients of this lattice connect to: TLS on our own NATS.
     pub fn nats_url(&self) -> String {
+        self.nats_url_of(self.nats_addr())
+    }
+
+    /// The URL of a NATS node of this lattice at `addr`: TLS on our own NATS.
+    pub(crate) fn nats_url_of(&self, addr: SocketAddr) -> String {
         let scheme = if self.secrets().is_some() {
             "tls"
         } else {
             "nats"
         };
-        format!("{scheme}://{}", self.nats_addr())
+        format!("{scheme}://{addr}")
+    }
+
+    /// A port of this stack chosen once and kept in `file`.
+    pub(crate) fn kept_port(&self, file: &str) -> Result<u16> {
+        let path = self.dir.join(file);
+        if let Some(port) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return Ok(port);
+        }
+        let port = net::free_port()?;
+        fs::write(&path, port.to_string())?;
+        Ok(port)
     }
 
     pub fn broker_addr(&self) -> SocketAddr {
@@ -241,8 +322,10 @@ impl Stack {
             self.dir.join("broker.port"),
             self.config.broker_port.to_string(),
         )?;
-        // Which database, key prefix and ports this stack's data lives at, and whether it ships
-        // through its registry, for commands run on it later (`rotate`, `swap`).
+        // Which database, key prefix and ports this stack's data lives at, how many NATS nodes
+        // it has and whether it ships through its registry, for commands run on it later
+        // (`rotate`, `swap`, `join-bundle`): recorded, not guessed from files an earlier `up`
+        // of another shape left behind.
         fs::write(
             self.dir.join(STORES_FILE),
             serde_json::json!({
@@ -251,6 +334,7 @@ impl Stack {
                 "postgres_port": self.config.postgres_port,
                 "redis_port": self.config.redis_port,
                 "registry": self.config.registry,
+                "nats_nodes": self.config.nats_nodes,
             })
             .to_string(),
         )?;
@@ -404,7 +488,6 @@ impl Stack {
             return Ok(());
         }
         let zone = ZONES[(index - 1) % ZONES.len()];
-        let admin = loopback(net::free_port()?);
         let metrics = loopback(net::free_port()?);
         fs::write(
             self.dir.join(format!("host-{index}.metrics")),
@@ -414,45 +497,27 @@ impl Stack {
             "starting wasmCloud host {index} (zone={zone}, lattice {})",
             self.config.lattice
         ));
-        let mut host = Command::new(&tools.host);
-        if let Some(secrets) = self.secrets() {
-            host.arg("--ctl-creds")
-                .arg(secrets.creds(User::HostControl))
-                .arg("--rpc-creds")
-                .arg(secrets.creds(User::HostRpc))
-                .arg("--tls-ca-file")
-                .arg(secrets.ca());
-            if self.config.registry {
-                host.arg("--oci-registry")
-                    .arg(self.registry_addr()?.to_string())
-                    .args(["--oci-user", crate::registry::USER])
-                    .arg("--oci-password-file")
-                    .arg(self.registry_password_file()?);
-            }
+        let registry = match self.config.registry {
+            true => Some(RegistryAccess {
+                address: self.registry_addr()?.to_string(),
+                user: crate::registry::USER.to_string(),
+                password_file: self.registry_password_file()?,
+            }),
+            false => None,
+        };
+        HostLaunch {
+            nats_url: self.nats_node_url(self.nats_node_of_host(index))?,
+            lattice: self.config.lattice.clone(),
+            credentials: self.secrets().map(|secrets| HostCredentials {
+                control: secrets.creds(User::HostControl),
+                rpc: secrets.creds(User::HostRpc),
+                ca: secrets.ca(),
+            }),
+            registry,
+            labels: vec![format!("zone={zone}"), format!("pm.host={index}")],
+            metrics: Some(metrics),
         }
-        daemon.spawn(
-            host.arg("--nats-url")
-                .arg(self.nats_node_url(self.nats_node_of_host(index))?)
-                .args(["--lattice", &self.config.lattice])
-                .args([
-                    "--label",
-                    &format!("zone={zone}"),
-                    "--label",
-                    &format!("pm.host={index}"),
-                ])
-                .arg("--http-admin")
-                .arg(admin.to_string())
-                .args(["--heartbeat-secs", &HEARTBEAT_SECS.to_string()])
-                .arg("--metrics")
-                .arg(metrics.to_string())
-                .args(["--structured-logging"]),
-        )?;
-        self.wait_alive(
-            &daemon,
-            &format!("host {index} to be ready"),
-            Duration::from_secs(60),
-            || Ok(net::http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200)),
-        )
+        .start(tools, &daemon, &format!("host {index} to be ready"))
     }
 
     /// Polls `ready`, failing at once (with the log's tail) if the process died meanwhile.
@@ -461,19 +526,9 @@ impl Stack {
         daemon: &Daemon,
         what: &str,
         timeout: Duration,
-        mut ready: impl FnMut() -> Result<bool>,
+        ready: impl FnMut() -> Result<bool>,
     ) -> Result<()> {
-        net::wait_for(what, timeout, || {
-            if daemon.running_pid().is_none() {
-                bail!(
-                    "{} exited; last log lines:\n{}",
-                    daemon.name,
-                    daemon.log_tail(20)
-                );
-            }
-            ready()
-        })
-        .with_context(|| format!("see {}", daemon.log_path().display()))
+        daemon.wait_ready(what, timeout, ready)
     }
 
     /// Deploys a manifest (with this stack's ports and data names) and waits until `ready`
@@ -724,7 +779,7 @@ pub(crate) fn instances_on(host: &serde_json::Value, component: &str) -> u64 {
     running(host, component).map(instance_count).sum()
 }
 
-/// Where a stack's data lives (see `up`).
+/// Where a stack's data lives and its shape (see `up`).
 const STORES_FILE: &str = "stores.json";
 
 fn read_port(dir: &Path, file: &str, default: u16) -> u16 {

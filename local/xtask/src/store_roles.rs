@@ -139,7 +139,7 @@ impl Stack {
         self.config.key_prefix.trim_end_matches(':').to_string()
     }
 
-    fn password_file(&self, name: &str) -> Result<std::path::PathBuf> {
+    pub(crate) fn password_file(&self, name: &str) -> Result<std::path::PathBuf> {
         Ok(self.secret_store_dir()?.join(format!("{name}.password")))
     }
 

@@ -101,15 +101,19 @@ pub fn eventually<T>(
     }
 }
 
-/// The lattice's own token issuer (its JWT key, auth's issuer), as auth signs tokens.
+/// The lattice's own token issuer (its JWT key, auth's issuer), as auth signs tokens, read
+/// once: the key when the test binary first asked (a rotation keeps it accepted).
 pub fn lattice_tokens() -> &'static kit::tokens::Tokens {
     static TOKENS: std::sync::OnceLock<kit::tokens::Tokens> = std::sync::OnceLock::new();
-    TOKENS.get_or_init(|| {
-        let file = std::env::var("PM_JWT_SECRET_FILE").expect("PM_JWT_SECRET_FILE is not set");
-        let secret = std::fs::read_to_string(file).expect("the lattice's JWT secret");
-        kit::tokens::Tokens::new(secret.trim().as_bytes(), "patient-management")
-            .expect("a usable JWT secret")
-    })
+    TOKENS.get_or_init(current_tokens)
+}
+
+/// The issuer with the key auth signs with now, as the stack keeps it.
+pub fn current_tokens() -> kit::tokens::Tokens {
+    let file = std::env::var("PM_JWT_SECRET_FILE").expect("PM_JWT_SECRET_FILE is not set");
+    let secret = std::fs::read_to_string(file).expect("the lattice's JWT secret");
+    kit::tokens::Tokens::new(secret.trim().as_bytes(), "patient-management")
+        .expect("a usable JWT secret")
 }
 
 /// A token for `subject` with `role`, valid for an hour. The rate limiter keys on the subject,
