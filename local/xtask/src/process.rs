@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 pub struct Daemon {
     pub name: String,
@@ -64,12 +64,44 @@ impl Daemon {
     /// Starts `command` detached (own process group, so a terminal's Ctrl-C on `cargo xtask`
     /// does not take the lattice down with it), output appended to the log file.
     pub fn spawn(&self, command: &mut Command) -> Result<u32> {
+        self.spawn_on(None, command)
+    }
+
+    /// `spawn`, on the simulated machine whose network namespace is `namespace` (machines.rs):
+    /// `ip netns exec` enters it and execs the program, so the pid and the program recorded are
+    /// the program's own.
+    pub fn spawn_on(&self, namespace: Option<&str>, command: &mut Command) -> Result<u32> {
+        let Some(namespace) = namespace else {
+            return self.spawn_here(command);
+        };
+        let mut entered = Command::new("ip");
+        entered
+            .args(["netns", "exec", namespace])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => entered.env(key, value),
+                None => entered.env_remove(key),
+            };
+        }
+        if let Some(dir) = command.get_current_dir() {
+            entered.current_dir(dir);
+        }
+        let pid = self.spawn_here(&mut entered)?;
+        fs::write(
+            self.dir.join(format!("{}.program", self.name)),
+            program_name(command),
+        )?;
+        Ok(pid)
+    }
+
+    fn spawn_here(&self, command: &mut Command) -> Result<u32> {
         fs::create_dir_all(&self.dir)?;
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let program = command.get_program().to_string_lossy().into_owned();
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -79,12 +111,9 @@ impl Daemon {
             .with_context(|| format!("failed to start {}", self.name))?;
         let pid = child.id();
         fs::write(self.pid_path(), pid.to_string())?;
-        let exe = Path::new(&program)
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned());
         fs::write(
             self.dir.join(format!("{}.program", self.name)),
-            exe.unwrap_or(program),
+            program_name(command),
         )?;
         Ok(pid)
     }
@@ -115,8 +144,22 @@ impl Daemon {
         };
         let children = children_of(pid);
         signal(pid, "KILL");
-        for (child, _) in children {
-            signal(child, "KILL");
+        for (child, _) in &children {
+            signal(*child, "KILL");
+        }
+        // A killed process closes its sockets only after the kernel has torn down its memory
+        // (exit_mm comes before exit_files), which for a host with wasmtime's reservations can
+        // take a moment on a loaded machine. Until then NATS still routes calls to it, so the
+        // kill is not done until every process has exited: callers time the loss from here.
+        let pids: Vec<u32> = std::iter::once(pid)
+            .chain(children.iter().map(|(c, _)| *c))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pids.iter().any(|p| !has_exited(*p)) {
+            if Instant::now() > deadline {
+                bail!("{} (pid {pid}) has not exited 30 s after SIGKILL", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = fs::remove_file(self.pid_path());
         Ok(true)
@@ -184,16 +227,31 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-/// Alive and not a zombie, and running `program` (guards against a recycled pid).
-pub fn is_alive(pid: u32, program: &str) -> bool {
+/// The file name of `command`'s program: what `is_alive` finds as its argv[0]'s end.
+fn program_name(command: &Command) -> String {
+    let program = Path::new(command.get_program());
+    program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Gone, or a zombie (field 3 of stat, after the parenthesised command name, is the state; Z
+/// and X are dead): past the point where the kernel closes a dying process's files.
+fn has_exited(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
+        return true;
     };
-    // Field 3 (after the parenthesised command name) is the state; Z and X are dead.
     let state = stat
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().next());
-    if matches!(state, Some("Z") | Some("X") | None) {
+    matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Alive and not a zombie, and running `program` (guards against a recycled pid).
+pub fn is_alive(pid: u32, program: &str) -> bool {
+    if has_exited(pid) {
         return false;
     }
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod failover;
 pub mod load;
 pub mod stores;
 pub mod summary;
