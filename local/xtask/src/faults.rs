@@ -13,7 +13,7 @@
 //! e.g. `postgres hang`. See `tests/tests/hung_dependencies.rs`.
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
@@ -74,12 +74,17 @@ impl Proxy {
 }
 
 /// Starts a proxy per store (`name` → the store's address) and the control socket; returns each
-/// proxy's address (what the lattice is told to connect to) and the control address.
-pub fn start(stores: &[(&str, SocketAddr)]) -> Result<(HashMap<String, SocketAddr>, SocketAddr)> {
+/// proxy's address (what the lattice is told to connect to) and the control address. The
+/// proxies listen on `bind`: loopback, or this machine's bridge address, where simulated machines
+/// reach the stores that listen on loopback only.
+pub fn start(
+    bind: IpAddr,
+    stores: &[(&str, SocketAddr)],
+) -> Result<(HashMap<String, SocketAddr>, SocketAddr)> {
     let mut proxies = HashMap::new();
     let mut addresses = HashMap::new();
     for (name, upstream) in stores {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding a fault proxy")?;
+        let listener = TcpListener::bind((bind, 0)).context("binding a fault proxy")?;
         addresses.insert(name.to_string(), listener.local_addr()?);
         let proxy = Arc::new(Proxy {
             mode: Mutex::new(Mode::Pass),
@@ -213,7 +218,11 @@ mod tests {
 
     #[test]
     fn the_proxy_passes_holds_and_refuses_on_command() {
-        let (proxies, control) = start(&[("store", echo_server())]).unwrap();
+        let (proxies, control) = start(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &[("store", echo_server())],
+        )
+        .unwrap();
         let addr = proxies["store"];
         let mut client = TcpStream::connect(addr).unwrap();
         client

@@ -159,6 +159,8 @@ impl Joined {
             }),
             labels: labels.to_vec(),
             metrics: None,
+            namespace: None,
+            admin_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
         .start(tools, &self.host(), "the joined host to be ready")
     }

@@ -12,6 +12,44 @@ use anyhow::{bail, Context, Result};
 use crate::process::run;
 use crate::step;
 
+/// Where a stack's processes run when its machines are simulated: NATS node `i` and host `i` on
+/// machine `i`; the broker, the registry and the data stores' proxies on this machine, at its
+/// bridge address. Kept in the stack's record (`stores.json`) for the commands run on it later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachinePlan {
+    pub namespaces: Vec<String>,
+    pub addresses: Vec<Ipv4Addr>,
+    pub services: Ipv4Addr,
+}
+
+impl MachinePlan {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "namespaces": self.namespaces,
+            "addresses": self.addresses.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>(),
+            "services": self.services.to_string(),
+        })
+    }
+
+    pub fn from_json(value: &serde_json::Value) -> Option<MachinePlan> {
+        let strings = |key: &str| -> Option<Vec<String>> {
+            value[key]
+                .as_array()?
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        Some(MachinePlan {
+            namespaces: strings("namespaces")?,
+            addresses: strings("addresses")?
+                .iter()
+                .map(|a| a.parse().ok())
+                .collect::<Option<_>>()?,
+            services: value["services"].as_str()?.parse().ok()?,
+        })
+    }
+}
+
 /// A set of simulated machines: `ip netns` namespaces on a bridge.
 pub struct Machines {
     /// Names the bridge, the namespaces and their links, so runs never share one.
@@ -115,6 +153,15 @@ impl Machines {
 
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// The stack's view of these machines.
+    pub fn plan(&self) -> MachinePlan {
+        MachinePlan {
+            namespaces: (1..=self.count).map(|i| self.namespace(i)).collect(),
+            addresses: (1..=self.count).map(|i| self.address(i)).collect(),
+            services: self.bridge_address(),
+        }
     }
 }
 

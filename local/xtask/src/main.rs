@@ -173,6 +173,19 @@ fn dispatch(args: &[String]) -> Result<()> {
                 "usage: cargo xtask host <kill|pause <lattice> | start|resume <index> <lattice>>"
             ),
         },
+        // Used by the machines test: lose a simulated machine and get it back.
+        "machine" => match rest {
+            [action, index, lattice] => {
+                let stack = Stack::existing(lattice)?;
+                let index = index.parse().context("machine index")?;
+                match action.as_str() {
+                    "kill" => stack.kill_machine(index),
+                    "start" => stack.start_machine(&tools::ensure_all()?, index),
+                    _ => bail!("usage: cargo xtask machine <kill|start> <index> <lattice>"),
+                }
+            }
+            _ => bail!("usage: cargo xtask machine <kill|start> <index> <lattice>"),
+        },
         "provider" => match rest {
             [action, provider, lattice @ ..] if action == "restart" => {
                 let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
@@ -331,6 +344,7 @@ fn up(args: &[String]) -> Result<()> {
         postgres_port: manifest::DEFAULT_POSTGRES_PORT,
         redis_port: manifest::DEFAULT_REDIS_PORT,
         seed_admin_password: stack::seed_admin_password(),
+        machines: None,
     });
     // Fail on bad configuration before spending minutes on builds.
     stack.preflight()?;
@@ -387,8 +401,20 @@ fn test(only: Option<&str>) -> Result<()> {
     let schemathesis = tools::schemathesis()?;
     let tools = tools::ensure_all()?;
     let hot_swap_dir = build::hot_swap_builds(&tools)?;
-    // Two hosts in two zones: the failover test loses one of them.
-    on_test_stack("pmtest", 2, |stack, env| {
+    // Every test file but the machines test runs against one lattice on this machine; the
+    // machines test gets a lattice of its own, spread over simulated machines.
+    let files = e2e_test_files()?;
+    let (on_machines, here): (Vec<String>, Vec<String>) = files
+        .into_iter()
+        .filter(|file| only.is_none_or(|o| o == file))
+        .partition(|file| file == MACHINES_TEST);
+    if only.is_some() && on_machines.is_empty() && here.is_empty() {
+        bail!(
+            "no end-to-end test file tests/tests/{}.rs",
+            only.unwrap_or_default()
+        );
+    }
+    let run_files = |stack: &Stack, env: Vec<(&str, String)>, files: &[String]| {
         step(&format!(
             "end-to-end tests against lattice `{}`",
             stack.config.lattice
@@ -398,7 +424,7 @@ fn test(only: Option<&str>) -> Result<()> {
                 .current_dir(paths::repo())
                 // Every test binary runs even after one fails, so a run reports all failures.
                 .args(["test", "--no-fail-fast", "-p", "e2e"])
-                .args(only.map(|file| ["--test", file]).into_iter().flatten())
+                .args(files.iter().flat_map(|file| ["--test", file.as_str()]))
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
                 .env("PM_SCHEMATHESIS_PATH", &schemathesis)
@@ -416,12 +442,46 @@ fn test(only: Option<&str>) -> Result<()> {
             step(summary);
         }
         outcome.and(searched.map(|_| ()))
-    })
+    };
+    // Two hosts in two zones: the failover test loses one of them.
+    let outcome = match here.is_empty() {
+        true => Ok(()),
+        false => on_test_stack("pmtest", 2, None, |stack, env| run_files(stack, env, &here)),
+    };
+    // Run even when the first lattice's tests failed, so a run reports every failure.
+    let on_machines = match on_machines.is_empty() {
+        true => Ok(()),
+        false => {
+            let machines = machines::Machines::create(std::process::id(), MACHINES)?;
+            on_test_stack("pmmach", MACHINES, Some(machines.plan()), |stack, env| {
+                run_files(stack, env, &on_machines)
+            })
+            // `machines` is dropped here, after the stack's processes have stopped.
+        }
+    };
+    outcome.and(on_machines)
+}
+
+/// The test file (tests/tests/<name>.rs) that runs on simulated machines, and how many.
+const MACHINES_TEST: &str = "machines";
+const MACHINES: usize = 3;
+
+/// The end-to-end test files (tests/tests/*.rs), by name.
+fn e2e_test_files() -> Result<Vec<String>> {
+    let mut files: Vec<String> = std::fs::read_dir(paths::repo().join("tests/tests"))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The benchmarks in bench/, against a lattice of their own.
 fn bench() -> Result<()> {
-    on_test_stack("pmbench", 1, |stack, env| {
+    on_test_stack("pmbench", 1, None, |stack, env| {
         step("provider benchmark");
         process::run_visible(
             Command::new("cargo")
@@ -453,6 +513,7 @@ fn bench() -> Result<()> {
 fn on_test_stack(
     name: &str,
     hosts: usize,
+    machines: Option<machines::MachinePlan>,
     f: impl FnOnce(&Stack, Vec<(&str, String)>) -> Result<()>,
 ) -> Result<()> {
     services::ensure_all()?;
@@ -462,11 +523,18 @@ fn on_test_stack(
     let lattice = format!("{name}-{run_id}");
     // The tests reach the data stores through fault proxies they can switch (`faults.rs`); a
     // benchmark goes straight to them.
-    let (stores, faults_addr) = if name == "pmtest" {
-        let (proxies, control) = faults::start(&[
-            ("postgres", net::loopback(manifest::DEFAULT_POSTGRES_PORT)),
-            ("redis", net::loopback(manifest::DEFAULT_REDIS_PORT)),
-        ])?;
+    let (stores, faults_addr) = if name != "pmbench" {
+        // Simulated machines reach them at this machine's bridge address.
+        let bind = machines
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, |plan| plan.services);
+        let (proxies, control) = faults::start(
+            bind.into(),
+            &[
+                ("postgres", net::loopback(manifest::DEFAULT_POSTGRES_PORT)),
+                ("redis", net::loopback(manifest::DEFAULT_REDIS_PORT)),
+            ],
+        )?;
         (
             (proxies["postgres"].port(), proxies["redis"].port()),
             Some(control),
@@ -490,8 +558,10 @@ fn on_test_stack(
         } else {
             None
         },
-        nats_nodes: 1,
-        registry: false,
+        // On simulated machines each runs a NATS node and ships through the registry, as a
+        // lattice across machines does (docs/deploy.md).
+        nats_nodes: machines.as_ref().map_or(1, |_| hosts),
+        registry: machines.is_some(),
         http_port: net::free_port()?,
         probe_port: net::free_port()?,
         broker_port: net::free_port()?,
@@ -508,18 +578,29 @@ fn on_test_stack(
             Ok(password) => password,
             Err(_) => security::random_hex(12)?,
         },
+        machines,
     });
     let outcome = (|| {
         stack.up(&tools)?;
         deploy_platform(&stack, &tools)?;
-        stack.deploy(
-            &tools,
-            &paths::repo().join(build::MANIFESTS[1]),
-            "provider-probe",
-            || stack.probe_ready(),
-        )?;
+        // The probe's listener is on loopback, out of reach on simulated machines (the machines
+        // test does not use it).
+        if stack.config.machines.is_none() {
+            stack.deploy(
+                &tools,
+                &paths::repo().join(build::MANIFESTS[1]),
+                "provider-probe",
+                || stack.probe_ready(),
+            )?;
+        }
+        let gateways: Vec<String> = stack
+            .gateway_addrs()
+            .iter()
+            .map(|addr| format!("http://{addr}"))
+            .collect();
         let mut env = vec![
             ("PM_GATEWAY_URL", format!("http://{}", stack.gateway_addr())),
+            ("PM_GATEWAY_URLS", gateways.join(" ")),
             (
                 "PM_PROBE_URL",
                 format!("http://127.0.0.1:{}", stack.config.probe_port),

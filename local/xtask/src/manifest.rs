@@ -31,17 +31,48 @@ pub struct Overrides {
     pub redis_port: u16,
     /// The hosts' `zone` labels; with two or more, every component is spread evenly across them.
     pub zones: Vec<String>,
+    /// Where the providers reach Postgres, Redis and the broker (127.0.0.1 on one machine).
+    pub services_host: String,
+    /// An HTTP listener on every host (each on its own machine), or one in the lattice.
+    pub listener_on_every_host: bool,
 }
+
+/// The manifest's single HTTP listener (a spread of one instance)...
+const ONE_LISTENER: &str =
+    "        # One listener in the lattice: on several hosts each would bind the same address.
+        - type: spreadscaler
+          properties:
+            instances: 1
+";
+/// ...and a listener on every host, when each host is on a machine of its own.
+const LISTENER_ON_EVERY_HOST: &str =
+    "        # A listener on every host: each host is on a machine of its own.
+        - type: daemonscaler
+          properties:
+            instances: 1
+";
 
 pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<String> {
     ensure!(
         text.contains(DEFAULT_HTTP_ADDRESS) || text.contains(DEFAULT_PROBE_ADDRESS),
         "the manifest names neither {DEFAULT_HTTP_ADDRESS} nor {DEFAULT_PROBE_ADDRESS}; update xtask"
     );
+    let services = &overrides.services_host;
+    let (listener, http_ip) = if overrides.listener_on_every_host {
+        ensure!(
+            text.contains(ONE_LISTENER) || !text.contains(DEFAULT_HTTP_ADDRESS),
+            "the manifest's HTTP listener is not the spread of one xtask knows; update xtask"
+        );
+        // Each machine's listener on all its addresses: one link config serves every host.
+        (LISTENER_ON_EVERY_HOST, "0.0.0.0")
+    } else {
+        (ONE_LISTENER, "127.0.0.1")
+    };
     let text = text
+        .replace(ONE_LISTENER, listener)
         .replace(
             DEFAULT_HTTP_ADDRESS,
-            &format!("127.0.0.1:{}", overrides.http_port),
+            &format!("{http_ip}:{}", overrides.http_port),
         )
         .replace(
             DEFAULT_PROBE_ADDRESS,
@@ -49,7 +80,11 @@ pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<
         )
         .replace(
             DEFAULT_BROKER_ADDRESS,
-            &format!("127.0.0.1:{}", overrides.broker_port),
+            &format!("{services}:{}", overrides.broker_port),
+        )
+        .replace(
+            "POSTGRES_HOST: 127.0.0.1\n",
+            &format!("POSTGRES_HOST: {services}\n"),
         )
         .replace(
             &format!("POSTGRES_PORT: \"{DEFAULT_POSTGRES_PORT}\""),
@@ -57,7 +92,7 @@ pub fn render(text: &str, manifest_dir: &Path, overrides: &Overrides) -> Result<
         )
         .replace(
             &format!("redis://127.0.0.1:{DEFAULT_REDIS_PORT}/"),
-            &format!("redis://127.0.0.1:{}/", overrides.redis_port),
+            &format!("redis://{services}:{}/", overrides.redis_port),
         )
         .replace(DEFAULT_DATABASE, &overrides.database)
         .replace(DEFAULT_KEY_PREFIX, &overrides.key_prefix);
@@ -303,7 +338,29 @@ mod tests {
             postgres_port: 15432,
             redis_port: 16379,
             zones: vec!["a".into()],
+            services_host: "127.0.0.1".into(),
+            listener_on_every_host: false,
         }
+    }
+
+    #[test]
+    fn machines_get_a_listener_each_and_reach_the_stores_at_their_address() {
+        let text = format!("{SAMPLE}        POSTGRES_HOST: 127.0.0.1\n{ONE_LISTENER}");
+        let out = render(
+            &text,
+            Path::new("/repo/wadm"),
+            &Overrides {
+                services_host: "10.1.2.1".into(),
+                listener_on_every_host: true,
+                ..overrides()
+            },
+        )
+        .unwrap();
+        assert!(out.contains("address: 0.0.0.0:5555"), "{out}");
+        assert!(out.contains(LISTENER_ON_EVERY_HOST) && !out.contains(ONE_LISTENER));
+        assert!(out.contains("BROKERS: 10.1.2.1:7777"), "{out}");
+        assert!(out.contains("POSTGRES_HOST: 10.1.2.1\n"), "{out}");
+        assert!(out.contains("URL: redis://10.1.2.1:16379/0"), "{out}");
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //! a NATS client learns the other nodes from the one it reached and moves to them when its node
 //! goes.
 //!
-//! wadm, the hosts and the secrets backend create their key-value buckets with one replica and
-//! have no setting for more, so once they have made them, `replicate_streams` raises each to
-//! three (a stream's replicas can change while it serves). wadm's event and command streams stay
-//! on one node: raised under wadm's consumers, wadm stopped getting events, and a wadm started
-//! again on them could not create its consumer ("insufficient resources") (docs/operations.md).
+//! wadm, the hosts and the secrets backend create their streams with one replica and have no
+//! setting for more. wadm's are made with three before wadm first starts (`prepare_wadm_streams`:
+//! wadm keeps streams it finds); the hosts' and the backend's key-value buckets are raised to
+//! three once they have made them (`replicate_streams`: a bucket's replicas can change while it
+//! serves). Raising wadm's event streams under its consumers did not work: wadm stopped getting
+//! events (docs/operations.md).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::net::loopback;
 use crate::process::Daemon;
 use crate::security::{Cluster, Secrets};
 use crate::stack::Stack;
@@ -45,7 +45,10 @@ impl Stack {
     pub(crate) fn nats_node_addr(&self, index: usize) -> Result<SocketAddr> {
         match index {
             1 => Ok(self.nats_addr()),
-            i => Ok(loopback(self.kept_port(&format!("nats-{i}.port"))?)),
+            i => Ok(SocketAddr::new(
+                self.machine_ip(i),
+                self.kept_port(&format!("nats-{i}.port"))?,
+            )),
         }
     }
 
@@ -65,7 +68,10 @@ impl Stack {
             return Ok(None);
         }
         let route = |i: usize| -> Result<SocketAddr> {
-            Ok(loopback(self.kept_port(&format!("nats-{i}.cluster-port"))?))
+            Ok(SocketAddr::new(
+                self.machine_ip(i),
+                self.kept_port(&format!("nats-{i}.cluster-port"))?,
+            ))
         };
         Ok(Some(Cluster {
             name: format!("pm-{}", self.config.lattice),
@@ -80,7 +86,12 @@ impl Stack {
     /// Starts every node not running, then waits until each takes the operator's requests and
     /// JetStream answers (in a cluster, once its nodes have elected a leader).
     pub(crate) fn start_nats_nodes(&self, tools: &Tools) -> Result<()> {
-        let secrets = Secrets::ensure(&self.dir.join("secrets"), &self.config.lattice)?;
+        // The nodes' certificate names every address a client or another node reaches them at.
+        let addresses: Vec<std::net::IpAddr> = (1..=self.config.nats_nodes.max(1))
+            .map(|i| self.machine_ip(i))
+            .chain([self.services_ip()])
+            .collect();
+        let secrets = Secrets::ensure(&self.dir.join("secrets"), &self.config.lattice, &addresses)?;
         let nodes = self.config.nats_nodes.max(1);
         for index in 1..=nodes {
             let daemon = self.nats_node(index);
@@ -103,7 +114,10 @@ impl Stack {
             };
             let conf =
                 secrets.write_server_conf(addr, &name, &store, self.cluster(index)?.as_ref())?;
-            daemon.spawn(Command::new(&tools.nats_server).arg("-c").arg(&conf))?;
+            daemon.spawn_on(
+                self.machine_namespace(index).as_deref(),
+                Command::new(&tools.nats_server).arg("-c").arg(&conf),
+            )?;
         }
         for index in 1..=nodes {
             let addr = self.nats_node_addr(index)?;
@@ -122,26 +136,76 @@ impl Stack {
         Ok(())
     }
 
+    /// One JetStream API request as the operator; the answer, or the API's error as an error.
+    fn jetstream(
+        nats: &mut nats_client::Connection,
+        subject: &str,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let answer = nats
+            .request_with(
+                subject,
+                payload.to_string().as_bytes(),
+                nats_client::ANSWER_TIMEOUT,
+            )?
+            .with_context(|| format!("JetStream did not answer {subject}"))?;
+        let answer: serde_json::Value = serde_json::from_str(&answer)?;
+        if !answer["error"].is_null() {
+            bail!("{subject}: {}", answer["error"]);
+        }
+        Ok(answer)
+    }
+
+    /// Makes wadm's streams and buckets with `REPLICAS` copies before wadm first starts (a
+    /// cluster only). wadm 0.21.1 makes them with one copy and no setting for more, but keeps a
+    /// stream it finds with the subjects it expects (`crates/wadm/src/nats.rs`, `ensure_*`), so
+    /// these are its own configurations (`wadm_streams.json`, read from that file at v0.21.1)
+    /// with three copies. Raising them after wadm made them did not work (measured: wadm stopped
+    /// getting events), and one copy makes the node that holds it a machine the lattice cannot
+    /// lose. Streams that exist are left as they are.
+    pub(crate) fn prepare_wadm_streams(&self) -> Result<()> {
+        if self.config.nats_nodes < REPLICAS as usize {
+            return Ok(());
+        }
+        let streams: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("wadm_streams.json"))?;
+        let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
+        let mut made = Vec::new();
+        // In order: wadm_event_consumer sources two of the others.
+        for config in streams {
+            let name = config["name"].as_str().context("a stream name")?;
+            let info = nats.request_with(
+                &format!("$JS.API.STREAM.INFO.{name}"),
+                b"",
+                nats_client::ANSWER_TIMEOUT,
+            )?;
+            let exists = info
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                .is_some_and(|a| a["error"].is_null());
+            if !exists {
+                Self::jetstream(&mut nats, &format!("$JS.API.STREAM.CREATE.{name}"), &config)?;
+                made.push(name.to_string());
+            }
+        }
+        if !made.is_empty() {
+            step(&format!(
+                "wadm's streams made on {REPLICAS} NATS nodes: {}",
+                made.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     /// Raises every key-value bucket of the lattice's account to `REPLICAS` copies (a cluster
-    /// only). Returns the buckets' streams it raised.
+    /// only): the hosts' and the secrets backend's, which they make with one. Returns the
+    /// buckets' streams it raised.
     pub(crate) fn replicate_streams(&self) -> Result<Vec<String>> {
         if self.config.nats_nodes < REPLICAS as usize {
             return Ok(Vec::new());
         }
         let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
-        let mut ask = |subject: &str, payload: &serde_json::Value| -> Result<serde_json::Value> {
-            let answer = nats
-                .request_with(
-                    subject,
-                    payload.to_string().as_bytes(),
-                    nats_client::ANSWER_TIMEOUT,
-                )?
-                .with_context(|| format!("JetStream did not answer {subject}"))?;
-            let answer: serde_json::Value = serde_json::from_str(&answer)?;
-            if !answer["error"].is_null() {
-                bail!("{subject}: {}", answer["error"]);
-            }
-            Ok(answer)
+        let mut ask = |subject: &str, payload: &serde_json::Value| {
+            Self::jetstream(&mut nats, subject, payload)
         };
         let names = ask("$JS.API.STREAM.NAMES", &serde_json::json!({}))?;
         let mut raised = Vec::new();

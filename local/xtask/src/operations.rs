@@ -85,6 +85,40 @@ impl Stack {
         Ok(())
     }
 
+    /// Loses simulated machine `index` (machines.rs) the way a machine goes: its NATS node and
+    /// its host (with its providers) SIGKILLed together, returning once they have exited.
+    pub fn kill_machine(&self, index: usize) -> Result<()> {
+        self.require_machine(index)?;
+        self.host(index).kill_hard()?;
+        self.nats_node(index).kill_hard()?;
+        step(&format!(
+            "machine {index} lost: its NATS node and host killed (SIGKILL) and exited"
+        ));
+        Ok(())
+    }
+
+    /// Brings machine `index` back: its NATS node rejoins the cluster, then its host the lattice.
+    pub fn start_machine(&self, tools: &Tools, index: usize) -> Result<()> {
+        self.require_machine(index)?;
+        self.start_nats_nodes(tools)?;
+        self.ensure_host(tools, index)
+    }
+
+    fn require_machine(&self, index: usize) -> Result<()> {
+        let count = self
+            .config
+            .machines
+            .as_ref()
+            .map_or(0, |p| p.addresses.len());
+        if !(1..=count).contains(&index) {
+            bail!(
+                "lattice `{}` has no simulated machine {index} (it has {count})",
+                self.config.lattice
+            );
+        }
+        Ok(())
+    }
+
     fn host_without_listener(&self) -> Result<usize> {
         let listeners = self.listener_hosts()?;
         self.running_hosts()

@@ -157,7 +157,10 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         while pids.iter().any(|p| !has_exited(*p)) {
             if Instant::now() > deadline {
-                bail!("{} (pid {pid}) has not exited 30 s after SIGKILL", self.name);
+                bail!(
+                    "{} (pid {pid}) has not exited 30 s after SIGKILL",
+                    self.name
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

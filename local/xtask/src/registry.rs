@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::net::{self, loopback};
+use crate::net;
 use crate::process::{run, run_with_input, Daemon};
 use crate::security::{kept_private, random_hex, write_private};
 use crate::stack::Stack;
@@ -35,7 +35,10 @@ impl Stack {
 
     /// Where the registry listens (a port chosen once per stack and kept).
     pub(crate) fn registry_addr(&self) -> Result<SocketAddr> {
-        Ok(loopback(self.kept_port("registry.port")?))
+        Ok(SocketAddr::new(
+            self.services_ip(),
+            self.kept_port("registry.port")?,
+        ))
     }
 
     /// The file holding the registry user's password (mode 600): hosts read it there.

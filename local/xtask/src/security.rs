@@ -12,7 +12,7 @@
 //! the repository; `up` on a running stack reuses it.
 use std::fs;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -253,15 +253,16 @@ impl Secrets {
     }
 
     /// Makes whatever is missing under `dir` for `lattice`; what exists is kept (the running
-    /// NATS and every client already use it).
-    pub fn ensure(dir: &Path, lattice: &str) -> Result<Secrets> {
+    /// NATS and every client already use it). The server certificate names 127.0.0.1, localhost
+    /// and `addresses` (where the nodes and the registry listen on simulated or real machines).
+    pub fn ensure(dir: &Path, lattice: &str, addresses: &[IpAddr]) -> Result<Secrets> {
         fs::create_dir_all(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         let secrets = Secrets {
             dir: dir.to_path_buf(),
         };
         if !secrets.server_key().exists() || !secrets.ca().exists() {
-            secrets.make_tls()?;
+            secrets.make_tls(addresses)?;
         }
         if !secrets.auth_conf().exists() || User::ALL.iter().any(|u| !secrets.creds(*u).exists()) {
             secrets.make_auth(lattice)?;
@@ -269,7 +270,7 @@ impl Secrets {
         Ok(secrets)
     }
 
-    fn make_tls(&self) -> Result<()> {
+    fn make_tls(&self, addresses: &[IpAddr]) -> Result<()> {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyUsagePurpose};
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
@@ -279,10 +280,17 @@ impl Secrets {
             .push(DnType::CommonName, "patient-management lattice CA");
         let ca_cert = ca.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca, ca_key);
-        // Clients reach the server by the loopback address or by name.
+        // Clients reach the server by the loopback address, by name, or at its machine's address.
         let server_key = rcgen::KeyPair::generate()?;
-        let mut server =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        names.extend(
+            addresses
+                .iter()
+                .map(IpAddr::to_string)
+                .filter(|a| a != "127.0.0.1"),
+        );
+        names.dedup();
+        let mut server = CertificateParams::new(names)?;
         server
             .distinguished_name
             .push(DnType::CommonName, "patient-management NATS");
@@ -467,7 +475,7 @@ mod tests {
     #[test]
     fn credentials_read_back_as_written() {
         let dir = std::env::temp_dir().join(format!("pm-creds-{}", std::process::id()));
-        let secrets = Secrets::ensure(&dir, "t1").unwrap();
+        let secrets = Secrets::ensure(&dir, "t1", &[]).unwrap();
         for user in User::ALL {
             let path = secrets.creds(user);
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -511,7 +519,7 @@ mod server_tests {
 
     fn secured_nats(lattice: &str) -> (Server, Secrets, SocketAddr) {
         let dir = std::env::temp_dir().join(format!("pm-nats-{lattice}-{}", std::process::id()));
-        let secrets = Secrets::ensure(&dir.join("secrets"), lattice).unwrap();
+        let secrets = Secrets::ensure(&dir.join("secrets"), lattice, &[]).unwrap();
         let addr = loopback(free_port().unwrap());
         let conf = secrets
             .write_server_conf(addr, "pm-test", &dir.join("js"), None)

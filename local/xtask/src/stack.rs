@@ -2,13 +2,14 @@
 //! application. `up` is idempotent (it reuses whatever of its own already runs) and `down`
 //! stops exactly what `up` started, so both are safe to run twice.
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::machines::MachinePlan;
 use crate::nats_client::{self, NatsAuth};
 use crate::net::{self, loopback};
 use crate::process::{run, Daemon};
@@ -28,6 +29,10 @@ pub(crate) struct HostLaunch {
     pub registry: Option<RegistryAccess>,
     pub labels: Vec<String>,
     pub metrics: Option<SocketAddr>,
+    /// The simulated machine the host runs on (machines.rs), and the address its admin endpoint
+    /// listens on: loopback, or the machine's own address, which xtask reaches over the bridge.
+    pub namespace: Option<String>,
+    pub admin_ip: IpAddr,
 }
 
 pub(crate) struct HostCredentials {
@@ -45,7 +50,7 @@ pub(crate) struct RegistryAccess {
 impl HostLaunch {
     /// Starts the host as `daemon` and waits until its admin endpoint says it is ready.
     pub(crate) fn start(&self, tools: &Tools, daemon: &Daemon, what: &str) -> Result<()> {
-        let admin = loopback(net::free_port()?);
+        let admin = SocketAddr::new(self.admin_ip, net::free_port()?);
         let mut host = Command::new(&tools.host);
         if let Some(credentials) = &self.credentials {
             host.arg("--ctl-creds")
@@ -67,7 +72,8 @@ impl HostLaunch {
         if let Some(metrics) = self.metrics {
             host.arg("--metrics").arg(metrics.to_string());
         }
-        daemon.spawn(
+        daemon.spawn_on(
+            self.namespace.as_deref(),
             host.args(["--nats-url", &self.nats_url])
                 .args(["--lattice", &self.lattice])
                 .arg("--http-admin")
@@ -123,6 +129,9 @@ pub struct StackConfig {
     /// The seed admin's password (`seed_admin_password`; random on a test stack, so the test
     /// run can search its logs for it).
     pub seed_admin_password: String,
+    /// Simulated machines (machines.rs): NATS node and host `i` run on machine `i`, an HTTP
+    /// listener on each. None: everything on this machine's loopback.
+    pub machines: Option<MachinePlan>,
 }
 
 pub struct Stack {
@@ -169,6 +178,7 @@ impl Stack {
             postgres_port: port("postgres_port", manifest::DEFAULT_POSTGRES_PORT),
             redis_port: port("redis_port", manifest::DEFAULT_REDIS_PORT),
             seed_admin_password: seed_admin_password(),
+            machines: MachinePlan::from_json(&stores["machines"]),
         };
         Ok(Self { config, dir })
     }
@@ -176,7 +186,31 @@ impl Stack {
     pub fn nats_addr(&self) -> SocketAddr {
         self.config
             .external_nats
-            .unwrap_or_else(|| loopback(self.config.nats_port))
+            .unwrap_or_else(|| SocketAddr::new(self.machine_ip(1), self.config.nats_port))
+    }
+
+    /// The address of the machine host `index` and NATS node `index` run on: loopback, or the
+    /// simulated machine's own.
+    pub(crate) fn machine_ip(&self, index: usize) -> IpAddr {
+        match &self.config.machines {
+            Some(plan) => IpAddr::V4(plan.addresses[(index - 1) % plan.addresses.len()]),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// The network namespace of machine `index`, on simulated machines.
+    pub(crate) fn machine_namespace(&self, index: usize) -> Option<String> {
+        let plan = self.config.machines.as_ref()?;
+        Some(plan.namespaces[(index - 1) % plan.namespaces.len()].clone())
+    }
+
+    /// Where the services this machine keeps for the lattice listen (the broker, the registry,
+    /// the data stores' proxies): loopback, or this machine's address on the machines' bridge.
+    pub(crate) fn services_ip(&self) -> IpAddr {
+        match &self.config.machines {
+            Some(plan) => IpAddr::V4(plan.services),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
     }
 
     /// The lattice's TLS and NATS credentials (made by `up` for our own NATS). None on a NATS
@@ -234,11 +268,25 @@ impl Stack {
     }
 
     pub fn broker_addr(&self) -> SocketAddr {
-        loopback(self.config.broker_port)
+        SocketAddr::new(self.services_ip(), self.config.broker_port)
     }
 
+    /// Where the gateway answers: on machine 1 when machines are simulated (every machine has a
+    /// listener: `gateway_addrs`).
     pub fn gateway_addr(&self) -> SocketAddr {
-        loopback(self.config.http_port)
+        SocketAddr::new(self.machine_ip(1), self.config.http_port)
+    }
+
+    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine.
+    pub fn gateway_addrs(&self) -> Vec<SocketAddr> {
+        let machines = self
+            .config
+            .machines
+            .as_ref()
+            .map_or(1, |p| p.addresses.len());
+        (1..=machines)
+            .map(|i| SocketAddr::new(self.machine_ip(i), self.config.http_port))
+            .collect()
     }
 
     /// Environment that points `wash` at this lattice.
@@ -335,6 +383,7 @@ impl Stack {
                 "redis_port": self.config.redis_port,
                 "registry": self.config.registry,
                 "nats_nodes": self.config.nats_nodes,
+                "machines": self.config.machines.as_ref().map(MachinePlan::to_json),
             })
             .to_string(),
         )?;
@@ -343,6 +392,7 @@ impl Stack {
             self.ensure_registry()?;
         }
         self.ensure_secrets_backend(tools)?;
+        self.prepare_wadm_streams()?;
         self.ensure_wadm(tools)?;
         for index in 1..=self.config.hosts {
             self.ensure_host(tools, index)?;
@@ -488,7 +538,7 @@ impl Stack {
             return Ok(());
         }
         let zone = ZONES[(index - 1) % ZONES.len()];
-        let metrics = loopback(net::free_port()?);
+        let metrics = SocketAddr::new(self.machine_ip(index), net::free_port()?);
         fs::write(
             self.dir.join(format!("host-{index}.metrics")),
             metrics.to_string(),
@@ -516,6 +566,8 @@ impl Stack {
             registry,
             labels: vec![format!("zone={zone}"), format!("pm.host={index}")],
             metrics: Some(metrics),
+            namespace: self.machine_namespace(index),
+            admin_ip: self.machine_ip(index),
         }
         .start(tools, &daemon, &format!("host {index} to be ready"))
     }
@@ -556,6 +608,8 @@ impl Stack {
                 .take(self.config.hosts.clamp(1, ZONES.len()))
                 .map(|z| z.to_string())
                 .collect(),
+            services_host: self.services_ip().to_string(),
+            listener_on_every_host: self.config.machines.is_some(),
         };
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
         let rendered = if self.config.registry {
@@ -702,12 +756,28 @@ impl Stack {
     /// The gateway's `/ready` is 200: every service answers through the gateway with its
     /// dependencies behind it. wadm's "Deployed" and `/health` say only that components,
     /// providers and links were placed; a provider that did not take up a link shows here.
+    /// On simulated machines, every live machine's listener must answer so.
     pub fn platform_ready(&self) -> Result<()> {
-        match net::http_get(self.gateway_addr(), "/ready") {
-            Ok((200, _)) => Ok(()),
-            Ok((status, body)) => bail!("/ready answers {status}: {body}"),
-            Err(e) => Err(e.context("the gateway does not answer /ready yet")),
+        let live: Vec<SocketAddr> = match self.config.machines {
+            Some(_) => self
+                .running_hosts()
+                .into_iter()
+                .map(|i| SocketAddr::new(self.machine_ip(i), self.config.http_port))
+                .collect(),
+            None => vec![self.gateway_addr()],
+        };
+        for gateway in live {
+            match net::http_get(gateway, "/ready") {
+                Ok((200, _)) => {}
+                Ok((status, body)) => bail!("/ready on {gateway} answers {status}: {body}"),
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "the gateway on {gateway} does not answer /ready yet"
+                    )))
+                }
+            }
         }
+        Ok(())
     }
 
     /// The probe answers only once its component and key-value link work.

@@ -174,8 +174,9 @@ impl Stack {
     /// Redis' URL with the platform's user and `password`.
     pub(crate) fn redis_url(&self, password: &str) -> String {
         format!(
-            "redis://{}:{password}@127.0.0.1:{}/0",
+            "redis://{}:{password}@{}:{}/0",
             self.redis_user(),
+            self.services_ip(),
             self.config.redis_port
         )
     }
