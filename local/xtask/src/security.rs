@@ -98,7 +98,16 @@ impl User {
             ),
             User::HostRpc => (
                 // `pm.{l}.>`: the providers' own subjects (a provider answers whether it serves).
-                s(&["{l}.>", "wasmbus.rpc.{l}.>", "pm.{l}.>", "_INBOX.>"]),
+                // `link.get`, the one control request: a provider lists the links the hosts hold
+                // to find one it missed at start-up (providers/support/src/links.rs). It reads
+                // link names and the names of their configs and secrets, no values.
+                s(&[
+                    "{l}.>",
+                    "wasmbus.rpc.{l}.>",
+                    "pm.{l}.>",
+                    "_INBOX.>",
+                    "wasmbus.ctl.v1.{l}.link.get",
+                ]),
                 s(&["{l}.>", "wasmbus.rpc.{l}.>", "pm.{l}.>", "_INBOX.>"]),
             ),
             User::Wadm => (

@@ -72,9 +72,16 @@ impl HostLaunch {
         if let Some(metrics) = self.metrics {
             host.arg("--metrics").arg(metrics.to_string());
         }
+        // A temporary directory of its own: the host caches what it pulls from the registry in
+        // `$TMPDIR/wasmcloud_ocicache`, and hosts sharing /tmp on one machine read each other's
+        // half-written archives (measured: "failed to load provider archive: unexpected end of
+        // file" on two of three hosts pulling at once).
+        let tmp = daemon.dir.join(format!("{}.tmp", daemon.name));
+        fs::create_dir_all(&tmp)?;
         daemon.spawn_on(
             self.namespace.as_deref(),
-            host.args(["--nats-url", &self.nats_url])
+            host.env("TMPDIR", &tmp)
+                .args(["--nats-url", &self.nats_url])
                 .args(["--lattice", &self.lattice])
                 .arg("--http-admin")
                 .arg(admin.to_string())

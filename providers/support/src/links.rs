@@ -96,13 +96,9 @@ async fn check_links() -> anyhow::Result<()> {
             wit_package: ld.wit_package.clone(),
         });
     }
-    if !host.lattice_rpc_user_jwt.is_empty() {
-        tracing::info!(
-            "lattice credentials in use: links the host did not hand over are not checked"
-        );
-        return Ok(());
-    }
-    let nats = async_nats::connect(&host.lattice_rpc_url).await?;
+    // The SDK's own connection, with the lattice credentials the host handed over: those may
+    // ask the hosts for their links (`link.get`) and for no other control command.
+    let nats = wasmcloud_provider_sdk::get_connection().nats.clone();
     let subject = format!("wasmbus.ctl.v1.{}.link.get", host.lattice_rpc_prefix);
     let mut suspects = HashSet::new();
     for pause in CHECKS {
