@@ -75,8 +75,9 @@ impl HostLaunch {
         // A temporary directory of its own: the host caches what it pulls from the registry in
         // `$TMPDIR/wasmcloud_ocicache`, and hosts sharing /tmp on one machine read each other's
         // half-written archives (measured: "failed to load provider archive: unexpected end of
-        // file" on two of three hosts pulling at once).
-        let tmp = daemon.dir.join(format!("{}.tmp", daemon.name));
+        // file" on two of three hosts pulling at once). Outside the stack dir: the run's search
+        // for leaked secrets would read every cached artifact again (they are searched in build/).
+        let tmp = std::env::temp_dir().join(format!("pm-{}-{}", self.lattice, daemon.name));
         fs::create_dir_all(&tmp)?;
         daemon.spawn_on(
             self.namespace.as_deref(),
