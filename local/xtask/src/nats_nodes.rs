@@ -170,13 +170,7 @@ impl Stack {
         let streams: Vec<serde_json::Value> =
             serde_json::from_str(include_str!("wadm_streams.json"))?;
         // As wadm's own user: the streams are wadm's, and the operator may not create streams.
-        let secrets = self
-            .secrets()
-            .context("a cluster of our own has credentials")?;
-        let auth = nats_client::NatsAuth {
-            ca: Some(secrets.ca()),
-            creds: Some(secrets.creds(crate::security::User::Wadm)),
-        };
+        let auth = self.auth_as(crate::security::User::Wadm);
         let mut nats = nats_client::Connection::open(self.nats_addr(), &auth)?;
         let mut made = Vec::new();
         // In order: wadm_event_consumer sources two of the others.

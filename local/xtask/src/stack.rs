@@ -237,10 +237,15 @@ impl Stack {
 
     /// How xtask reaches the lattice's NATS: as the operator over TLS on our own NATS.
     pub(crate) fn operator_auth(&self) -> NatsAuth {
+        self.auth_as(User::Operator)
+    }
+
+    /// How `user` reaches the lattice's NATS: over TLS with its credentials on our own NATS.
+    pub(crate) fn auth_as(&self, user: User) -> NatsAuth {
         match self.secrets() {
             Some(secrets) => NatsAuth {
                 ca: Some(secrets.ca()),
-                creds: Some(secrets.creds(User::Operator)),
+                creds: Some(secrets.creds(user)),
             },
             None => NatsAuth::default(),
         }
@@ -282,7 +287,12 @@ impl Stack {
     /// Where the gateway answers: on machine 1 when machines are simulated (every machine has a
     /// listener: `gateway_addrs`).
     pub fn gateway_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.machine_ip(1), self.config.http_port)
+        self.gateway_on(1)
+    }
+
+    /// The gateway's listener on machine `index` (on one machine, the only one).
+    fn gateway_on(&self, index: usize) -> SocketAddr {
+        SocketAddr::new(self.machine_ip(index), self.config.http_port)
     }
 
     /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine.
@@ -292,9 +302,7 @@ impl Stack {
             .machines
             .as_ref()
             .map_or(1, |p| p.addresses.len());
-        (1..=machines)
-            .map(|i| SocketAddr::new(self.machine_ip(i), self.config.http_port))
-            .collect()
+        (1..=machines).map(|i| self.gateway_on(i)).collect()
     }
 
     /// Environment that points `wash` at this lattice.
@@ -770,7 +778,7 @@ impl Stack {
             Some(_) => self
                 .running_hosts()
                 .into_iter()
-                .map(|i| SocketAddr::new(self.machine_ip(i), self.config.http_port))
+                .map(|i| self.gateway_on(i))
                 .collect(),
             None => vec![self.gateway_addr()],
         };
