@@ -295,14 +295,21 @@ impl Stack {
         SocketAddr::new(self.machine_ip(index), self.config.http_port)
     }
 
-    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine.
+    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine that
+    /// runs one of the stack's hosts.
     pub fn gateway_addrs(&self) -> Vec<SocketAddr> {
-        let machines = self
-            .config
+        (1..=self.machines_in_use().max(1))
+            .map(|i| self.gateway_on(i))
+            .collect()
+    }
+
+    /// How many simulated machines run a NATS node and a host of the stack (machines 1 to N;
+    /// others are left for hosts that join by hand): 0 when machines are not simulated.
+    pub(crate) fn machines_in_use(&self) -> usize {
+        self.config
             .machines
             .as_ref()
-            .map_or(1, |p| p.addresses.len());
-        (1..=machines).map(|i| self.gateway_on(i)).collect()
+            .map_or(0, |p| p.addresses.len().min(self.config.hosts))
     }
 
     /// Environment that points `wash` at this lattice.
@@ -312,8 +319,9 @@ impl Stack {
             .env("WASMCLOUD_CTL_HOST", self.nats_addr().ip().to_string())
             .env("WASMCLOUD_CTL_PORT", self.nats_addr().port().to_string())
             .env("WASMCLOUD_LATTICE", &self.config.lattice)
-            // wash keeps contexts and plugins under ~/.wash; keep ours out of the user's.
-            .env("WASH_HOME", paths::cache().join("wash-home"))
+            // wash keeps contexts, plugins and downloads under $HOME/.wash (wash-lib 0.33's
+            // `cfg_dir`; it reads no other variable for it): keep ours out of the user's.
+            .env("HOME", paths::cache().join("wash-home"))
             // A host under load answers a control request (its inventory, say) in more than
             // wash's default 2 s now that every message is encrypted (measured: an inventory
             // timed out at 320 requests/s on 2 cores). Every command xtask gives wash has one
@@ -901,8 +909,9 @@ pub fn seed_admin_password() -> String {
 
 impl Stack {
     /// The platform's secrets into the secrets backend (secret_store.rs), and `lattice-tls`,
-    /// where the manifest's providers find the CA their NATS connection trusts (empty on a NATS
-    /// without TLS; a path, not a secret).
+    /// where the manifest's providers find the CA their NATS connection trusts: the certificate
+    /// itself, so a provider on any machine has it (empty on a NATS without TLS; public, not a
+    /// secret; read by providers/support/src/lattice_ca.rs).
     pub fn put_secrets(&self, tools: &Tools) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
         let mut secrets = self.jwt_secrets()?;
@@ -912,14 +921,14 @@ impl Stack {
         ));
         secrets.extend(self.ensure_store_roles()?);
         self.store_platform_secrets(tools, &secrets)?;
-        let ca = self
-            .secrets()
-            .map(|s| s.ca().display().to_string())
-            .unwrap_or_default();
+        let ca = match self.secrets() {
+            Some(secrets) => fs::read_to_string(secrets.ca())?,
+            None => String::new(),
+        };
         run(self
             .wash(tools)
             .args(["config", "put", "lattice-tls"])
-            .arg(format!("nats_tls_ca_file={ca}")))
+            .arg(format!("nats_tls_ca={ca}")))
         .context("storing lattice-tls on the lattice")
         .map(|_| ())
     }

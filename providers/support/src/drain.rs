@@ -86,21 +86,9 @@ where
     serve_exports(wrpc, provider, commands, serve).await
 }
 
-/// The config key (named config `lattice-tls` in the manifest) naming the CA file of the
-/// lattice's NATS.
-pub const TLS_CA_CONFIG: &str = "nats_tls_ca_file";
-
-/// The SDK connects to the lattice's NATS over TLS (the host hands it a `tls://` URL) and trusts
-/// whatever rustls-native-certs loads; the host starts providers with an empty environment, so
-/// that would be the system's public CAs. Pointing `SSL_CERT_FILE` at the lattice's CA makes it
-/// trust that one only. Called before the SDK starts any connection or thread that reads the
-/// environment.
+/// Trusts the lattice's CA (`lattice_ca.rs`) from the provider's config.
 fn trust_lattice_ca() -> anyhow::Result<()> {
-    let host = wasmcloud_provider_sdk::load_host_data()?;
-    if let Some(ca) = host.config.get(TLS_CA_CONFIG).filter(|ca| !ca.is_empty()) {
-        std::env::set_var("SSL_CERT_FILE", ca);
-    }
-    Ok(())
+    crate::lattice_ca::trust(&wasmcloud_provider_sdk::load_host_data()?.config)
 }
 
 /// Serves `serve`'s exports until `commands` (the SDK's command loop from `run_provider`) ends,

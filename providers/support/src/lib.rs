@@ -1,5 +1,6 @@
 //! Shared by the platform's capability providers.
 pub mod drain;
+pub mod lattice_ca;
 pub mod links;
 
 use std::collections::HashMap;
