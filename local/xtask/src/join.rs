@@ -5,6 +5,7 @@
 //! machine starts a host from the bundle alone: it joins the lattice with its labels, and pulls
 //! what wadm places on it from the registry. Nothing else passes between the machines.
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,31 @@ use crate::{net, paths, step};
 /// What the bundle's `join.json` says, beside its files (`ca.pem`, `host-control.creds`,
 /// `host-rpc.creds`, `registry.password`).
 const DESCRIPTION: &str = "join.json";
+/// The bundle's settings for `wash up` (docs/deploy.md), sourced in the unpacked bundle.
+const WASH_UP_ENV: &str = "wash-up.env";
+
+/// `wash-up.env`: wash's own variables for reaching the lattice as a host, and the variables
+/// wash passes on to the host it starts (the registry, the CA: the launcher reads them,
+/// local/launchers/host/src/wash_up.rs). Paths are the unpacked bundle's, where it is sourced;
+/// the registry's password is read from its file there, never written into this one.
+fn wash_up_env(lattice: &str, nats: SocketAddr, registry: &str) -> String {
+    let user = crate::registry::USER;
+    format!(
+        "# Source in the unpacked join bundle's directory, then run `wash up` (docs/deploy.md).\n\
+         export WASMCLOUD_LATTICE={lattice}\n\
+         # The first NATS node; any node of the lattice will do (its certificate names them all).\n\
+         export WASMCLOUD_NATS_HOST={} WASMCLOUD_NATS_PORT={}\n\
+         export WASMCLOUD_CTL_CREDSFILE=\"$PWD/host-control.creds\"\n\
+         export WASMCLOUD_RPC_CREDSFILE=\"$PWD/host-rpc.creds\"\n\
+         export WASMCLOUD_CTL_TLS=true WASMCLOUD_RPC_TLS=true\n\
+         export WASMCLOUD_CTL_TLS_CA_FILE=\"$PWD/ca.pem\" WASMCLOUD_TLS_CA_PATH=\"$PWD/ca.pem\"\n\
+         export WASMCLOUD_OCI_REGISTRY={registry} WASMCLOUD_OCI_REGISTRY_USER={user}\n\
+         WASMCLOUD_OCI_REGISTRY_PASSWORD=\"$(cat \"$PWD/registry.password\")\"\n\
+         export WASMCLOUD_OCI_REGISTRY_PASSWORD\n",
+        nats.ip(),
+        nats.port()
+    )
+}
 
 impl Stack {
     /// Writes the join bundle of this lattice to `target`. The lattice must ship through its
@@ -48,6 +74,14 @@ impl Stack {
         fs::write(
             staging.join(DESCRIPTION),
             serde_json::to_string_pretty(&description)?,
+        )?;
+        fs::write(
+            staging.join(WASH_UP_ENV),
+            wash_up_env(
+                &self.config.lattice,
+                self.nats_node_addr(1)?,
+                &self.registry_addr()?.to_string(),
+            ),
         )?;
         for (from, to) in [
             (secrets.ca(), "ca.pem"),
@@ -167,5 +201,51 @@ impl Joined {
 
     pub fn stop(&self) -> Result<bool> {
         self.host().stop(Duration::from_secs(15))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sourced by a POSIX shell in a bundle's directory, `wash-up.env` gives wash and the host
+    /// the lattice, the node, the bundle's own files and the registry's password from its file.
+    #[test]
+    fn wash_up_env_sourced_in_the_bundle_points_at_its_files() {
+        let dir = std::env::temp_dir().join(format!("pm-wash-up-env-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("registry.password"), "s3cret\n").unwrap();
+        fs::write(
+            dir.join(WASH_UP_ENV),
+            wash_up_env("pmx", "10.0.0.5:4223".parse().unwrap(), "10.0.0.1:5000"),
+        )
+        .unwrap();
+        let shown = run(Command::new("sh").current_dir(&dir).args([
+            "-c",
+            ". ./wash-up.env && env | grep -E '^WASMCLOUD_' | sort",
+        ]))
+        .unwrap();
+        let dir = dir.canonicalize().unwrap();
+        for line in [
+            "WASMCLOUD_LATTICE=pmx".to_string(),
+            "WASMCLOUD_NATS_HOST=10.0.0.5".into(),
+            "WASMCLOUD_NATS_PORT=4223".into(),
+            format!(
+                "WASMCLOUD_CTL_CREDSFILE={}/host-control.creds",
+                dir.display()
+            ),
+            format!("WASMCLOUD_RPC_CREDSFILE={}/host-rpc.creds", dir.display()),
+            format!("WASMCLOUD_TLS_CA_PATH={}/ca.pem", dir.display()),
+            "WASMCLOUD_CTL_TLS=true".into(),
+            "WASMCLOUD_OCI_REGISTRY=10.0.0.1:5000".into(),
+            format!("WASMCLOUD_OCI_REGISTRY_USER={}", crate::registry::USER),
+            "WASMCLOUD_OCI_REGISTRY_PASSWORD=s3cret".into(),
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} not in:\n{shown}");
+        }
+        assert!(!fs::read_to_string(dir.join(WASH_UP_ENV))
+            .unwrap()
+            .contains("s3cret"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

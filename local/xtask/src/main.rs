@@ -47,6 +47,8 @@ usage: cargo xtask <command>
   test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
                                    --only runs just tests/tests/<file>.rs (no unit tests)
   tools                            only install/build the tools (wash, host, wadm, NATS)
+  tool-path <host|wadm|wash|nats-server>
+                                   print where that cached tool is (for `wash up --host-path`)
   swap <component> <wasm> [--manifest-only]
                                    replace a running component with another build, with no
                                    request lost: `wash update component` on every host, then a
@@ -61,6 +63,8 @@ usage: cargo xtask <command>
   join <file> [--label k=v ...] [--name N]
                                    on another machine: start a host that joins the lattice of
                                    that bundle with those labels; `leave [--name N]` stops it
+                                   (or, with the bundle unpacked: `. ./wash-up.env` and
+                                   `wash up`, docs/deploy.md)
   rotate <jwt-key|passwords|all>   replace the JWT signing key (tokens signed with the old one
                                    stay valid until they expire) and/or the Postgres and Redis
                                    passwords, while the platform serves
@@ -118,6 +122,20 @@ fn dispatch(args: &[String]) -> Result<()> {
         },
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
+        // Where a cached tool is, for running it by hand: `wash up --host-path "$(cargo xtask
+        // tool-path host)"` (docs/deploy.md).
+        "tool-path" => {
+            let tools = tools::ensure_all()?;
+            let path = match rest {
+                [name] if name == "host" => tools.host,
+                [name] if name == "wadm" => tools.wadm,
+                [name] if name == "wash" => tools.wash,
+                [name] if name == "nats-server" => tools.nats_server,
+                _ => bail!("usage: cargo xtask tool-path <host|wadm|wash|nats-server>"),
+            };
+            println!("{}", path.display());
+            Ok(())
+        }
         // The `--config` arguments (one per line) that build a workspace (launchers, the
         // default, or providers) against our fixed crates (see local/xtask/src/patches.rs), for
         // building or locking it by hand.
@@ -452,17 +470,26 @@ fn test(only: Option<&str>) -> Result<()> {
     let on_machines = match on_machines.is_empty() {
         true => Ok(()),
         false => {
-            let machines = machines::Machines::create(std::process::id(), MACHINES)?;
-            on_test_stack("pmmach", MACHINES, Some(machines.plan()), |stack, env| {
-                run_files(stack, env, &on_machines)
-            })
+            // One machine more than the lattice starts on: the test joins a host there the way
+            // docs/deploy.md says, from the join bundle with `wash up`.
+            let machines = machines::Machines::create(std::process::id(), MACHINES + 1)?;
+            on_test_stack(
+                "pmmach",
+                MACHINES,
+                Some(machines.plan()),
+                |stack, mut env| {
+                    env.push(("PM_SPARE_MACHINE", machines.namespace(MACHINES + 1)));
+                    run_files(stack, env, &on_machines)
+                },
+            )
             // `machines` is dropped here, after the stack's processes have stopped.
         }
     };
     outcome.and(on_machines)
 }
 
-/// The test file (tests/tests/<name>.rs) that runs on simulated machines, and how many.
+/// The test file (tests/tests/<name>.rs) that runs on simulated machines, and how many run a
+/// NATS node and a host from the start.
 const MACHINES_TEST: &str = "machines";
 const MACHINES: usize = 3;
 

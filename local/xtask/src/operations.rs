@@ -105,11 +105,7 @@ impl Stack {
     }
 
     fn require_machine(&self, index: usize) -> Result<()> {
-        let count = self
-            .config
-            .machines
-            .as_ref()
-            .map_or(0, |p| p.addresses.len());
+        let count = self.machines_in_use();
         if !(1..=count).contains(&index) {
             bail!(
                 "lattice `{}` has no simulated machine {index} (it has {count})",

@@ -336,6 +336,19 @@ pub fn xtask_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// Where the cached tool `name` is (`cargo xtask tool-path <name>`): wash, host, ...
+pub fn tool_path(name: &str) -> String {
+    let xtask =
+        std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
+    let output = std::process::Command::new(xtask)
+        .args(["tool-path", name])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("xtask runs");
+    assert!(output.status.success(), "xtask tool-path {name} failed");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// Prints a test's figures and keeps them for `cargo xtask test` to print again at the end of
 /// the run (a passing test's own output is not shown).
 pub fn report(line: &str) {

@@ -8,6 +8,7 @@
 //! or the environment so several hosts with different labels (`zone=a`, `zone=b`) can join one
 //! lattice and wadm's spread scalers can place components by label.
 mod metrics;
+mod wash_up;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,12 +34,22 @@ struct Args {
     nats_url: wasmcloud_host::url::Url,
     /// NATS credentials (a `.creds` file: user JWT and seed) for the control connection: control
     /// commands, events, the lattice's key-value buckets, secrets requests.
-    #[arg(long, env = "PM_CTL_CREDS")]
+    #[arg(long, env = "PM_CTL_CREDS", conflicts_with = "ctl_jwt")]
     ctl_creds: Option<PathBuf>,
+    /// The control user's JWT and seed themselves, instead of `--ctl-creds` (what `wash up`
+    /// passes: wash_up.rs).
+    #[arg(long, env = "PM_CTL_JWT", requires = "ctl_seed", hide = true)]
+    ctl_jwt: Option<String>,
+    #[arg(long, env = "PM_CTL_SEED", requires = "ctl_jwt", hide = true)]
+    ctl_seed: Option<String>,
     /// NATS credentials for the RPC connection: wRPC calls, and the connection of every provider
     /// this host starts (the host hands them this user).
-    #[arg(long, env = "PM_RPC_CREDS")]
+    #[arg(long, env = "PM_RPC_CREDS", conflicts_with = "rpc_jwt")]
     rpc_creds: Option<PathBuf>,
+    #[arg(long, env = "PM_RPC_JWT", requires = "rpc_seed", hide = true)]
+    rpc_jwt: Option<String>,
+    #[arg(long, env = "PM_RPC_SEED", requires = "rpc_jwt", hide = true)]
+    rpc_seed: Option<String>,
     /// The CA that signed the NATS server's certificate; with it, both connections require TLS
     /// (as a `tls://` URL does).
     #[arg(long, env = "PM_TLS_CA_FILE")]
@@ -75,8 +86,9 @@ struct Args {
     max_execution_ms: u64,
     /// Seconds between the host's heartbeats. wadm counts a host as gone (and re-places its
     /// components and providers elsewhere) once it has missed heartbeats for wadm's
-    /// `WADM_CLEANUP_INTERVAL`, so that must be several of these.
-    #[arg(long, env = "PM_HEARTBEAT_SECS", default_value_t = 30)]
+    /// `WADM_CLEANUP_INTERVAL`, so that must be several of these: the lattice's wadm forgets a
+    /// host after 20 s (local/xtask/src/stack.rs, HOST_EXPIRY_SECS).
+    #[arg(long, env = "PM_HEARTBEAT_SECS", default_value_t = 5)]
     heartbeat_secs: u64,
     /// Serve Prometheus metrics (per route, and of this host process) on this address.
     #[arg(long, env = "PM_METRICS_ADDR")]
@@ -87,11 +99,14 @@ struct Args {
     /// The OCI registry (`host:port`) images are pulled from with `--oci-user`'s credentials.
     #[arg(long, env = "PM_OCI_REGISTRY")]
     oci_registry: Option<String>,
-    #[arg(long, env = "PM_OCI_USER", requires = "oci_password_file")]
+    #[arg(long, env = "PM_OCI_USER")]
     oci_user: Option<String>,
     /// A file holding the registry user's password (not the password itself: argv is public).
-    #[arg(long, env = "PM_OCI_PASSWORD_FILE", requires = "oci_user")]
+    #[arg(long, env = "PM_OCI_PASSWORD_FILE", conflicts_with = "oci_password")]
     oci_password_file: Option<PathBuf>,
+    /// The password itself, from the environment only (what `wash up` passes on).
+    #[arg(long, env = "PM_OCI_PASSWORD", hide = true, hide_env_values = true)]
+    oci_password: Option<String>,
     /// Reach `--oci-registry` over plain HTTP (a registry on the lattice's own network).
     #[arg(long, env = "PM_OCI_INSECURE", default_value_t = false)]
     oci_insecure: bool,
@@ -99,15 +114,18 @@ struct Args {
 
 /// Where images may come from besides `file://`: the registry and its credentials, if any.
 fn oci_config(args: &Args) -> anyhow::Result<wasmcloud_host::OciConfig> {
-    let password = match &args.oci_password_file {
-        Some(path) => Some(
+    let password = match (&args.oci_password_file, &args.oci_password) {
+        (Some(path), _) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .trim()
                 .to_string(),
         ),
-        None => None,
+        (None, password) => password.clone(),
     };
+    if args.oci_user.is_some() != password.is_some() {
+        bail!("a registry user needs a password (--oci-password-file), and a password a user");
+    }
     let insecure = match (&args.oci_registry, args.oci_insecure) {
         (Some(registry), true) => vec![registry.clone()],
         _ => Vec::new(),
@@ -143,6 +161,10 @@ fn parse_labels(args: &Args) -> anyhow::Result<HashMap<String, String>> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Set before any thread starts (and before clap reads the environment).
+    for (name, value) in wash_up::adopt(&std::env::vars().collect()) {
+        std::env::set_var(name, value);
+    }
     let args = Args::parse();
     if args.call_timeout_ms >= args.max_execution_ms {
         bail!(
@@ -202,8 +224,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("metrics cannot listen on {addr}"))?;
     }
 
-    let (ctl_jwt, ctl_key) = credentials(args.ctl_creds.as_deref())?;
-    let (rpc_jwt, rpc_key) = credentials(args.rpc_creds.as_deref())?;
+    let (ctl_jwt, ctl_key) = credentials(
+        args.ctl_creds.as_deref(),
+        args.ctl_jwt.as_deref().zip(args.ctl_seed.as_deref()),
+    )?;
+    let (rpc_jwt, rpc_key) = credentials(
+        args.rpc_creds.as_deref(),
+        args.rpc_jwt.as_deref().zip(args.rpc_seed.as_deref()),
+    )?;
     let tls = args.tls_ca_file.is_some() || args.nats_url.scheme() == "tls";
     let config = HostConfig {
         ctl_nats_url: args.nats_url.clone(),
@@ -256,11 +284,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 type Credentials = (Option<String>, Option<Arc<nkeys::KeyPair>>);
 
-/// The user JWT and key pair of a NATS credentials file (none without one). The host crate takes
-/// them apart, and the format is two armoured blocks: the line after each BEGIN marker.
-fn credentials(path: Option<&Path>) -> anyhow::Result<Credentials> {
+/// The user JWT and key pair of a NATS credentials file, or given as they are (none without
+/// either). The host crate takes them apart, and the file's format is two armoured blocks: the
+/// line after each BEGIN marker.
+fn credentials(path: Option<&Path>, given: Option<(&str, &str)>) -> anyhow::Result<Credentials> {
     let Some(path) = path else {
-        return Ok((None, None));
+        return match given {
+            Some((jwt, seed)) => {
+                let key = nkeys::KeyPair::from_seed(seed)
+                    .context("the NATS user seed given is not valid")?;
+                Ok((Some(jwt.to_string()), Some(Arc::new(key))))
+            }
+            None => Ok((None, None)),
+        };
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
