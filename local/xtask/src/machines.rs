@@ -167,11 +167,18 @@ impl Machines {
 
 impl Drop for Machines {
     /// Removes the namespaces (their ends of the links go with them, and the other ends with
-    /// those) and the bridge. Processes still running in a namespace keep it alive until they
-    /// exit, so callers stop theirs first.
+    /// those) and the bridge. A process still running in a namespace would keep it alive: the
+    /// stack stops its own first, and whatever is left (a host a test started there by hand, say,
+    /// when the test failed before stopping it) is killed here.
     fn drop(&mut self) {
         for index in 1..=self.count {
-            let _ = ip(&["netns", "del", &self.namespace(index)]);
+            let namespace = self.namespace(index);
+            if let Ok(pids) = ip(&["netns", "pids", &namespace]) {
+                for pid in pids.split_whitespace() {
+                    let _ = run(Command::new("kill").args(["-KILL", pid]));
+                }
+            }
+            let _ = ip(&["netns", "del", &namespace]);
         }
         let _ = ip(&["link", "del", &self.bridge()]);
     }
