@@ -80,29 +80,44 @@ fn losing_a_machine_fails_only_requests_in_flight_and_its_return_fails_none(gate
     }
 }
 
-/// docs/deploy.md, "Joining with wash up", on the spare machine (a fourth namespace, where
-/// nothing of the lattice runs): the join bundle unpacked there, `. ./wash-up.env`, and `wash up`
-/// with the platform's host. Nothing but the bundle comes from the lattice's machine. The host
-/// joins with its labels; wadm starts on it every provider the hosts of the lattice run (each
-/// pulled from the registry with the bundle's credentials); the application stays deployed; and
-/// `wash down --host-id`, as the operator, takes the host out with every listener still serving.
+/// docs/deploy.md, "Adding a host machine", on the spare machine (a fourth namespace, where
+/// nothing of the lattice runs): a join bundle with a NATS node for that machine's address,
+/// unpacked there; `cargo xtask join --nats-node --no-host` starts the node, which joins the
+/// cluster; `. ./wash-up.env` and `wash up` with the platform's host start a host connected to it.
+/// Nothing but the bundle comes from the lattice's machine. The host joins with its labels; wadm
+/// starts on it every provider the lattice's hosts run (each pulled from the registry with the
+/// bundle's credentials, over the new node); the application stays deployed; `wash down
+/// --host-id`, as the operator, and `cargo xtask leave` take it all out again with every
+/// listener still serving.
 fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
-    let namespace = std::env::var("PM_SPARE_MACHINE").expect("PM_SPARE_MACHINE is not set");
+    let spare = std::env::var("PM_SPARE_MACHINE").expect("PM_SPARE_MACHINE is not set");
+    let (namespace, address) = spare.split_once(' ').expect("namespace and address");
+    let lattice = std::env::var("PM_LATTICE").unwrap();
     let dir = PathBuf::from(std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR")).join("wash-up");
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
     let tar = dir.join("bundle.tar");
-    common::xtask(&["join-bundle", tar.to_str().unwrap()]);
+    common::xtask(&["join-bundle", tar.to_str().unwrap(), "--nats-node", address]);
+
+    // On the spare machine, from here on.
+    let started = Instant::now();
     run(Command::new("tar")
         .arg("-xf")
         .arg(&tar)
         .arg("-C")
         .arg(&bundle));
-
-    let started = Instant::now();
-    // The operator's shell on the other machine: nothing of this test's environment.
+    let joined_name = format!("{lattice}-spare");
+    let xtask = std::env::var("PM_XTASK").unwrap();
     run(Command::new("ip")
-        .args(["netns", "exec", &namespace, "sh", "-c"])
+        .args(["netns", "exec", namespace])
+        .arg(&xtask)
+        .arg("join")
+        .arg(&tar)
+        .args(["--nats-node", "--no-host", "--name", &joined_name]));
+    let node_joined = started.elapsed();
+    // The operator's shell there: nothing of this test's environment.
+    run(Command::new("ip")
+        .args(["netns", "exec", namespace, "sh", "-c"])
         .arg(
             ". ./wash-up.env && \"$WASH\" up --detached --nats-connect-only --disable-wadm \
              --host-path \"$HOST_BIN\" --label zone=d --label pm.host=wash-up",
@@ -124,7 +139,7 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
                 h["id"].as_str().unwrap().to_string()
             })
     });
-    let joined = started.elapsed();
+    let host_joined = started.elapsed();
     // The providers the lattice's own hosts run (daemon scalers: every host runs each).
     let wanted = providers_on(&host_labelled("1"));
     assert!(wanted.len() >= 4, "machine 1 runs {wanted:?}");
@@ -144,8 +159,10 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
         },
     );
     common::report(&format!(
-        "wash up: host on the spare machine joined in {:.1} s, ran every provider after {:.1} s",
-        joined.as_secs_f64(),
+        "joining machine: NATS node in the cluster after {:.1} s, wash up host joined after {:.1} s, \
+         running every provider after {:.1} s",
+        node_joined.as_secs_f64(),
+        host_joined.as_secs_f64(),
         serving.as_secs_f64()
     ));
 
@@ -158,11 +175,12 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
             .any(|h| h["id"] == id.as_str()))
         .then_some(())
     });
+    run(Command::new(&xtask).args(["leave", "--name", &joined_name]));
     for gateway in gateways {
         assert_eq!(
             ready(gateway),
             200,
-            "{gateway}/ready after the wash up host left"
+            "{gateway}/ready after the joined machine left"
         );
     }
 }

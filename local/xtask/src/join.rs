@@ -1,11 +1,15 @@
-//! Joining a lattice from another machine (issue 19, item 2). `cargo xtask join-bundle FILE`
-//! on the lattice's machine writes a bundle (a tar file, mode 600): where the lattice's NATS
-//! nodes are, the CA that signed their certificate, the two host users' credentials, and the
-//! registry's address and pull credentials. `cargo xtask join FILE [--label k=v ...]` on another
-//! machine starts a host from the bundle alone: it joins the lattice with its labels, and pulls
-//! what wadm places on it from the registry. Nothing else passes between the machines.
+//! Joining a lattice from another machine (issue 19, item 2). `cargo xtask join-bundle FILE
+//! [--nats-node ADDRESS]` on the lattice's machine writes a bundle (a tar file, mode 600): where
+//! the lattice's NATS nodes are, the CA that signed their certificate, the two host users'
+//! credentials, the registry's address and pull credentials, `wash-up.env` for `wash up`, and,
+//! with `--nats-node`, what a NATS node at ADDRESS needs to join the cluster (a certificate for
+//! that address signed by the lattice's CA, the accounts, the routes). `cargo xtask join FILE
+//! [--nats-node] [--no-host] [--label k=v ...]` on the other machine starts, from the bundle
+//! alone, that NATS node and/or a host that joins the lattice with its labels (through the node
+//! of its own machine when there is one) and pulls what wadm places on it from the registry.
+//! Nothing else passes between the machines.
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::process::{run, Daemon};
-use crate::security::User;
+use crate::security::{Cluster, Secrets, User};
 use crate::stack::{HostCredentials, HostLaunch, RegistryAccess, Stack};
 use crate::tools::Tools;
 use crate::{net, paths, step};
@@ -24,6 +28,8 @@ use crate::{net, paths, step};
 const DESCRIPTION: &str = "join.json";
 /// The bundle's settings for `wash up` (docs/deploy.md), sourced in the unpacked bundle.
 const WASH_UP_ENV: &str = "wash-up.env";
+/// The bundle's directory of a NATS node's files, named as in a lattice's secrets directory.
+const NODE_FILES: &str = "nats-node";
 
 /// `wash-up.env`: wash's own variables for reaching the lattice as a host, and the variables
 /// wash passes on to the host it starts (the registry, the CA: the launcher reads them,
@@ -49,9 +55,10 @@ fn wash_up_env(lattice: &str, nats: SocketAddr, registry: &str) -> String {
 }
 
 impl Stack {
-    /// Writes the join bundle of this lattice to `target`. The lattice must ship through its
-    /// registry: a host elsewhere cannot load `file://` paths of this machine.
-    pub fn write_join_bundle(&self, target: &Path) -> Result<()> {
+    /// Writes the join bundle of this lattice to `target`, with what a NATS node at `node` needs
+    /// when given. The lattice must ship through its registry: a host elsewhere cannot load
+    /// `file://` paths of this machine.
+    pub fn write_join_bundle(&self, target: &Path, node: Option<IpAddr>) -> Result<()> {
         if !self.config.registry {
             bail!("this lattice deploys files of this machine; bring it up with `--registry` so hosts elsewhere can pull what they run");
         }
@@ -65,12 +72,25 @@ impl Stack {
         let nats: Vec<String> = (1..=self.config.nats_nodes.max(1))
             .map(|node| self.nats_node_url(node))
             .collect::<Result<_>>()?;
-        let description = serde_json::json!({
+        let mut description = serde_json::json!({
             "lattice": self.config.lattice,
             "nats": nats,
             "registry": self.registry_addr()?.to_string(),
             "registry_user": crate::registry::USER,
         });
+        // `wash up` connects to the node of its own machine when the bundle brings one.
+        let mut wash_up_nats = self.nats_node_addr(1)?;
+        if let Some(address) = node {
+            let joining = self.joining_node(address)?;
+            let files = Secrets {
+                dir: staging.join(NODE_FILES),
+            };
+            fs::create_dir_all(&files.dir)?;
+            secrets.issue_node_certificate(address, &files)?;
+            fs::copy(secrets.auth_conf(), files.auth_conf())?;
+            wash_up_nats = joining.client;
+            description["nats_node"] = joining.to_json();
+        }
         fs::write(
             staging.join(DESCRIPTION),
             serde_json::to_string_pretty(&description)?,
@@ -79,7 +99,7 @@ impl Stack {
             staging.join(WASH_UP_ENV),
             wash_up_env(
                 &self.config.lattice,
-                self.nats_node_addr(1)?,
+                wash_up_nats,
                 &self.registry_addr()?.to_string(),
             ),
         )?;
@@ -111,9 +131,94 @@ impl Stack {
     }
 }
 
-/// A host started from a bundle, kept under `build/joined/<name>/`.
+impl Stack {
+    /// A NATS node joining this lattice's cluster at `address`: it takes clients and routes on
+    /// the ports node 1 uses (on its own address), and routes to every node there is; the others
+    /// learn it from whichever it reaches. A lattice on one node has no cluster to join: NATS
+    /// cannot add JetStream peers to a server started without routes.
+    fn joining_node(&self, address: IpAddr) -> Result<JoiningNode> {
+        let cluster = self.cluster(1)?.with_context(|| {
+            format!(
+                "lattice `{}` runs a single NATS node, which no node can join; bring it up with \
+                 `--nats-nodes 3`",
+                self.config.lattice
+            )
+        })?;
+        let mut routes = cluster.routes.clone();
+        routes.insert(0, cluster.listen);
+        Ok(JoiningNode {
+            name: format!("pm-{}-{address}", self.config.lattice),
+            client: SocketAddr::new(address, self.nats_node_addr(1)?.port()),
+            cluster: Cluster {
+                name: cluster.name,
+                listen: SocketAddr::new(address, cluster.listen.port()),
+                routes,
+            },
+        })
+    }
+}
+
+/// What the bundle says of the NATS node it brings (`nats_node` in `join.json`).
+struct JoiningNode {
+    name: String,
+    client: SocketAddr,
+    cluster: Cluster,
+}
+
+impl JoiningNode {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "client": self.client.to_string(),
+            "cluster": self.cluster.name,
+            "cluster_listen": self.cluster.listen.to_string(),
+            "routes": self.cluster.routes.iter().map(SocketAddr::to_string).collect::<Vec<_>>(),
+        })
+    }
+
+    fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let addr = |v: &serde_json::Value| -> Result<SocketAddr> {
+            v.as_str()
+                .context("an address")?
+                .parse()
+                .context("an address")
+        };
+        Ok(JoiningNode {
+            name: value["name"]
+                .as_str()
+                .context("the node's name")?
+                .to_string(),
+            client: addr(&value["client"])?,
+            cluster: Cluster {
+                name: value["cluster"]
+                    .as_str()
+                    .context("the cluster's name")?
+                    .to_string(),
+                listen: addr(&value["cluster_listen"])?,
+                routes: value["routes"]
+                    .as_array()
+                    .context("the routes")?
+                    .iter()
+                    .map(addr)
+                    .collect::<Result<_>>()?,
+            },
+        })
+    }
+}
+
+/// What a bundle starts on a machine (a host, a NATS node or both), kept under
+/// `build/joined/<name>/`.
 pub struct Joined {
     dir: PathBuf,
+}
+
+/// What `join` starts from a bundle.
+pub struct JoinOptions {
+    pub labels: Vec<String>,
+    /// Start the bundle's NATS node (`join-bundle --nats-node`).
+    pub nats_node: bool,
+    /// Start a host (not when a host is started otherwise, with `wash up`).
+    pub host: bool,
 }
 
 impl Joined {
@@ -127,16 +232,14 @@ impl Joined {
         Daemon::new(&self.dir, "host")
     }
 
-    /// Unpacks `bundle` and starts a host with `labels` that joins the bundle's lattice through
-    /// its first NATS node it can reach.
-    pub fn start(&self, tools: &Tools, bundle: &Path, labels: &[String]) -> Result<()> {
-        if self.host().running_pid().is_some() {
-            step(&format!(
-                "joined host in {} already running",
-                self.dir.display()
-            ));
-            return Ok(());
-        }
+    fn nats(&self) -> Daemon {
+        Daemon::new(&self.dir, "nats")
+    }
+
+    /// Unpacks `bundle`, then starts what `options` asks for: the bundle's NATS node, which
+    /// joins the cluster, and a host with its labels that joins the lattice through the node of
+    /// this machine, or else the first of the lattice's nodes it can reach.
+    pub fn start(&self, tools: &Tools, bundle: &Path, options: &JoinOptions) -> Result<()> {
         let files = self.dir.join("bundle");
         fs::create_dir_all(&files)?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
@@ -152,22 +255,33 @@ impl Joined {
         let lattice = description["lattice"]
             .as_str()
             .context("the bundle's lattice")?;
-        let nats: Vec<&str> = description["nats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|u| u.as_str())
-            .collect();
-        // The first node that answers: a host takes one address (it learns the others there).
-        let url = nats
-            .iter()
-            .find(|url| {
-                url.rsplit("//")
-                    .next()
-                    .and_then(|addr| addr.parse().ok())
-                    .is_some_and(|addr| net::listening(addr, Duration::from_millis(500)))
-            })
-            .with_context(|| format!("none of the lattice's NATS nodes answers: {nats:?}"))?;
+        let auth = crate::nats_client::NatsAuth {
+            ca: Some(files.join("ca.pem")),
+            creds: Some(files.join("host-control.creds")),
+        };
+        let own_node = if options.nats_node {
+            let node = JoiningNode::from_json(&description["nats_node"]).context(
+                "this bundle brings no NATS node: write it with `join-bundle --nats-node <address>`",
+            )?;
+            self.start_node(tools, &files, &node, &auth)?;
+            Some(format!("tls://{}", node.client))
+        } else {
+            None
+        };
+        if !options.host {
+            return Ok(());
+        }
+        if self.host().running_pid().is_some() {
+            step(&format!(
+                "joined host in {} already running",
+                self.dir.display()
+            ));
+            return Ok(());
+        }
+        let url = match own_node {
+            Some(url) => url,
+            None => first_answering(&description)?,
+        };
         let registry = description["registry"]
             .as_str()
             .context("the bundle's registry")?;
@@ -176,10 +290,10 @@ impl Joined {
             .context("the bundle's registry user")?;
         step(&format!(
             "starting a host that joins lattice `{lattice}` through {url} (labels: {})",
-            labels.join(", ")
+            options.labels.join(", ")
         ));
         HostLaunch {
-            nats_url: url.to_string(),
+            nats_url: url,
             lattice: lattice.to_string(),
             credentials: Some(HostCredentials {
                 control: files.join("host-control.creds"),
@@ -191,7 +305,7 @@ impl Joined {
                 user: user.to_string(),
                 password_file: files.join("registry.password"),
             }),
-            labels: labels.to_vec(),
+            labels: options.labels.clone(),
             metrics: None,
             namespace: None,
             admin_ip: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -199,9 +313,78 @@ impl Joined {
         .start(tools, &self.host(), "the joined host to be ready")
     }
 
-    pub fn stop(&self) -> Result<bool> {
-        self.host().stop(Duration::from_secs(15))
+    /// Starts the bundle's NATS node and waits until JetStream answers through it: it has
+    /// routed to the cluster and the cluster has a leader.
+    fn start_node(
+        &self,
+        tools: &Tools,
+        files: &Path,
+        node: &JoiningNode,
+        auth: &crate::nats_client::NatsAuth,
+    ) -> Result<()> {
+        let daemon = self.nats();
+        if daemon.running_pid().is_some() {
+            step(&format!("joined NATS node {} already running", node.name));
+            return Ok(());
+        }
+        step(&format!(
+            "starting NATS node {} on {}, joining cluster {} through {}",
+            node.name,
+            node.client,
+            node.cluster.name,
+            node.cluster
+                .routes
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let secrets = Secrets {
+            dir: files.join(NODE_FILES),
+        };
+        let conf = secrets.write_server_conf(
+            node.client,
+            &node.name,
+            &self.dir.join("jetstream"),
+            Some(&node.cluster),
+        )?;
+        daemon.spawn(Command::new(&tools.nats_server).arg("-c").arg(&conf))?;
+        daemon.wait_ready(
+            "the joined NATS node to serve JetStream",
+            Duration::from_secs(60),
+            || {
+                let answer = crate::nats_client::request(node.client, auth, "$JS.API.INFO")?;
+                Ok(answer.is_some_and(|a| !a.contains("\"error\"")))
+            },
+        )
     }
+
+    /// Stops what was started here: the host first, then the node it reached the lattice by.
+    pub fn stop(&self) -> Result<bool> {
+        let host = self.host().stop(Duration::from_secs(15))?;
+        let node = self.nats().stop(Duration::from_secs(15))?;
+        Ok(host || node)
+    }
+}
+
+/// The first of the bundle's NATS nodes that answers: a host takes one address (it learns the
+/// others there).
+fn first_answering(description: &serde_json::Value) -> Result<String> {
+    let nats: Vec<&str> = description["nats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str())
+        .collect();
+    nats.iter()
+        .find(|url| {
+            url.rsplit("//")
+                .next()
+                .and_then(|addr| addr.parse().ok())
+                .is_some_and(|addr| net::listening(addr, Duration::from_millis(500)))
+        })
+        .map(|url| url.to_string())
+        .with_context(|| format!("none of the lattice's NATS nodes answers: {nats:?}"))
 }
 
 #[cfg(test)]

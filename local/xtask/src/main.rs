@@ -57,12 +57,16 @@ usage: cargo xtask <command>
   provider restart <provider>      restart a provider (postgres, redis, kafka, ticker) host by
                                    host: each instance finishes its calls first, the next goes
                                    once the new one serves
-  join-bundle <file>               write what a host on another machine needs to join this
+  join-bundle <file> [--nats-node <address>]
+                                   write what a host on another machine needs to join this
                                    lattice (NATS nodes, CA, host credentials, registry) to
-                                   <file>, mode 600 (the lattice must run with --registry)
-  join <file> [--label k=v ...] [--name N]
-                                   on another machine: start a host that joins the lattice of
-                                   that bundle with those labels; `leave [--name N]` stops it
+                                   <file>, mode 600 (the lattice must run with --registry);
+                                   with --nats-node, also what a NATS node listening on
+                                   <address> needs to join the cluster (--nats-nodes 3)
+  join <file> [--nats-node] [--no-host] [--label k=v ...] [--name N]
+                                   on another machine: start the bundle's NATS node and/or a
+                                   host that joins the lattice of that bundle with those
+                                   labels; `leave [--name N]` stops them
                                    (or, with the bundle unpacked: `. ./wash-up.env` and
                                    `wash up`, docs/deploy.md)
   rotate <jwt-key|passwords|all>   replace the JWT signing key (tokens signed with the old one
@@ -238,27 +242,52 @@ fn dispatch(args: &[String]) -> Result<()> {
                 !manifest_only,
             )
         }
-        "join-bundle" => match rest {
-            [file, lattice @ ..] if lattice.len() <= 1 => {
-                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
-                Stack::existing(lattice)?.write_join_bundle(std::path::Path::new(file))
+        "join-bundle" => {
+            const USAGE: &str =
+                "usage: cargo xtask join-bundle <file> [--nats-node <address>] [lattice]";
+            let node: Option<std::net::IpAddr> = match rest.iter().position(|a| a == "--nats-node")
+            {
+                Some(at) => Some(
+                    rest.get(at + 1)
+                        .context(USAGE)?
+                        .parse()
+                        .context("--nats-node takes the IP address the node will listen on")?,
+                ),
+                None => None,
+            };
+            let positional: Vec<&String> = rest
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || rest[i - 1] != "--nats-node"))
+                .map(|(_, a)| a)
+                .collect();
+            match positional.as_slice() {
+                [file, lattice @ ..] if lattice.len() <= 1 => {
+                    let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                    Stack::existing(lattice)?
+                        .write_join_bundle(std::path::Path::new(file.as_str()), node)
+                }
+                _ => bail!(USAGE),
             }
-            _ => bail!("usage: cargo xtask join-bundle <file> [lattice]"),
-        },
+        }
         "join" => {
             let Some(bundle) = rest.first().filter(|b| !b.starts_with("--")) else {
-                bail!("usage: cargo xtask join <bundle> [--name N] [--label key=value ...]");
+                bail!("usage: cargo xtask join <bundle> [--nats-node] [--no-host] [--name N] [--label key=value ...]");
             };
-            let labels: Vec<String> = rest
-                .windows(2)
-                .filter(|pair| pair[0] == "--label")
-                .map(|pair| pair[1].clone())
-                .collect();
+            let options = join::JoinOptions {
+                labels: rest
+                    .windows(2)
+                    .filter(|pair| pair[0] == "--label")
+                    .map(|pair| pair[1].clone())
+                    .collect(),
+                nats_node: rest.iter().any(|a| a == "--nats-node"),
+                host: !rest.iter().any(|a| a == "--no-host"),
+            };
             let name: String = flag(rest, "--name", "joined".to_string())?;
             join::Joined::new(&name).start(
                 &tools::ensure_all()?,
                 std::path::Path::new(bundle),
-                &labels,
+                &options,
             )
         }
         "leave" => {
@@ -478,7 +507,11 @@ fn test(only: Option<&str>) -> Result<()> {
                 MACHINES,
                 Some(machines.plan()),
                 |stack, mut env| {
-                    env.push(("PM_SPARE_MACHINE", machines.namespace(MACHINES + 1)));
+                    let spare = MACHINES + 1;
+                    env.push((
+                        "PM_SPARE_MACHINE",
+                        format!("{} {}", machines.namespace(spare), machines.address(spare)),
+                    ));
                     run_files(stack, env, &on_machines)
                 },
             )

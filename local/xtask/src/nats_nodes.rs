@@ -62,7 +62,7 @@ impl Stack {
         Ok(self.nats_url_of(self.nats_node_addr(index)?))
     }
 
-    fn cluster(&self, index: usize) -> Result<Option<Cluster>> {
+    pub(crate) fn cluster(&self, index: usize) -> Result<Option<Cluster>> {
         let nodes = self.config.nats_nodes;
         if nodes < 2 {
             return Ok(None);

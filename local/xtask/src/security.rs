@@ -178,6 +178,40 @@ fn stream_api(name: &str) -> Vec<String> {
     ]
 }
 
+/// The lattice CA's certificate parameters. The same every time: a certificate signed later with
+/// the kept key names this issuer, which is what clients check it against.
+fn ca_params() -> Result<rcgen::CertificateParams> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "patient-management lattice CA");
+    Ok(ca)
+}
+
+/// A NATS server certificate (PEM) and its key (PEM) for 127.0.0.1, localhost and `addresses`:
+/// clients reach a node by the loopback address, by name, or at its machine's address.
+fn node_certificate(
+    addresses: &[IpAddr],
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    names.extend(
+        addresses
+            .iter()
+            .map(IpAddr::to_string)
+            .filter(|a| a != "127.0.0.1"),
+    );
+    names.dedup();
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "patient-management NATS");
+    Ok((params.signed_by(&key, issuer)?.pem(), key.serialize_pem()))
+}
+
 /// A node's place in a NATS cluster: the cluster's name, where it takes routes from the other
 /// nodes, and where they are.
 pub struct Cluster {
@@ -279,34 +313,40 @@ impl Secrets {
         Ok(secrets)
     }
 
+    /// The CA's private key, kept (mode 600) so that a NATS node joining later on another
+    /// machine can be given a certificate for its address (`issue_node_certificate`).
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
     fn make_tls(&self, addresses: &[IpAddr]) -> Result<()> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyUsagePurpose};
         let ca_key = rcgen::KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.distinguished_name
-            .push(DnType::CommonName, "patient-management lattice CA");
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca, ca_key);
-        // Clients reach the server by the loopback address, by name, or at its machine's address.
-        let server_key = rcgen::KeyPair::generate()?;
-        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        names.extend(
-            addresses
-                .iter()
-                .map(IpAddr::to_string)
-                .filter(|a| a != "127.0.0.1"),
-        );
-        names.dedup();
-        let mut server = CertificateParams::new(names)?;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "patient-management NATS");
-        let server_cert = server.signed_by(&server_key, &issuer)?;
-        write_private(&self.server_key(), &server_key.serialize_pem())?;
-        write_private(&self.server_cert(), &server_cert.pem())?;
+        let ca_cert = ca_params()?.self_signed(&ca_key)?;
+        write_private(&self.ca_key(), &ca_key.serialize_pem())?;
+        let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
+        let (cert, key) = node_certificate(addresses, &issuer)?;
+        write_private(&self.server_key(), &key)?;
+        write_private(&self.server_cert(), &cert)?;
         write_private(&self.ca(), &ca_cert.pem())
+    }
+
+    /// A certificate and key for a NATS node at `address`, signed by this lattice's CA, written
+    /// into `into` under the names a node's files have (`server_cert`, `server_key`), with the
+    /// CA beside them.
+    pub fn issue_node_certificate(&self, address: IpAddr, into: &Secrets) -> Result<()> {
+        let ca_key = fs::read_to_string(self.ca_key()).with_context(|| {
+            format!(
+                "{} is missing: this lattice's CA key was not kept when it was made; bring the \
+                 lattice up anew to add NATS nodes to it",
+                self.ca_key().display()
+            )
+        })?;
+        let issuer = rcgen::Issuer::new(ca_params()?, rcgen::KeyPair::from_pem(&ca_key)?);
+        let (cert, key) = node_certificate(&[address], &issuer)?;
+        write_private(&into.server_key(), &key)?;
+        write_private(&into.server_cert(), &cert)?;
+        fs::copy(self.ca(), into.ca())?;
+        Ok(())
     }
 
     fn make_auth(&self, lattice: &str) -> Result<()> {
@@ -458,6 +498,7 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     fn claims(jwt: &str) -> Value {
         let body = jwt.split('.').nth(1).unwrap();
@@ -510,6 +551,55 @@ mod tests {
             [&"wasmbus.ctl.v1.t1.link.get"],
             "the RPC user (every provider) may publish no control command but link.get: {published:?}"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A node certificate issued later, from the kept CA key, is for the node's address and
+    /// checks out against the CA every client already trusts (openssl's verdict, not ours).
+    #[test]
+    fn a_node_certificate_issued_later_chains_to_the_lattice_ca() {
+        let dir = std::env::temp_dir().join(format!("pm-node-cert-{}", std::process::id()));
+        let secrets = Secrets::ensure(&dir.join("secrets"), "t3", &[]).unwrap();
+        let node = Secrets {
+            dir: dir.join("node"),
+        };
+        fs::create_dir_all(&node.dir).unwrap();
+        secrets
+            .issue_node_certificate("10.1.2.3".parse().unwrap(), &node)
+            .unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (ca, cert) = (node.ca(), node.server_cert());
+        let (verified, said) = openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
+        assert!(verified, "{said}");
+        let (_, names) = openssl(&[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            cert.to_str().unwrap(),
+        ]);
+        assert!(names.contains("IP Address:10.1.2.3"), "{names}");
+        // Another lattice's CA does not vouch for it.
+        let other = Secrets::ensure(&dir.join("other"), "t4", &[]).unwrap();
+        let (verified, _) = openssl(&[
+            "verify",
+            "-CAfile",
+            other.ca().to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]);
+        assert!(!verified);
         fs::remove_dir_all(dir).unwrap();
     }
 }
