@@ -155,11 +155,13 @@ impl Machines {
         self.count
     }
 
-    /// The stack's view of these machines.
-    pub fn plan(&self) -> MachinePlan {
+    /// The stack's view of the first `count` machines, where it runs its NATS nodes and hosts
+    /// (the others are left for what joins later).
+    pub fn plan(&self, count: usize) -> MachinePlan {
+        let count = count.min(self.count);
         MachinePlan {
-            namespaces: (1..=self.count).map(|i| self.namespace(i)).collect(),
-            addresses: (1..=self.count).map(|i| self.address(i)).collect(),
+            namespaces: (1..=count).map(|i| self.namespace(i)).collect(),
+            addresses: (1..=count).map(|i| self.address(i)).collect(),
             services: self.bridge_address(),
         }
     }
