@@ -499,13 +499,13 @@ fn test(only: Option<&str>) -> Result<()> {
     let on_machines = match on_machines.is_empty() {
         true => Ok(()),
         false => {
-            // One machine more than the lattice starts on: the test joins a host there the way
-            // docs/deploy.md says, from the join bundle with `wash up`.
+            // One machine more than the lattice starts on: the test joins it the way
+            // docs/deploy.md says, from a join bundle (a NATS node, and a host by `wash up`).
             let machines = machines::Machines::create(std::process::id(), MACHINES + 1)?;
             on_test_stack(
                 "pmmach",
                 MACHINES,
-                Some(machines.plan()),
+                Some(machines.plan(MACHINES)),
                 |stack, mut env| {
                     let spare = MACHINES + 1;
                     env.push((

@@ -105,7 +105,7 @@ impl Stack {
     }
 
     fn require_machine(&self, index: usize) -> Result<()> {
-        let count = self.machines_in_use();
+        let count = self.machine_count();
         if !(1..=count).contains(&index) {
             bail!(
                 "lattice `{}` has no simulated machine {index} (it has {count})",

@@ -295,21 +295,19 @@ impl Stack {
         SocketAddr::new(self.machine_ip(index), self.config.http_port)
     }
 
-    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine that
-    /// runs one of the stack's hosts.
+    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine.
     pub fn gateway_addrs(&self) -> Vec<SocketAddr> {
-        (1..=self.machines_in_use().max(1))
+        (1..=self.machine_count().max(1))
             .map(|i| self.gateway_on(i))
             .collect()
     }
 
-    /// How many simulated machines run a NATS node and a host of the stack (machines 1 to N;
-    /// others are left for hosts that join by hand): 0 when machines are not simulated.
-    pub(crate) fn machines_in_use(&self) -> usize {
+    /// How many simulated machines the stack runs on (0 when they are not simulated).
+    pub(crate) fn machine_count(&self) -> usize {
         self.config
             .machines
             .as_ref()
-            .map_or(0, |p| p.addresses.len().min(self.config.hosts))
+            .map_or(0, |p| p.addresses.len())
     }
 
     /// Environment that points `wash` at this lattice.
