@@ -36,13 +36,19 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   up [--hosts N] [--nats-nodes 3] [--registry] [--http-port P] [--rate-limit R]
+     [--address A] [--zones z1,z2,...]
                                    install what is missing, build, start the lattice on
                                    127.0.0.1 and deploy the application (gateway on :4004);
                                    R replaces the 5 requests/s, burst 5 per-client limit;
                                    --nats-nodes 3 runs NATS as a cluster of three nodes that
                                    keeps every stream on all three; --registry pushes the
                                    artifacts to the lattice's OCI registry and deploys them
-                                   from there (by tag and digest) instead of file://
+                                   from there (by tag and digest) instead of file://;
+                                   --address: other machines reach NATS, the registry, the
+                                   broker (and the manifest's Postgres and Redis) at this
+                                   machine's address A, and every host serves HTTP;
+                                   --zones: spread every component over these `zone` labels
+                                   (machines that join say theirs: docs/deploy.md)
   down                             stop everything `up` started
   test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
                                    --only runs just tests/tests/<file>.rs (no unit tests)
@@ -392,6 +398,20 @@ fn up(args: &[String]) -> Result<()> {
         redis_port: manifest::DEFAULT_REDIS_PORT,
         seed_admin_password: stack::seed_admin_password(),
         machines: None,
+        address: match args.iter().position(|a| a == "--address") {
+            Some(_) => Some(flag(
+                args,
+                "--address",
+                std::net::IpAddr::from([127, 0, 0, 1]),
+            )?),
+            None => None,
+        },
+        zones: flag(args, "--zones", String::new())?
+            .split(',')
+            .map(str::trim)
+            .filter(|z| !z.is_empty())
+            .map(str::to_string)
+            .collect(),
     });
     // Fail on bad configuration before spending minutes on builds.
     stack.preflight()?;
@@ -639,6 +659,8 @@ fn on_test_stack(
             Err(_) => security::random_hex(12)?,
         },
         machines,
+        address: None,
+        zones: Vec::new(),
     });
     let outcome = (|| {
         stack.up(&tools)?;

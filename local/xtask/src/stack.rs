@@ -138,8 +138,15 @@ pub struct StackConfig {
     /// run can search its logs for it).
     pub seed_admin_password: String,
     /// Simulated machines (machines.rs): NATS node and host `i` run on machine `i`, an HTTP
-    /// listener on each. None: everything on this machine's loopback.
+    /// listener on each. None: everything on this machine.
     pub machines: Option<MachinePlan>,
+    /// The address of this machine that other machines reach the lattice at (`up --address`):
+    /// its NATS nodes, registry and broker listen there, the manifest's Postgres and Redis are
+    /// there, and every host has an HTTP listener. None: loopback only.
+    pub address: Option<IpAddr>,
+    /// The `zone` labels every component is spread over (`up --zones`); empty: those of this
+    /// stack's own hosts.
+    pub zones: Vec<String>,
 }
 
 pub struct Stack {
@@ -187,6 +194,13 @@ impl Stack {
             redis_port: port("redis_port", manifest::DEFAULT_REDIS_PORT),
             seed_admin_password: seed_admin_password(),
             machines: MachinePlan::from_json(&stores["machines"]),
+            address: stores["address"].as_str().and_then(|a| a.parse().ok()),
+            zones: stores["zones"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|z| z.as_str().map(str::to_string))
+                .collect(),
         };
         Ok(Self { config, dir })
     }
@@ -202,8 +216,15 @@ impl Stack {
     pub(crate) fn machine_ip(&self, index: usize) -> IpAddr {
         match &self.config.machines {
             Some(plan) => IpAddr::V4(plan.addresses[(index - 1) % plan.addresses.len()]),
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.own_ip(),
         }
+    }
+
+    /// This machine's address for the lattice: `--address`, or loopback.
+    fn own_ip(&self) -> IpAddr {
+        self.config
+            .address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     }
 
     /// The network namespace of machine `index`, on simulated machines.
@@ -217,7 +238,7 @@ impl Stack {
     pub(crate) fn services_ip(&self) -> IpAddr {
         match &self.config.machines {
             Some(plan) => IpAddr::V4(plan.services),
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.own_ip(),
         }
     }
 
@@ -375,6 +396,35 @@ impl Stack {
                 self.config.broker_port
             );
         }
+        // The providers of every machine reach the manifest's local Postgres and Redis at this
+        // machine's address: xtask does not forward them there (a forwarder would hand the
+        // network this machine's loopback trust), so they must listen there themselves. (A
+        // manifest pointed at managed stores is left as it is: `manifest::render`.)
+        if let Some(address) = self.config.address {
+            let manifest =
+                fs::read_to_string(crate::paths::repo().join(crate::build::MANIFESTS[0]))?;
+            for (what, port, local) in [
+                (
+                    "Postgres",
+                    self.config.postgres_port,
+                    "POSTGRES_HOST: 127.0.0.1\n",
+                ),
+                ("Redis", self.config.redis_port, "redis://127.0.0.1:"),
+            ] {
+                if !manifest.contains(local) {
+                    continue;
+                }
+                let addr = SocketAddr::new(address, port);
+                if !net::listening(addr, Duration::from_secs(1)) {
+                    bail!(
+                        "{what} does not answer on {addr}: with --address, the providers on every \
+                         machine reach it there. Make it listen on that address, with password \
+                         authentication for the platform's roles, or point the manifest at a \
+                         managed {what} (docs/deploy.md)"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -406,6 +456,8 @@ impl Stack {
                 "registry": self.config.registry,
                 "nats_nodes": self.config.nats_nodes,
                 "machines": self.config.machines.as_ref().map(MachinePlan::to_json),
+                "address": self.config.address.map(|a| a.to_string()),
+                "zones": self.config.zones,
             })
             .to_string(),
         )?;
@@ -625,13 +677,16 @@ impl Stack {
             rate_limit: self.config.rate_limit,
             postgres_port: self.config.postgres_port,
             redis_port: self.config.redis_port,
-            zones: ZONES
-                .iter()
-                .take(self.config.hosts.clamp(1, ZONES.len()))
-                .map(|z| z.to_string())
-                .collect(),
+            zones: match self.config.zones.is_empty() {
+                true => ZONES
+                    .iter()
+                    .take(self.config.hosts.clamp(1, ZONES.len()))
+                    .map(|z| z.to_string())
+                    .collect(),
+                false => self.config.zones.clone(),
+            },
             services_host: self.services_ip().to_string(),
-            listener_on_every_host: self.config.machines.is_some(),
+            listener_on_every_host: self.config.machines.is_some() || self.config.address.is_some(),
         };
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
         let rendered = if self.config.registry {
