@@ -1,9 +1,10 @@
 //! The lattice across machines (issue 19): `cargo xtask test` runs this file on a lattice of its
-//! own, spread over three simulated machines (Linux network namespaces on a bridge the run
-//! creates and removes, local/xtask/src/machines.rs). Each machine runs a node of the NATS
-//! cluster and a host that pulls what it runs from the lattice's OCI registry; each serves HTTP.
-//! The data stores, the broker, the registry, wadm and the secrets backend stay on this machine,
-//! reached over the bridge.
+//! own, brought up the way docs/deploy.md says: `up --registry --nats-nodes 3 --address` on this
+//! machine (wadm, the secrets backend, the registry, the broker and three NATS nodes, one host),
+//! then three simulated machines (Linux network namespaces on a bridge the run creates and
+//! removes, local/xtask/src/machines.rs) joined with `join-bundle --nats-node` and `join
+//! --nats-node`: each runs a NATS node of the cluster and a host of its own zone that pulls what
+//! it runs from the registry, and serves HTTP. The data stores are reached over the bridge.
 mod common;
 
 use std::path::PathBuf;
@@ -35,10 +36,10 @@ fn the_lattice_spans_machines() {
     a_host_joins_from_another_machine_with_wash_up(&gateways);
 }
 
-/// Machine 3 (its NATS node and host together) dies under load sent through machine 1's
-/// listener. Only the requests in flight on it may fail; wadm stays or returns to Deployed with
-/// every component on the two left; the listeners of the machines left serve; the machine coming
-/// back is absorbed without a failed request.
+/// Machine 3 (its NATS node and host together) dies under load sent through the lattice
+/// machine's listener. Only the requests in flight on it may fail; wadm stays or returns to
+/// Deployed with every component on the machines left; their listeners serve; the machine coming
+/// back (joining again as it first did) is absorbed without a failed request.
 fn losing_a_machine_fails_only_requests_in_flight_and_its_return_fails_none(gateways: &[String]) {
     const CLIENTS: usize = 4;
     const VICTIM: usize = 3;
@@ -80,7 +81,7 @@ fn losing_a_machine_fails_only_requests_in_flight_and_its_return_fails_none(gate
     }
 }
 
-/// docs/deploy.md, "Adding a host machine", on the spare machine (a fourth namespace, where
+/// docs/deploy.md, "Adding a machine", on the spare machine (a fourth namespace, where
 /// nothing of the lattice runs): a join bundle with a NATS node for that machine's address,
 /// unpacked there; `cargo xtask join --nats-node --no-host` starts the node, which joins the
 /// cluster; `. ./wash-up.env` and `wash up` with the platform's host start a host connected to it.
@@ -115,7 +116,10 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
         .arg(&tar)
         .args(["--nats-node", "--no-host", "--name", &joined_name]));
     let node_joined = started.elapsed();
-    // The operator's shell there: nothing of this test's environment.
+    // The operator's shell there: nothing of this test's environment but a temporary directory
+    // the run removes (the host caches what it pulls there).
+    let tmp = std::env::temp_dir().join(format!("pm-{lattice}-wash-up"));
+    std::fs::create_dir_all(&tmp).unwrap();
     run(Command::new("ip")
         .args(["netns", "exec", namespace, "sh", "-c"])
         .arg(
@@ -126,6 +130,7 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", dir.join("home"))
+        .env("TMPDIR", &tmp)
         .env("WASH", common::tool_path("wash"))
         .env("HOST_BIN", common::tool_path("host")));
 

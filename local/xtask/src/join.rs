@@ -158,6 +158,93 @@ impl Stack {
     }
 }
 
+/// Simulated machines joining a lattice (machines.rs): what an operator does on each machine,
+/// done by the test run, with the documented commands (docs/deploy.md, "Adding a machine").
+impl Stack {
+    /// The name joined machine `index` runs under (`join --name`): its daemons are kept under
+    /// `build/joined/<name>/`. Also its `zone` and `pm.host` labels.
+    fn machine_name(&self, index: usize) -> String {
+        format!("{}-m{index}", self.config.lattice)
+    }
+
+    /// The `zone` label of joined machine `index`: a zone of its own.
+    pub(crate) fn machine_zone(index: usize) -> String {
+        format!("m{index}")
+    }
+
+    fn machine_plan(&self, index: usize) -> Result<&crate::machines::MachinePlan> {
+        let plan = self
+            .config
+            .machines
+            .as_ref()
+            .context("this lattice has no simulated machines")?;
+        if !(1..=plan.addresses.len()).contains(&index) {
+            bail!(
+                "lattice `{}` has no simulated machine {index} (it has {})",
+                self.config.lattice,
+                plan.addresses.len()
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Whether joined machine `index` runs its host.
+    pub(crate) fn machine_joined(&self, index: usize) -> bool {
+        Joined::new(&self.machine_name(index))
+            .host()
+            .running_pid()
+            .is_some()
+    }
+
+    /// Joins simulated machine `index` to the lattice: its bundle with a NATS node for the
+    /// machine's address, then `cargo xtask join --nats-node` run on the machine (its network
+    /// namespace), which starts the node and a host labelled with the machine's zone.
+    pub fn join_machine(&self, index: usize) -> Result<()> {
+        let plan = self.machine_plan(index)?;
+        let bundle = self.dir.join(format!("machine-{index}.tar"));
+        if !bundle.exists() {
+            self.write_join_bundle(&bundle, Some(plan.addresses[index - 1].into()))?;
+        }
+        let zone = Self::machine_zone(index);
+        crate::process::run_visible(
+            Command::new("ip")
+                .args(["netns", "exec", &plan.namespaces[index - 1]])
+                .arg(std::env::current_exe()?)
+                .arg("join")
+                .arg(&bundle)
+                .arg("--nats-node")
+                .args(["--label", &format!("zone={zone}")])
+                .args(["--label", &format!("pm.host={zone}")])
+                .args(["--name", &self.machine_name(index)]),
+        )
+        .with_context(|| format!("joining machine {index}"))
+    }
+
+    /// Loses joined machine `index` the way a machine goes: its NATS node and its host (with
+    /// its providers) SIGKILLed together, returning once they have exited.
+    pub fn kill_machine(&self, index: usize) -> Result<()> {
+        self.machine_plan(index)?;
+        Joined::new(&self.machine_name(index)).kill()?;
+        step(&format!(
+            "machine {index} lost: its NATS node and host killed (SIGKILL) and exited"
+        ));
+        Ok(())
+    }
+
+    /// Brings joined machine `index` back the way it first joined.
+    pub fn start_machine(&self, index: usize) -> Result<()> {
+        self.join_machine(index)
+    }
+
+    /// Stops what every joined machine runs (`leave`), for the stack's `down`.
+    pub(crate) fn leave_machines(&self) -> Result<()> {
+        for index in 1..=self.machine_count() {
+            Joined::new(&self.machine_name(index)).stop()?;
+        }
+        Ok(())
+    }
+}
+
 /// What the bundle says of the NATS node it brings (`nats_node` in `join.json`).
 struct JoiningNode {
     name: String,
@@ -307,7 +394,6 @@ impl Joined {
             }),
             labels: options.labels.clone(),
             metrics: None,
-            namespace: None,
             admin_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
         .start(tools, &self.host(), "the joined host to be ready")
@@ -357,6 +443,13 @@ impl Joined {
                 Ok(answer.is_some_and(|a| !a.contains("\"error\"")))
             },
         )
+    }
+
+    /// Kills the host and the node at once (SIGKILL), as a machine that dies.
+    fn kill(&self) -> Result<()> {
+        self.host().kill_hard()?;
+        self.nats().kill_hard()?;
+        Ok(())
     }
 
     /// Stops what was started here: the host first, then the node it reached the lattice by.

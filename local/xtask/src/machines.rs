@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 use crate::process::run;
 use crate::step;
 
-/// Where a stack's processes run when its machines are simulated: NATS node `i` and host `i` on
-/// machine `i`; the broker, the registry and the data stores' proxies on this machine, at its
-/// bridge address. Kept in the stack's record (`stores.json`) for the commands run on it later.
+/// The simulated machines a stack's lattice spans: this machine is the lattice machine, at its
+/// bridge address (`services`: the stack's NATS nodes, hosts, registry, broker and the data
+/// stores' proxies listen there, as `up --address` has them), and machine `i` joins it with a
+/// NATS node and a host of its own (`Stack::join_machine`). Kept in the stack's record
+/// (`stores.json`) for the commands run on it later (`machine kill|start`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MachinePlan {
     pub namespaces: Vec<String>,
@@ -143,16 +145,13 @@ impl Machines {
     }
 
     /// `program` to be run on machine `index`.
+    #[cfg(test)]
     pub fn command(&self, index: usize, program: &std::path::Path) -> Command {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.namespace(index)])
             .arg(program);
         command
-    }
-
-    pub fn count(&self) -> usize {
-        self.count
     }
 
     /// The stack's view of the first `count` machines, where it runs its NATS nodes and hosts

@@ -3,8 +3,7 @@
 mod build;
 mod faults;
 mod join;
-// The machines of issue 19's multi-machine test; only its own unit test uses it so far.
-#[allow(dead_code)]
+// The simulated machines of issue 19's multi-machine test.
 mod machines;
 mod manifest;
 mod nats_client;
@@ -208,7 +207,7 @@ fn dispatch(args: &[String]) -> Result<()> {
                 let index = index.parse().context("machine index")?;
                 match action.as_str() {
                     "kill" => stack.kill_machine(index),
-                    "start" => stack.start_machine(&tools::ensure_all()?, index),
+                    "start" => stack.start_machine(index),
                     _ => bail!("usage: cargo xtask machine <kill|start> <index> <lattice>"),
                 }
             }
@@ -422,6 +421,7 @@ fn up(args: &[String]) -> Result<()> {
     let tools = tools::ensure_all()?;
     build::artifacts(&tools)?;
     stack.up(&tools)?;
+    stack.wait_for_zones(Duration::from_secs(30 * 60))?;
     deploy_platform(&stack, &tools)?;
     let gateway = stack.gateway_addr();
     step("the platform is up");
@@ -524,7 +524,7 @@ fn test(only: Option<&str>) -> Result<()> {
             let machines = machines::Machines::create(std::process::id(), MACHINES + 1)?;
             on_test_stack(
                 "pmmach",
-                MACHINES,
+                1,
                 Some(machines.plan(MACHINES)),
                 |stack, mut env| {
                     let spare = MACHINES + 1;
@@ -541,8 +541,8 @@ fn test(only: Option<&str>) -> Result<()> {
     outcome.and(on_machines)
 }
 
-/// The test file (tests/tests/<name>.rs) that runs on simulated machines, and how many run a
-/// NATS node and a host from the start.
+/// The test file (tests/tests/<name>.rs) that runs on simulated machines, and how many join its
+/// lattice before it runs (each with a NATS node and a host).
 const MACHINES_TEST: &str = "machines";
 const MACHINES: usize = 3;
 
@@ -638,9 +638,10 @@ fn on_test_stack(
         } else {
             None
         },
-        // On simulated machines each runs a NATS node and ships through the registry, as a
-        // lattice across machines does (docs/deploy.md).
-        nats_nodes: machines.as_ref().map_or(1, |_| hosts),
+        // Across simulated machines, as docs/deploy.md brings a lattice up across machines:
+        // `up --registry --nats-nodes 3 --address <this machine's> --zones ...` here, then each
+        // machine joins with a NATS node and a host of its own (`Stack::join_machine`).
+        nats_nodes: machines.as_ref().map_or(1, |_| 3),
         registry: machines.is_some(),
         http_port: net::free_port()?,
         probe_port: net::free_port()?,
@@ -658,13 +659,30 @@ fn on_test_stack(
             Ok(password) => password,
             Err(_) => security::random_hex(12)?,
         },
+        address: machines.as_ref().map(|plan| plan.services.into()),
+        zones: match &machines {
+            Some(plan) => std::iter::once("a".to_string())
+                .chain((1..=plan.addresses.len()).map(Stack::machine_zone))
+                .collect(),
+            None => Vec::new(),
+        },
         machines,
-        address: None,
-        zones: Vec::new(),
     });
     let outcome = (|| {
         stack.up(&tools)?;
+        // The machines join before the platform is deployed, as docs/deploy.md has them join
+        // while `up` waits for a host in every zone it spreads over.
+        for index in 1..=stack.machine_count() {
+            stack.join_machine(index)?;
+        }
         deploy_platform(&stack, &tools)?;
+        if stack.config.machines.is_some() {
+            let took = stack.settle(&tools, Duration::from_secs(300))?;
+            step(&format!(
+                "every component spread over the machines {:.1} s after the deployment",
+                took.as_secs_f64()
+            ));
+        }
         // The probe's listener is on loopback, out of reach on simulated machines (the machines
         // test does not use it).
         if stack.config.machines.is_none() {
@@ -710,10 +728,27 @@ fn on_test_stack(
     })();
     stack.down()?;
     stack.drop_data();
+    // The hosts' artifact caches (`HostLaunch`), this stack's and its machines'.
+    remove_matching(&std::env::temp_dir(), &format!("pm-{lattice}-"));
+    let joined = paths::build().join("joined");
     if outcome.is_ok() {
         let _ = std::fs::remove_dir_all(&stack.dir);
+        remove_matching(&joined, &format!("{lattice}-"));
     } else {
-        step(&format!("logs kept in {}", stack.dir.display()));
+        step(&format!(
+            "logs kept in {} (and the joined machines' in {}/{lattice}-*)",
+            stack.dir.display(),
+            joined.display()
+        ));
     }
     outcome
+}
+
+/// Removes every entry of `dir` whose name starts with `prefix`.
+fn remove_matching(dir: &std::path::Path, prefix: &str) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

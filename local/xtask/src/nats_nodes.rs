@@ -46,7 +46,7 @@ impl Stack {
         match index {
             1 => Ok(self.nats_addr()),
             i => Ok(SocketAddr::new(
-                self.machine_ip(i),
+                self.own_ip(),
                 self.kept_port(&format!("nats-{i}.port"))?,
             )),
         }
@@ -69,7 +69,7 @@ impl Stack {
         }
         let route = |i: usize| -> Result<SocketAddr> {
             Ok(SocketAddr::new(
-                self.machine_ip(i),
+                self.own_ip(),
                 self.kept_port(&format!("nats-{i}.cluster-port"))?,
             ))
         };
@@ -86,12 +86,13 @@ impl Stack {
     /// Starts every node not running, then waits until each takes the operator's requests and
     /// JetStream answers (in a cluster, once its nodes have elected a leader).
     pub(crate) fn start_nats_nodes(&self, tools: &Tools) -> Result<()> {
-        // The nodes' certificate names every address a client or another node reaches them at.
-        let addresses: Vec<std::net::IpAddr> = (1..=self.config.nats_nodes.max(1))
-            .map(|i| self.machine_ip(i))
-            .chain([self.services_ip()])
-            .collect();
-        let secrets = Secrets::ensure(&self.dir.join("secrets"), &self.config.lattice, &addresses)?;
+        // The nodes' certificate names the address clients and other nodes reach them at (a node
+        // joining from another machine gets one for its own: `join-bundle --nats-node`).
+        let secrets = Secrets::ensure(
+            &self.dir.join("secrets"),
+            &self.config.lattice,
+            &[self.own_ip()],
+        )?;
         let nodes = self.config.nats_nodes.max(1);
         for index in 1..=nodes {
             let daemon = self.nats_node(index);
@@ -114,10 +115,7 @@ impl Stack {
             };
             let conf =
                 secrets.write_server_conf(addr, &name, &store, self.cluster(index)?.as_ref())?;
-            daemon.spawn_on(
-                self.machine_namespace(index).as_deref(),
-                Command::new(&tools.nats_server).arg("-c").arg(&conf),
-            )?;
+            daemon.spawn(Command::new(&tools.nats_server).arg("-c").arg(&conf))?;
         }
         for index in 1..=nodes {
             let addr = self.nats_node_addr(index)?;

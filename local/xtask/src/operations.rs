@@ -85,34 +85,39 @@ impl Stack {
         Ok(())
     }
 
-    /// Loses simulated machine `index` (machines.rs) the way a machine goes: its NATS node and
-    /// its host (with its providers) SIGKILLed together, returning once they have exited.
-    pub fn kill_machine(&self, index: usize) -> Result<()> {
-        self.require_machine(index)?;
-        self.host(index).kill_hard()?;
-        self.nats_node(index).kill_hard()?;
-        step(&format!(
-            "machine {index} lost: its NATS node and host killed (SIGKILL) and exited"
-        ));
-        Ok(())
-    }
-
-    /// Brings machine `index` back: its NATS node rejoins the cluster, then its host the lattice.
-    pub fn start_machine(&self, tools: &Tools, index: usize) -> Result<()> {
-        self.require_machine(index)?;
-        self.start_nats_nodes(tools)?;
-        self.ensure_host(tools, index)
-    }
-
-    fn require_machine(&self, index: usize) -> Result<()> {
-        let count = self.machine_count();
-        if !(1..=count).contains(&index) {
-            bail!(
-                "lattice `{}` has no simulated machine {index} (it has {count})",
-                self.config.lattice
-            );
+    /// Waits until a host with each `zone` label the platform is spread over (`up --zones`)
+    /// has joined, saying what to run on the machines meanwhile: wadm reports a spread that no
+    /// host can take as failed, so the platform is deployed once every zone has a host.
+    pub fn wait_for_zones(&self, timeout: Duration) -> Result<()> {
+        let missing = || -> Result<Vec<String>> {
+            let present: Vec<String> = self
+                .inventories()?
+                .iter()
+                .filter_map(|host| host["labels"]["zone"].as_str().map(str::to_string))
+                .collect();
+            Ok(self
+                .config
+                .zones
+                .iter()
+                .filter(|zone| !present.contains(zone))
+                .cloned()
+                .collect())
+        };
+        let waiting = missing()?;
+        if waiting.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        step(&format!(
+            "waiting for a host in zone(s) {} (on each machine: `cargo xtask join-bundle FILE \
+             --nats-node <its address>` here, then `cargo xtask join FILE --nats-node --label \
+             zone=<zone>` there; docs/deploy.md)",
+            waiting.join(", ")
+        ));
+        net::wait_for(
+            "a host in every zone",
+            timeout,
+            || Ok(missing()?.is_empty()),
+        )
     }
 
     fn host_without_listener(&self) -> Result<usize> {

@@ -64,39 +64,6 @@ impl Daemon {
     /// Starts `command` detached (own process group, so a terminal's Ctrl-C on `cargo xtask`
     /// does not take the lattice down with it), output appended to the log file.
     pub fn spawn(&self, command: &mut Command) -> Result<u32> {
-        self.spawn_on(None, command)
-    }
-
-    /// `spawn`, on the simulated machine whose network namespace is `namespace` (machines.rs):
-    /// `ip netns exec` enters it and execs the program, so the pid and the program recorded are
-    /// the program's own.
-    pub fn spawn_on(&self, namespace: Option<&str>, command: &mut Command) -> Result<u32> {
-        let Some(namespace) = namespace else {
-            return self.spawn_here(command);
-        };
-        let mut entered = Command::new("ip");
-        entered
-            .args(["netns", "exec", namespace])
-            .arg(command.get_program())
-            .args(command.get_args());
-        for (key, value) in command.get_envs() {
-            match value {
-                Some(value) => entered.env(key, value),
-                None => entered.env_remove(key),
-            };
-        }
-        if let Some(dir) = command.get_current_dir() {
-            entered.current_dir(dir);
-        }
-        let pid = self.spawn_here(&mut entered)?;
-        fs::write(
-            self.dir.join(format!("{}.program", self.name)),
-            program_name(command),
-        )?;
-        Ok(pid)
-    }
-
-    fn spawn_here(&self, command: &mut Command) -> Result<u32> {
         fs::create_dir_all(&self.dir)?;
         let log = File::options()
             .create(true)

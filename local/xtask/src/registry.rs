@@ -36,7 +36,7 @@ impl Stack {
     /// Where the registry listens (a port chosen once per stack and kept).
     pub(crate) fn registry_addr(&self) -> Result<SocketAddr> {
         Ok(SocketAddr::new(
-            self.services_ip(),
+            self.own_ip(),
             self.kept_port("registry.port")?,
         ))
     }

@@ -29,9 +29,7 @@ pub(crate) struct HostLaunch {
     pub registry: Option<RegistryAccess>,
     pub labels: Vec<String>,
     pub metrics: Option<SocketAddr>,
-    /// The simulated machine the host runs on (machines.rs), and the address its admin endpoint
-    /// listens on: loopback, or the machine's own address, which xtask reaches over the bridge.
-    pub namespace: Option<String>,
+    /// The address the host's admin endpoint listens on (where xtask checks it is ready).
     pub admin_ip: IpAddr,
 }
 
@@ -77,10 +75,16 @@ impl HostLaunch {
         // half-written archives (measured: "failed to load provider archive: unexpected end of
         // file" on two of three hosts pulling at once). Outside the stack dir: the run's search
         // for leaked secrets would read every cached artifact again (they are searched in build/).
-        let tmp = std::env::temp_dir().join(format!("pm-{}-{}", self.lattice, daemon.name));
+        // Named for the daemon's directory too: the hosts of machines that joined the lattice
+        // (build/joined/<name>/) share /tmp with this machine's in the simulated machines.
+        let owner = daemon
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = std::env::temp_dir().join(format!("pm-{owner}-{}", daemon.name));
         fs::create_dir_all(&tmp)?;
-        daemon.spawn_on(
-            self.namespace.as_deref(),
+        daemon.spawn(
             host.env("TMPDIR", &tmp)
                 .args(["--nats-url", &self.nats_url])
                 .args(["--lattice", &self.lattice])
@@ -137,8 +141,8 @@ pub struct StackConfig {
     /// The seed admin's password (`seed_admin_password`; random on a test stack, so the test
     /// run can search its logs for it).
     pub seed_admin_password: String,
-    /// Simulated machines (machines.rs): NATS node and host `i` run on machine `i`, an HTTP
-    /// listener on each. None: everything on this machine.
+    /// Simulated machines (machines.rs) that joined this lattice the way docs/deploy.md says,
+    /// each with a NATS node, a host and an HTTP listener (`join_machine`). None: no machines.
     pub machines: Option<MachinePlan>,
     /// The address of this machine that other machines reach the lattice at (`up --address`):
     /// its NATS nodes, registry and broker listen there, the manifest's Postgres and Redis are
@@ -208,38 +212,15 @@ impl Stack {
     pub fn nats_addr(&self) -> SocketAddr {
         self.config
             .external_nats
-            .unwrap_or_else(|| SocketAddr::new(self.machine_ip(1), self.config.nats_port))
+            .unwrap_or_else(|| SocketAddr::new(self.own_ip(), self.config.nats_port))
     }
 
-    /// The address of the machine host `index` and NATS node `index` run on: loopback, or the
-    /// simulated machine's own.
-    pub(crate) fn machine_ip(&self, index: usize) -> IpAddr {
-        match &self.config.machines {
-            Some(plan) => IpAddr::V4(plan.addresses[(index - 1) % plan.addresses.len()]),
-            None => self.own_ip(),
-        }
-    }
-
-    /// This machine's address for the lattice: `--address`, or loopback.
-    fn own_ip(&self) -> IpAddr {
+    /// This machine's address for the lattice (`--address`, or loopback): where its NATS nodes,
+    /// hosts, registry and broker listen, and the manifest's local stores are reached.
+    pub(crate) fn own_ip(&self) -> IpAddr {
         self.config
             .address
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    }
-
-    /// The network namespace of machine `index`, on simulated machines.
-    pub(crate) fn machine_namespace(&self, index: usize) -> Option<String> {
-        let plan = self.config.machines.as_ref()?;
-        Some(plan.namespaces[(index - 1) % plan.namespaces.len()].clone())
-    }
-
-    /// Where the services this machine keeps for the lattice listen (the broker, the registry,
-    /// the data stores' proxies): loopback, or this machine's address on the machines' bridge.
-    pub(crate) fn services_ip(&self) -> IpAddr {
-        match &self.config.machines {
-            Some(plan) => IpAddr::V4(plan.services),
-            None => self.own_ip(),
-        }
     }
 
     /// The lattice's TLS and NATS credentials (made by `up` for our own NATS). None on a NATS
@@ -302,28 +283,30 @@ impl Stack {
     }
 
     pub fn broker_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.services_ip(), self.config.broker_port)
+        SocketAddr::new(self.own_ip(), self.config.broker_port)
     }
 
-    /// Where the gateway answers: on machine 1 when machines are simulated (every machine has a
-    /// listener: `gateway_addrs`).
+    /// Where the gateway answers on this machine.
     pub fn gateway_addr(&self) -> SocketAddr {
-        self.gateway_on(1)
+        SocketAddr::new(self.own_ip(), self.config.http_port)
     }
 
-    /// The gateway's listener on machine `index` (on one machine, the only one).
-    fn gateway_on(&self, index: usize) -> SocketAddr {
-        SocketAddr::new(self.machine_ip(index), self.config.http_port)
+    /// The gateway's listener on joined machine `index` (every host has one there).
+    fn gateway_on_machine(&self, plan: &MachinePlan, index: usize) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(plan.addresses[index - 1]), self.config.http_port)
     }
 
-    /// Every HTTP entry of the lattice: one on this machine, or one per simulated machine.
+    /// Every HTTP entry of the lattice: this machine's, or one per joined machine.
     pub fn gateway_addrs(&self) -> Vec<SocketAddr> {
-        (1..=self.machine_count().max(1))
-            .map(|i| self.gateway_on(i))
-            .collect()
+        match &self.config.machines {
+            Some(plan) => (1..=plan.addresses.len())
+                .map(|i| self.gateway_on_machine(plan, i))
+                .collect(),
+            None => vec![self.gateway_addr()],
+        }
     }
 
-    /// How many simulated machines the stack runs on (0 when they are not simulated).
+    /// How many simulated machines joined the stack (0 when there are none).
     pub(crate) fn machine_count(&self) -> usize {
         self.config
             .machines
@@ -612,7 +595,7 @@ impl Stack {
             return Ok(());
         }
         let zone = ZONES[(index - 1) % ZONES.len()];
-        let metrics = SocketAddr::new(self.machine_ip(index), net::free_port()?);
+        let metrics = SocketAddr::new(self.own_ip(), net::free_port()?);
         fs::write(
             self.dir.join(format!("host-{index}.metrics")),
             metrics.to_string(),
@@ -640,8 +623,7 @@ impl Stack {
             registry,
             labels: vec![format!("zone={zone}"), format!("pm.host={index}")],
             metrics: Some(metrics),
-            namespace: self.machine_namespace(index),
-            admin_ip: self.machine_ip(index),
+            admin_ip: self.own_ip(),
         }
         .start(tools, &daemon, &format!("host {index} to be ready"))
     }
@@ -685,7 +667,7 @@ impl Stack {
                     .collect(),
                 false => self.config.zones.clone(),
             },
-            services_host: self.services_ip().to_string(),
+            services_host: self.own_ip().to_string(),
             listener_on_every_host: self.config.machines.is_some() || self.config.address.is_some(),
         };
         let rendered = manifest::render(&text, source.parent().unwrap(), &overrides)?;
@@ -775,7 +757,17 @@ impl Stack {
     /// ping, while the stack knows which hosts it runs and stops waiting once they all answered.
     pub(crate) fn inventories(&self) -> Result<Vec<serde_json::Value>> {
         let ctl = format!("wasmbus.ctl.v1.{}", self.config.lattice);
-        let ours: Vec<String> = self.running_hosts().iter().map(usize::to_string).collect();
+        // The hosts expected to answer: the stack's own and those of the machines that joined.
+        let ours: Vec<String> = self
+            .running_hosts()
+            .iter()
+            .map(usize::to_string)
+            .chain(
+                (1..=self.machine_count())
+                    .filter(|i| self.machine_joined(*i))
+                    .map(Self::machine_zone),
+            )
+            .collect();
         let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
         let pings = nats.gather(&format!("{ctl}.host.ping"), HOST_PING_WINDOW, |answers| {
             let labels: Vec<String> = answers
@@ -835,14 +827,14 @@ impl Stack {
     /// providers and links were placed; a provider that did not take up a link shows here.
     /// On simulated machines, every live machine's listener must answer so.
     pub fn platform_ready(&self) -> Result<()> {
-        let live: Vec<SocketAddr> = match self.config.machines {
-            Some(_) => self
-                .running_hosts()
-                .into_iter()
-                .map(|i| self.gateway_on(i))
-                .collect(),
-            None => vec![self.gateway_addr()],
-        };
+        let mut live = vec![self.gateway_addr()];
+        if let Some(plan) = &self.config.machines {
+            live.extend(
+                (1..=plan.addresses.len())
+                    .filter(|i| self.machine_joined(*i))
+                    .map(|i| self.gateway_on_machine(plan, i)),
+            );
+        }
         for gateway in live {
             match net::http_get(gateway, "/ready") {
                 Ok((200, _)) => {}
@@ -868,6 +860,7 @@ impl Stack {
 
     /// Stops hosts, then wadm, then NATS (only a NATS we started). Safe when nothing runs.
     pub fn down(&self) -> Result<()> {
+        self.leave_machines()?;
         let mut stopped = Vec::new();
         let hosts = (1..=16).map(|i| self.host(i));
         let others = [

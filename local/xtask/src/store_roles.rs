@@ -176,7 +176,7 @@ impl Stack {
         format!(
             "redis://{}:{password}@{}:{}/0",
             self.redis_user(),
-            self.services_ip(),
+            self.own_ip(),
             self.config.redis_port
         )
     }
