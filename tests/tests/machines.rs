@@ -87,9 +87,9 @@ fn losing_a_machine_fails_only_requests_in_flight_and_its_return_fails_none(gate
 /// cluster; `. ./wash-up.env` and `wash up` with the platform's host start a host connected to it.
 /// Nothing but the bundle comes from the lattice's machine. The host joins with its labels; wadm
 /// starts on it every provider the lattice's hosts run (each pulled from the registry with the
-/// bundle's credentials, over the new node); the application stays deployed; `wash down
-/// --host-id`, as the operator, and `cargo xtask leave` take it all out again with every
-/// listener still serving.
+/// bundle's credentials, over the new node); the application stays deployed; `wash stop host`,
+/// as the operator, and `cargo xtask leave` take it all out again with every listener still
+/// serving.
 fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
     let spare = std::env::var("PM_SPARE_MACHINE").expect("PM_SPARE_MACHINE is not set");
     let (namespace, address) = spare.split_once(' ').expect("namespace and address");
@@ -171,7 +171,10 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
         serving.as_secs_f64()
     ));
 
-    wash(&["down", "--host-id", &id]);
+    // `wash stop host` (the control interface), not `wash down --host-id`: wash 0.39's `down`
+    // reads the credentials from `WASMCLOUD_CTL_*` only and, without them, skips the hosts and
+    // still reports success (measured: the host stayed).
+    wash(&["stop", "host", &id]);
     common::eventually("the wash up host to leave", Duration::from_secs(60), || {
         let hosts = wash(&["get", "hosts"]);
         (!hosts["hosts"]
