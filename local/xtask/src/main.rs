@@ -670,11 +670,17 @@ fn on_test_stack(
     });
     let outcome = (|| {
         stack.up(&tools)?;
-        // The machines join before the platform is deployed, as docs/deploy.md has them join
-        // while `up` waits for a host in every zone it spreads over.
-        for index in 1..=stack.machine_count() {
-            stack.join_machine(index)?;
-        }
+        // As docs/deploy.md has it: `up` waits for a host in every zone it spreads over while
+        // the machines join, then deploys.
+        std::thread::scope(|scope| {
+            let joining =
+                scope.spawn(|| (1..=stack.machine_count()).try_for_each(|i| stack.join_machine(i)));
+            let waited = stack.wait_for_zones(Duration::from_secs(300));
+            joining
+                .join()
+                .map_err(|_| anyhow::anyhow!("joining the machines panicked"))?
+                .and(waited)
+        })?;
         deploy_platform(&stack, &tools)?;
         if stack.config.machines.is_some() {
             let took = stack.settle(&tools, Duration::from_secs(300))?;
