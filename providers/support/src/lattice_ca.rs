@@ -29,7 +29,9 @@ pub fn trust(config: &std::collections::HashMap<String, String>) -> anyhow::Resu
 /// and renames it into place, so none reads another's half-written one.
 fn write_once(dir: &Path, pem: &str) -> anyhow::Result<PathBuf> {
     if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        bail!("config `{CONFIG_KEY}` is not a PEM certificate (it holds the CA itself, not a path)");
+        bail!(
+            "config `{CONFIG_KEY}` is not a PEM certificate (it holds the CA itself, not a path)"
+        );
     }
     let mut hasher = DefaultHasher::new();
     pem.hash(&mut hasher);
@@ -74,9 +76,12 @@ mod tests {
 
     #[test]
     fn a_path_where_the_certificate_belongs_is_refused() {
-        let error = write_once(&std::env::temp_dir(), "/build/stacks/default/secrets/ca.pem")
-            .unwrap_err()
-            .to_string();
+        let error = write_once(
+            &std::env::temp_dir(),
+            "/build/stacks/default/secrets/ca.pem",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("not a PEM certificate"), "{error}");
     }
 }
