@@ -183,7 +183,7 @@ fn a_host_joins_from_another_machine_with_wash_up(gateways: &[String]) {
             .any(|h| h["id"] == id.as_str()))
         .then_some(())
     });
-    run(Command::new(&xtask).args(["leave", "--name", &joined_name]));
+    common::xtask_alone(&["leave", "--name", &joined_name]);
     for gateway in gateways {
         assert_eq!(
             ready(gateway),

@@ -40,7 +40,7 @@ fn wash_up_env(lattice: &str, nats: SocketAddr, registry: &str) -> String {
     format!(
         "# Source in the unpacked join bundle's directory, then run `wash up` (docs/deploy.md).\n\
          export WASMCLOUD_LATTICE={lattice}\n\
-         # The first NATS node; any node of the lattice will do (its certificate names them all).\n\
+         # This machine's NATS node when the bundle brings one, else the lattice's first.\n\
          export WASMCLOUD_NATS_HOST={} WASMCLOUD_NATS_PORT={}\n\
          export WASMCLOUD_CTL_CREDSFILE=\"$PWD/host-control.creds\"\n\
          export WASMCLOUD_RPC_CREDSFILE=\"$PWD/host-rpc.creds\"\n\

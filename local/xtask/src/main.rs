@@ -250,16 +250,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "join-bundle" => {
             const USAGE: &str =
                 "usage: cargo xtask join-bundle <file> [--nats-node <address>] [lattice]";
-            let node: Option<std::net::IpAddr> = match rest.iter().position(|a| a == "--nats-node")
-            {
-                Some(at) => Some(
-                    rest.get(at + 1)
-                        .context(USAGE)?
-                        .parse()
-                        .context("--nats-node takes the IP address the node will listen on")?,
-                ),
-                None => None,
-            };
+            let node: Option<std::net::IpAddr> = optional_flag(rest, "--nats-node")?;
             let positional: Vec<&String> = rest
                 .iter()
                 .enumerate()
@@ -340,14 +331,20 @@ fn dispatch(args: &[String]) -> Result<()> {
 }
 
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    Ok(optional_flag(args, name)?.unwrap_or(default))
+}
+
+/// The value after `name` in `args`, parsed; None when `name` is absent.
+fn optional_flag<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>> {
     match args.iter().position(|a| a == name) {
-        None => Ok(default),
+        None => Ok(None),
         Some(i) => {
             let value = args
                 .get(i + 1)
                 .with_context(|| format!("{name} needs a value"))?;
             value
                 .parse()
+                .map(Some)
                 .map_err(|_| anyhow::anyhow!("{name}: `{value}` is not valid"))
         }
     }
@@ -397,14 +394,7 @@ fn up(args: &[String]) -> Result<()> {
         redis_port: manifest::DEFAULT_REDIS_PORT,
         seed_admin_password: stack::seed_admin_password(),
         machines: None,
-        address: match args.iter().position(|a| a == "--address") {
-            Some(_) => Some(flag(
-                args,
-                "--address",
-                std::net::IpAddr::from([127, 0, 0, 1]),
-            )?),
-            None => None,
-        },
+        address: optional_flag(args, "--address")?,
         zones: flag(args, "--zones", String::new())?
             .split(',')
             .map(str::trim)

@@ -323,12 +323,16 @@ pub fn xtask(args: &[&str]) {
 
 /// `xtask`, returning what it printed on stdout (its progress goes to stderr, shown as is).
 pub fn xtask_output(args: &[&str]) -> String {
+    let lattice = std::env::var("PM_LATTICE").expect("PM_LATTICE is not set");
+    xtask_alone(&[args, &[lattice.as_str()]].concat())
+}
+
+/// Runs `cargo xtask <args>` as given (a command that takes no lattice), returning its stdout.
+pub fn xtask_alone(args: &[&str]) -> String {
     let xtask =
         std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
-    let lattice = std::env::var("PM_LATTICE").expect("PM_LATTICE is not set");
     let output = std::process::Command::new(xtask)
         .args(args)
-        .arg(lattice)
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("xtask runs");
@@ -336,17 +340,17 @@ pub fn xtask_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-/// Where the cached tool `name` is (`cargo xtask tool-path <name>`): wash, host, ...
+/// Where the cached tool `name` is (`cargo xtask tool-path <name>`): wash, host, ... Asked once
+/// per tool: the answer checks every cached tool, and tests ask in polling loops.
 pub fn tool_path(name: &str) -> String {
-    let xtask =
-        std::env::var("PM_XTASK").expect("PM_XTASK is not set: run with `cargo xtask test`");
-    let output = std::process::Command::new(xtask)
-        .args(["tool-path", name])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("xtask runs");
-    assert!(output.status.success(), "xtask tool-path {name} failed");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    static KNOWN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = known.iter().find(|(tool, _)| tool == name) {
+        return path.clone();
+    }
+    let path = xtask_alone(&["tool-path", name]);
+    known.push((name.to_string(), path.clone()));
+    path
 }
 
 /// Prints a test's figures and keeps them for `cargo xtask test` to print again at the end of
