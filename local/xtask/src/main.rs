@@ -23,6 +23,7 @@ mod stack;
 mod store_roles;
 mod tools;
 
+use std::io::Read;
 use std::process::{Command, ExitCode};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -52,7 +53,7 @@ usage: cargo xtask <command>
   test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
                                    --only runs just tests/tests/<file>.rs (no unit tests)
   tools                            only install/build the tools (wash, host, wadm, NATS)
-  tool-path <host|wadm|wash|nats-server>
+  tool-path <host|wadm|wash|nats-server|tansu>
                                    print where that cached tool is (for `wash up --host-path`)
   swap <component> <wasm> [--manifest-only]
                                    replace a running component with another build, with no
@@ -77,6 +78,11 @@ usage: cargo xtask <command>
   rotate <jwt-key|passwords|all>   replace the JWT signing key (tokens signed with the old one
                                    stay valid until they expire) and/or the Postgres and Redis
                                    passwords, while the platform serves
+  secret put <key> <artifact> [lattice] < value
+                                   store an operator's secret (a managed store's account) in
+                                   the lattice's secrets backend, readable by that component
+                                   or provider alone (e.g. kafka-provider); the value is read
+                                   from standard input, never from the command line
   wash <args>                      run the cached wash against the lattice `up` started
   status                           hosts and applications of that lattice
   bench                            benchmarks (bench/) on a lattice of their own; never pass/fail
@@ -140,7 +146,8 @@ fn dispatch(args: &[String]) -> Result<()> {
                 [name] if name == "wadm" => tools.wadm,
                 [name] if name == "wash" => tools.wash,
                 [name] if name == "nats-server" => tools.nats_server,
-                _ => bail!("usage: cargo xtask tool-path <host|wadm|wash|nats-server>"),
+                [name] if name == "tansu" => tools.tansu,
+                _ => bail!("usage: cargo xtask tool-path <host|wadm|wash|nats-server|tansu>"),
             };
             println!("{}", path.display());
             Ok(())
@@ -311,6 +318,22 @@ fn dispatch(args: &[String]) -> Result<()> {
             }
             _ => bail!("usage: cargo xtask rotate <jwt-key|passwords|all> [lattice]"),
         },
+        "secret" => match rest {
+            [action, key, artifact, lattice @ ..] if action == "put" && lattice.len() <= 1 => {
+                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                let (stack, tools) = (Stack::existing(lattice)?, tools::ensure_all()?);
+                let mut value = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut value)
+                    .context("reading the secret's value from standard input")?;
+                // A value piped by `echo` ends in a newline that is not part of it.
+                let value = value.strip_suffix('\n').unwrap_or(&value);
+                stack.put_operator_secret(&tools, key, artifact, value)
+            }
+            _ => bail!(
+                "usage: cargo xtask secret put <key> <component or provider> [lattice] < value"
+            ),
+        },
         "wash" => {
             let tools = tools::ensure_all()?;
             let stack = Stack::existing(DEV_LATTICE)?;
@@ -447,11 +470,15 @@ fn test(only: Option<&str>) -> Result<()> {
             "--exclude",
             "bench",
         ]))?;
-        // The providers' NATS client is tested against a real nats-server.
+        // The providers are tested against real servers: the NATS client against nats-server,
+        // TLS stores against servers that speak only TLS (made with openssl), Kafka over TLS
+        // and SASL against tansu behind socat.
+        services::ensure_programs(&[("openssl", "openssl"), ("socat", "socat")])?;
         process::run_visible(
             build::providers_cargo("test")?
                 .arg("--workspace")
-                .env("PM_NATS_SERVER", tools::nats_server()?),
+                .env("PM_NATS_SERVER", tools::nats_server()?)
+                .env("PM_TANSU", tools::broker()?),
         )?;
     }
     let validator = tools::openapi_validator()?;

@@ -173,35 +173,95 @@ impl Stack {
         tools: &Tools,
         values: &[(Secret, String)],
     ) -> Result<()> {
-        let keys = self.backend_keys(tools)?;
         for (secret, value) in values {
-            // The value goes by environment, not argv, where `ps` would show it.
-            run(self
-                .secrets_backend_command(tools, User::Operator)
-                .args(["put", &secret.key(), "--nats-address"])
-                .arg(self.nats_url())
-                .env("TRANSIT_XKEY_SEED", &keys.transit)
-                .env("SECRET_STRING_VALUE", value))
-            .with_context(|| format!("storing the secret {}", secret.key()))?;
+            self.put_secret(tools, &secret.key(), value)?;
         }
-        let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
         for (artifact, kind, secrets) in readers() {
-            let identity = signing::subject(artifact, kind)?.public;
             let names: Vec<String> = secrets.iter().map(|s| s.key()).collect();
-            let answer = nats
-                .request_with(
-                    &format!("{SUBJECT}.add_mapping.{identity}"),
-                    serde_json::to_string(&names)?.as_bytes(),
-                    nats_client::ANSWER_TIMEOUT,
-                )?
-                .context("the secrets backend did not answer")?;
-            if answer != "ok" {
-                bail!("the secrets backend refused to let {artifact} read {names:?}: {answer}");
-            }
+            self.let_read(artifact, kind, &names)?;
         }
         step("secrets stored in the secrets backend");
         Ok(())
     }
+
+    /// An operator's own secret (a managed store's account: docs/deploy.md), under `key`, for
+    /// `artifact` alone to read (a provider's name ends in `-provider`). Keys the platform keeps
+    /// itself are refused: the next `up` would overwrite them.
+    pub fn put_operator_secret(
+        &self,
+        tools: &Tools,
+        key: &str,
+        artifact: &str,
+        value: &str,
+    ) -> Result<()> {
+        if platform_keys().iter().any(|k| k == key) {
+            bail!("`{key}` is kept by `up` itself, which would overwrite it: store yours under a key of your own and name that key in the manifest");
+        }
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("a secret's key is letters, digits, `-` and `_`, not `{key}`");
+        }
+        if value.is_empty() {
+            bail!("no value on standard input for the secret `{key}`");
+        }
+        let kind = if artifact.ends_with("-provider") {
+            Kind::Provider
+        } else {
+            Kind::Component
+        };
+        if !signing::exists(artifact, kind) {
+            bail!("no signing key for `{artifact}` on this machine: name a component (gateway, patients, ...) or a provider (postgres-provider, redis-provider, kafka-provider) built here");
+        }
+        self.put_secret(tools, key, value)?;
+        self.let_read(artifact, kind, &[key.to_string()])?;
+        step(&format!(
+            "stored the secret `{key}` for {artifact} alone to read"
+        ));
+        Ok(())
+    }
+
+    /// One put: a new version of `key`.
+    fn put_secret(&self, tools: &Tools, key: &str, value: &str) -> Result<()> {
+        let keys = self.backend_keys(tools)?;
+        // The value goes by environment, not argv, where `ps` would show it.
+        run(self
+            .secrets_backend_command(tools, User::Operator)
+            .args(["put", key, "--nats-address"])
+            .arg(self.nats_url())
+            .env("TRANSIT_XKEY_SEED", &keys.transit)
+            .env("SECRET_STRING_VALUE", value))
+        .with_context(|| format!("storing the secret {key}"))
+        .map(|_| ())
+    }
+
+    /// Lets the signed `artifact` read `names` (added to what it may read already).
+    fn let_read(&self, artifact: &str, kind: Kind, names: &[String]) -> Result<()> {
+        let identity = signing::subject(artifact, kind)?.public;
+        let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
+        let answer = nats
+            .request_with(
+                &format!("{SUBJECT}.add_mapping.{identity}"),
+                serde_json::to_string(names)?.as_bytes(),
+                nats_client::ANSWER_TIMEOUT,
+            )?
+            .context("the secrets backend did not answer")?;
+        if answer != "ok" {
+            bail!("the secrets backend refused to let {artifact} read {names:?}: {answer}");
+        }
+        Ok(())
+    }
+}
+
+/// Every key the platform stores itself.
+fn platform_keys() -> Vec<String> {
+    readers()
+        .into_iter()
+        .flat_map(|(_, _, secrets)| secrets)
+        .map(Secret::key)
+        .collect()
 }
 
 /// A file only its owner may read (mode 600): where a secret may be.

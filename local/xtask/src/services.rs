@@ -40,20 +40,26 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     )
 }
 
+/// Installs from Debian's packages whichever of `programs` (program, package) is missing.
+pub fn ensure_programs(programs: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .filter(|(program, _)| !installed(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
 /// The OCI registry's programs (`up --registry`): Debian's CNCF distribution registry, and
 /// `htpasswd` for its password file. Returns the registry's path.
 pub fn ensure_registry_programs() -> Result<std::path::PathBuf> {
-    let missing: Vec<&str> = [
+    ensure_programs(&[
         ("docker-registry", "docker-registry"),
         ("htpasswd", "apache2-utils"),
-    ]
-    .into_iter()
-    .filter(|(program, _)| !installed(program))
-    .map(|(_, package)| package)
-    .collect();
-    if !missing.is_empty() {
-        apt_install(&missing)?;
-    }
+    ])?;
     Ok("/usr/bin/docker-registry".into())
 }
 

@@ -62,8 +62,21 @@ pub fn issuer() -> Result<Key> {
 
 /// The subject key of artifact `name` (a component's module key, a provider's service key).
 pub fn subject(name: &str, kind: Kind) -> Result<Key> {
+    let new = match kind {
+        Kind::Component => KeyPair::new_module,
+        Kind::Provider => KeyPair::new_service,
+    };
+    key(&seed_file_name(name, kind), new)
+}
+
+fn seed_file_name(name: &str, kind: Kind) -> String {
     match kind {
-        Kind::Component => key(&format!("{name}.module.nk"), KeyPair::new_module),
-        Kind::Provider => key(&format!("{name}.service.nk"), KeyPair::new_service),
+        Kind::Component => format!("{name}.module.nk"),
+        Kind::Provider => format!("{name}.service.nk"),
     }
+}
+
+/// Whether artifact `name` has been signed on this machine (its subject key exists).
+pub fn exists(name: &str, kind: Kind) -> bool {
+    dir().is_ok_and(|dir| dir.join(seed_file_name(name, kind)).is_file())
 }

@@ -197,7 +197,7 @@ const TANSU_FEATURES: [&str; 2] = ["dynostore", "libsql"];
 /// The Kafka-compatible broker: tansu's released crate, built with its own lockfile and the fixes
 /// to its dependencies in `patches` (which `cargo install` would not apply), cached by version,
 /// features and fixes.
-fn broker() -> Result<PathBuf> {
+pub fn broker() -> Result<PathBuf> {
     let patches = patches::cargo_configs(patches::Workspace::Broker)?;
     let key = fnv1a(FNV_OFFSET, patches.join("\n").bytes());
     let root = paths::cache().join(format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use provider_support::LinkKey;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use tokio::task::JoinHandle;
 use wasmcloud_provider_sdk::get_connection;
 
@@ -36,8 +36,8 @@ impl Delivery {
         settings: Settings,
         subscription: Subscription,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
+        let consumer: StreamConsumer = settings
+            .client()
             .set("group.id", &subscription.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")

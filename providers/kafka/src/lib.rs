@@ -4,22 +4,25 @@
 //! partition order, committing an offset only after the handler returned success (at least
 //! once). A failed delivery is retried with backoff until it succeeds.
 mod deliver;
+mod security;
 mod settings;
 mod subject;
 mod topics;
+
+#[cfg(test)]
+mod secure_broker_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use provider_support::LinkKey;
+use provider_support::{secret_strings, LinkKey};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokio::sync::{Mutex, RwLock};
 use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
 use bindings::wasmcloud::messaging::types::BrokerMessage;
-use settings::{Settings, Subscription};
+use settings::{Settings, Subscription, Values};
 
 pub mod bindings {
     wit_bindgen_wrpc::generate!({
@@ -31,11 +34,18 @@ pub mod bindings {
 
 #[derive(Clone, Default)]
 pub struct KafkaProvider {
-    provider_config: Arc<RwLock<HashMap<String, String>>>,
+    /// The provider-wide config and secrets from the manifest; a link's own win over them.
+    provider_values: Arc<RwLock<ProviderValues>>,
     /// Publishing settings and producer per component link.
     publishers: Arc<RwLock<HashMap<LinkKey, Arc<Publisher>>>>,
     /// Running deliveries per provider→component link; dropping one stops its consumer.
     deliveries: Arc<Mutex<HashMap<LinkKey, deliver::Delivery>>>,
+}
+
+#[derive(Default)]
+struct ProviderValues {
+    config: HashMap<String, String>,
+    secrets: HashMap<String, String>,
 }
 
 struct Publisher {
@@ -55,7 +65,10 @@ pub async fn run() -> anyhow::Result<()> {
 
 impl Provider for KafkaProvider {
     async fn init(&self, config: impl ProviderInitConfig) -> anyhow::Result<()> {
-        *self.provider_config.write().await = config.get_config().clone();
+        *self.provider_values.write().await = ProviderValues {
+            config: config.get_config().clone(),
+            secrets: secret_strings(config.get_secrets()),
+        };
         Ok(())
     }
 
@@ -63,26 +76,15 @@ impl Provider for KafkaProvider {
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         provider_support::links::received(&link);
         let key = LinkKey::new(link.source_id, link.link_name);
-        let publisher = Settings::resolve(link.config, &*self.provider_config.read().await)
-            .and_then(|settings| {
-                let producer: FutureProducer = ClientConfig::new()
-                    .set("bootstrap.servers", &settings.brokers)
-                    .set(
-                        "message.timeout.ms",
-                        settings.timeout.as_millis().to_string(),
-                    )
-                    .set("linger.ms", settings.linger.as_millis().to_string())
-                    .set("enable.idempotence", "false")
-                    .create()?;
-                Ok(Publisher {
-                    settings,
-                    producer,
-                    topics: topics::Ensured::default(),
-                })
-            });
+        let publisher = self.settings(&link).await.and_then(Publisher::new);
         match publisher {
             Ok(p) => {
-                tracing::info!(link = %key, brokers = %p.settings.brokers, "publishing link ready");
+                tracing::info!(
+                    link = %key,
+                    brokers = %p.settings.brokers,
+                    security = %p.settings.security,
+                    "publishing link ready"
+                );
                 self.publishers.write().await.insert(key, Arc::new(p));
                 Ok(())
             }
@@ -97,7 +99,9 @@ impl Provider for KafkaProvider {
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         provider_support::links::received(&link);
         let key = LinkKey::new(link.target_id, link.link_name);
-        let resolved = Settings::resolve(link.config, &*self.provider_config.read().await)
+        let resolved = self
+            .settings(&link)
+            .await
             .and_then(|s| Ok((s, Subscription::from_link(link.config, link.target_id)?)));
         let (settings, subscription) = match resolved {
             Ok(r) => r,
@@ -137,6 +141,18 @@ impl Provider for KafkaProvider {
     }
 }
 
+impl KafkaProvider {
+    /// A link's settings: its own config and secrets over the provider's.
+    async fn settings(&self, link: &LinkConfig<'_>) -> anyhow::Result<Settings> {
+        let link_secrets = secret_strings(link.secrets);
+        let provider = self.provider_values.read().await;
+        Settings::resolve(&Values::new(
+            &[link.config, &provider.config],
+            &[&link_secrets, &provider.secrets],
+        ))
+    }
+}
+
 impl bindings::exports::wasmcloud::messaging::consumer::Handler<Option<Context>> for KafkaProvider {
     async fn request(
         &self,
@@ -168,6 +184,23 @@ impl bindings::exports::wasmcloud::messaging::consumer::Handler<Option<Context>>
 }
 
 impl Publisher {
+    fn new(settings: Settings) -> anyhow::Result<Self> {
+        let producer: FutureProducer = settings
+            .client()
+            .set(
+                "message.timeout.ms",
+                settings.timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", settings.linger.as_millis().to_string())
+            .set("enable.idempotence", "false")
+            .create()?;
+        Ok(Self {
+            settings,
+            producer,
+            topics: topics::Ensured::default(),
+        })
+    }
+
     async fn publish(&self, msg: &BrokerMessage) -> Result<(), String> {
         let subject = subject::parse(&msg.subject)?;
         self.topics.ensure(&self.settings, subject.topic).await?;

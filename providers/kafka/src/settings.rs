@@ -1,12 +1,17 @@
-//! Kafka settings, from provider config with per-link overrides.
+//! Kafka settings, from provider config and secrets with per-link overrides.
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rdkafka::ClientConfig;
+
+use crate::security::Security;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub brokers: String,
+    /// Plain text, TLS and/or SASL, as the brokers ask.
+    pub security: Security,
     /// How long a publish may take before the component gets an error.
     pub timeout: Duration,
     /// Partitions for topics the provider creates.
@@ -31,15 +36,43 @@ fn lookup<'a>(maps: &[&'a HashMap<String, String>], key: &str) -> Option<&'a str
         .filter(|v| !v.is_empty())
 }
 
+/// Config and secrets, each searched in order (the link's before the provider's).
+pub struct Values<'a> {
+    config: Vec<&'a HashMap<String, String>>,
+    secrets: Vec<&'a HashMap<String, String>>,
+}
+
+impl<'a> Values<'a> {
+    pub fn new(
+        config: &[&'a HashMap<String, String>],
+        secrets: &[&'a HashMap<String, String>],
+    ) -> Self {
+        Self {
+            config: config.to_vec(),
+            secrets: secrets.to_vec(),
+        }
+    }
+
+    pub fn config(&self, key: &str) -> Option<&'a str> {
+        lookup(&self.config, key)
+    }
+
+    pub fn secret(&self, key: &str) -> Option<&'a str> {
+        lookup(&self.secrets, key)
+    }
+
+    /// A secret wins over config of the same name.
+    pub fn config_or_secret(&self, key: &str) -> Option<&'a str> {
+        self.secret(key).or_else(|| self.config(key))
+    }
+}
+
 impl Settings {
-    /// `link` wins over `provider` (the provider-wide config from the manifest).
-    pub fn resolve(
-        link: &HashMap<String, String>,
-        provider: &HashMap<String, String>,
-    ) -> Result<Self> {
-        let maps = [link, provider];
+    /// From `values`: the link's config and secrets win over the provider's (the provider-wide
+    /// config and secrets from the manifest).
+    pub fn resolve(values: &Values<'_>) -> Result<Self> {
         let number = |key: &str, default: u64| -> Result<u64> {
-            lookup(&maps, key).map_or(Ok(default), |v| {
+            values.config(key).map_or(Ok(default), |v| {
                 v.parse()
                     .with_context(|| format!("{key}: `{v}` is not a number"))
             })
@@ -49,13 +82,24 @@ impl Settings {
             bail!("PARTITIONS must be between 1 and 1000");
         }
         Ok(Self {
-            brokers: lookup(&maps, "BROKERS")
+            brokers: values
+                .config("BROKERS")
                 .unwrap_or("127.0.0.1:9092")
                 .to_string(),
+            security: Security::resolve(values)?,
             timeout: Duration::from_millis(number("TIMEOUT_MS", 1500)?),
             partitions: partitions as i32,
             linger: Duration::from_millis(number("LINGER_MS", 0)?),
         })
+    }
+
+    /// A client config reaching the brokers as these settings say; every producer, consumer
+    /// and admin client starts from it.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        self.security.apply(&mut config);
+        config
     }
 }
 
@@ -86,19 +130,35 @@ mod tests {
 
     use provider_support::map_of as map;
 
+    fn resolve(link: &[(&str, &str)], provider: &[(&str, &str)]) -> Result<Settings> {
+        let (link, provider) = (map(link), map(provider));
+        Settings::resolve(&Values::new(&[&link, &provider], &[]))
+    }
+
     #[test]
     fn link_overrides_provider() {
-        let s = Settings::resolve(
-            &map(&[("BROKERS", "a:1")]),
-            &map(&[("BROKERS", "b:2"), ("PARTITIONS", "6")]),
+        let s = resolve(
+            &[("BROKERS", "a:1")],
+            &[("BROKERS", "b:2"), ("PARTITIONS", "6")],
         )
         .unwrap();
         assert_eq!((s.brokers.as_str(), s.partitions), ("a:1", 6));
         assert_eq!(s.linger, Duration::ZERO, "no batching delay unless asked");
-        let s = Settings::resolve(&map(&[("LINGER_MS", "5")]), &map(&[])).unwrap();
+        let s = resolve(&[("LINGER_MS", "5")], &[]).unwrap();
         assert_eq!(s.linger, Duration::from_millis(5));
-        assert!(Settings::resolve(&map(&[("LINGER_MS", "soon")]), &map(&[])).is_err());
-        assert!(Settings::resolve(&map(&[("PARTITIONS", "0")]), &map(&[])).is_err());
+        assert!(resolve(&[("LINGER_MS", "soon")], &[]).is_err());
+        assert!(resolve(&[("PARTITIONS", "0")], &[]).is_err());
+    }
+
+    #[test]
+    fn a_link_secret_wins_over_the_providers() {
+        let (link, provider) = (
+            map(&[("SASL_USERNAME", "link")]),
+            map(&[("SASL_USERNAME", "provider")]),
+        );
+        let values = Values::new(&[], &[&link, &provider]);
+        assert_eq!(values.config_or_secret("SASL_USERNAME"), Some("link"));
+        assert_eq!(values.config("SASL_USERNAME"), None);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 use tokio::sync::Mutex;
 
 use crate::settings::Settings;
@@ -29,8 +28,8 @@ impl Ensured {
 }
 
 pub async fn create(settings: &Settings, topics: &[String]) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client()
         .create()
         .map_err(|e| format!("kafka admin client: {e}"))?;
     let new: Vec<NewTopic<'_>> = topics

@@ -362,6 +362,7 @@ fn escape_glob(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use provider_support::testing::{certificate, free_port, wait_listening, Server};
 
     #[test]
     fn the_breaker_fails_calls_at_once_then_lets_one_trial_through() {
@@ -403,36 +404,6 @@ mod tests {
         assert!(format!("{error:?}").contains("next try in"), "{error:?}");
     }
 
-    /// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
-    fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let (cert, key) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        let made = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=DNS:localhost"])
-            // An end entity, not a CA (openssl's default for -x509): rustls refuses a CA
-            // certificate as a server's own.
-            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(made.success());
-        (cert, key)
-    }
-
     /// A `rediss://` link reaches a Redis that speaks only TLS when its CA file holds the
     /// server's CA, and not when it holds another (as with a managed Redis: values only).
     #[tokio::test]
@@ -441,45 +412,33 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = certificate(&dir, "server");
         let (other, _) = certificate(&dir, "other");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--tls-port",
-                &port.to_string(),
-            ])
-            .arg("--tls-cert-file")
-            .arg(&cert)
-            .arg("--tls-key-file")
-            .arg(&key)
-            .arg("--tls-ca-cert-file")
-            .arg(&cert)
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the TLS Redis did not listen"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let port = free_port();
+        let server = Server::start(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--tls-port",
+                    &port.to_string(),
+                ])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(&cert)
+                .args([
+                    "--tls-auth-clients",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]),
+        );
+        wait_listening(port, "the TLS Redis", std::time::Duration::from_secs(10)).await;
         let with_ca = |ca: &std::path::Path| {
             let config = std::collections::HashMap::from([
                 ("URL".to_string(), format!("rediss://localhost:{port}/0")),
@@ -491,8 +450,7 @@ mod tests {
         let written = trusted.set("b", "k", b"v").await;
         let read = trusted.get("b", "k").await;
         let refused = with_ca(&other).get("b", "k").await;
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(written.is_ok(), "{written:?}");
         assert_eq!(read.unwrap().as_deref(), Some(&b"v"[..]));

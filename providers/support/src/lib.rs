@@ -2,6 +2,7 @@
 pub mod drain;
 pub mod lattice_ca;
 pub mod links;
+pub mod testing;
 
 use std::collections::HashMap;
 use std::fmt;
