@@ -1,7 +1,7 @@
 //! Login, token validation and per-route protection through the gateway (SPEC: Gateway, Auth).
 mod common;
 
-use common::{unique, Client};
+use common::{unique, unique_address, Client};
 use serde_json::json;
 
 fn login_attempt(email: &str, password: &str) -> (u16, serde_json::Value) {
@@ -68,7 +68,7 @@ const PROTECTED: [&str; 5] = [
 /// The status of every protected route with `token`, all of them the same or the test fails.
 fn protected_route_answer(token: &str) -> u16 {
     let client = Client {
-        forwarded_for: unique("c"),
+        forwarded_for: unique_address(),
         token: Some(token.to_string()),
     };
     let statuses: Vec<u16> = PROTECTED
@@ -201,4 +201,33 @@ fn gateway_instances_share_one_bucket() {
         12 - allowed,
         "{statuses:?}"
     );
+}
+
+#[test]
+fn an_anonymous_client_is_limited_by_its_address_and_cannot_forge_its_peer() {
+    // The host sets `x-pm-peer-addr` to the connection's peer (here loopback, which the gateway
+    // trusts as a proxy, so this caller's `X-Forwarded-For` names it). A client sending its own
+    // `x-pm-peer-addr` (a new, untrusted address each time) would get a fresh bucket per request
+    // if the gateway believed it; the host overwrites it, so the burst (5) still runs out.
+    let address = unique_address();
+    let statuses: Vec<u16> = (0..8)
+        .map(|i| {
+            let request = ureq::get(&format!("{}/auth/validate", common::gateway()))
+                .timeout(std::time::Duration::from_secs(30))
+                .set("x-forwarded-for", &address)
+                .set("x-pm-peer-addr", &format!("203.0.113.{}", i + 1));
+            match request.call() {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(status, _)) => status,
+                Err(e) => panic!("no answer: {e}"),
+            }
+        })
+        .collect();
+    assert!(
+        statuses.contains(&429),
+        "eight anonymous requests in a row from one address were never limited: {statuses:?}"
+    );
+    // Another address has a bucket of its own.
+    let (status, _, body) = Client::anonymous().request("GET", "/auth/validate", None);
+    assert_eq!(status, 401, "a fresh address is not limited: {body}");
 }

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{token, unique, Client};
+use common::{token, unique, unique_address, Client};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -53,7 +53,7 @@ fn switch(store: &str, mode: &str) {
 /// A client of its own for each request: the rate limiter is not what these tests look at.
 fn fresh() -> Client {
     Client {
-        forwarded_for: unique("hung"),
+        forwarded_for: unique_address(),
         token: Some(token(&unique("hung"), "ADMIN")),
     }
 }

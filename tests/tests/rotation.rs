@@ -114,7 +114,7 @@ fn rotating_the_key_and_passwords_loses_no_request() {
         "auth still signs with the old key"
     );
     let (status, _, body) = Client {
-        forwarded_for: common::unique("client"),
+        forwarded_for: common::unique_address(),
         token: Some(from_before),
     }
     .request("GET", &patient, None);

@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use kit::tokens::{Claims, TokenError, Tokens};
 use kit::{readiness, response, Problem};
 
+use crate::client_address;
 use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::routes::{self, Access};
 
@@ -89,7 +90,7 @@ fn forward(
     // Rate limit first (by verified subject, else client address), so bad tokens are limited too.
     let client = match &verified {
         Ok(claims) => format!("sub:{}", claims.sub),
-        Err(_) => format!("addr:{}", client_address(request)),
+        Err(_) => format!("addr:{}", client_address(platform, request)),
     };
     rate_limit(platform, &client)?;
 
@@ -193,18 +194,18 @@ fn unauthorized(error: &TokenError) -> Response<Vec<u8>> {
     answer
 }
 
-/// The host's http-server does not tell components the peer address, so a proxy's
-/// `X-Forwarded-For` is used when present; otherwise all anonymous callers share one bucket.
-fn client_address(request: &Request<Vec<u8>>) -> String {
-    request
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or("anonymous")
-        .to_string()
+/// The client's address, believing `X-Forwarded-For` only from the proxies the config trusts
+/// (`trusted_proxies`, default loopback). A value that does not parse trusts no proxy: the safe
+/// reading, as no client can then choose its address.
+fn client_address(platform: &dyn Platform, request: &Request<Vec<u8>>) -> String {
+    let configured = platform.config(client_address::TRUSTED_PROXIES_KEY);
+    let trusted = client_address::TrustedProxies::parse(
+        configured
+            .as_deref()
+            .unwrap_or(client_address::DEFAULT_TRUSTED_PROXIES),
+    )
+    .unwrap_or_else(|_| client_address::TrustedProxies::none());
+    client_address::client_address(request.headers(), &trusted)
 }
 
 fn rate_limit(platform: &dyn Platform, client: &str) -> Result<(), Response<Vec<u8>>> {

@@ -678,7 +678,8 @@ fn on_test_stack(
         },
         address: machines.as_ref().map(|plan| plan.services.into()),
         zones: match &machines {
-            Some(plan) => std::iter::once("a".to_string())
+            // The lattice machine's own host (the stack runs one), then each machine's.
+            Some(plan) => std::iter::once(Stack::host_zone(1).to_string())
                 .chain((1..=plan.addresses.len()).map(Stack::machine_zone))
                 .collect(),
             None => Vec::new(),
@@ -749,10 +750,17 @@ fn on_test_stack(
         }
         f(&stack, env)
     })();
+    // The copy of the lattice's CA its providers wrote (providers/support/src/lattice_ca.rs).
+    let ca = stack
+        .secrets()
+        .and_then(|secrets| std::fs::read_to_string(secrets.ca()).ok());
     stack.down()?;
     stack.drop_data();
     // The hosts' artifact caches (`HostLaunch`), this stack's and its machines'.
     remove_matching(&std::env::temp_dir(), &format!("pm-{lattice}-"));
+    if let Some(ca) = ca {
+        remove_copies(&std::env::temp_dir(), "pm-lattice-ca-", &ca);
+    }
     let joined = paths::build().join("joined");
     if outcome.is_ok() {
         let _ = std::fs::remove_dir_all(&stack.dir);
@@ -765,6 +773,18 @@ fn on_test_stack(
         ));
     }
     outcome
+}
+
+/// Removes the files of `dir` whose name starts with `prefix` and that hold exactly `content`.
+fn remove_copies(dir: &std::path::Path, prefix: &str, content: &str) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(prefix)
+            && std::fs::read_to_string(&path).is_ok_and(|held| held == content)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Removes every entry of `dir` whose name starts with `prefix`.

@@ -39,6 +39,14 @@
 //!   503 problem+json with `Retry-After` there instead, and also when no answer came within
 //!   15 s: a call whose callee's host died mid-call never returns otherwise (measured: requests
 //!   in flight when a host was killed waited past 30 s).
+//! - wasmcloud-host 0.27.1's built-in HTTP server drops the address of the connection a request
+//!   came on (`Ok((stream, _))`), and wasi:http has no field for it, so the gateway could not
+//!   tell clients apart: SPEC.md rate-limits an anonymous client by its address, and the audit
+//!   trail (issue 20) records it. The gateway saw either one shared "anonymous" bucket or
+//!   whatever `X-Forwarded-For` a client chose to send. The edit sets the request header
+//!   `x-pm-peer-addr` to the connection's peer IP, replacing any a client sent (see
+//!   `peer_addr_header`); the gateway trusts `X-Forwarded-For` only from the proxies its config
+//!   names.
 //! - wasmcloud-host 0.27.1's `provider_started` event names a `file://` provider by its bare
 //!   path, so wadm, which waits for the event with the reference it asked for, ignores that
 //!   provider's events for 30 s: a provider stopped in that window (as by a rolling restart)
@@ -141,11 +149,12 @@ const PATCHES: [Patch; 6] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget-in-place-update-started-ref-shared-clients-drained-stop",
+        edit: "http-503-budget-in-place-update-started-ref-shared-clients-drained-stop-peer-addr",
         why:
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
               provider_started names the requested reference; one wRPC client per link target; \
-              a component stopped or replaced finishes the calls routed to it",
+              a component stopped or replaced finishes the calls routed to it; \
+              requests carry their connection's peer address",
         apply: host_edits,
         used_by: &[Workspace::Launchers],
     },
@@ -532,8 +541,50 @@ fn host_edits(crate_dir: &Path) -> Result<()> {
     update_in_place(crate_dir)?;
     started_event_names_the_reference(crate_dir)?;
     one_wrpc_client_per_target(crate_dir)?;
-    drained_stop(crate_dir)
+    drained_stop(crate_dir)?;
+    peer_addr_header(crate_dir)
 }
+
+/// Every request the built-in HTTP server hands a component carries the IP of the connection it
+/// came on in `x-pm-peer-addr`; `insert` replaces whatever a client sent under that name, so it
+/// cannot be forged. The service is wrapped per connection (it was made once per listener) to
+/// hold that connection's address.
+fn peer_addr_header(crate_dir: &Path) -> Result<()> {
+    let file = "src/wasmbus/providers/http_server/mod.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "    let svc = hyper::service::service_fn(svc);\n",
+        "",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            let stream = match listener.accept().await {\n                Ok((stream, _)) => stream,\n",
+        "            let (stream, peer) = match listener.accept().await {\n                Ok((stream, peer)) => (stream, peer_header(peer)),\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "srv.serve_connection(TokioIo::new(stream), svc).await",
+        "srv.serve_connection(\n                        TokioIo::new(stream),\n                        \
+         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {\n                            \
+         req.headers_mut().insert(PEER_ADDR, peer.clone());\n                            \
+         svc(req)\n                        }),\n                    ).await",
+    )?;
+    append(crate_dir, file, PEER_ADDR_HEADER)
+}
+
+const PEER_ADDR_HEADER: &str = r#"
+// Added by patient-management's build (local/xtask/src/patches.rs, `peer_addr_header`).
+const PEER_ADDR: http::HeaderName = http::HeaderName::from_static("x-pm-peer-addr");
+
+/// The peer's IP as a header value (an IPv4 peer on an IPv6 socket as plain IPv4).
+fn peer_header(peer: SocketAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(&peer.ip().to_canonical().to_string())
+        .expect("an IP address is a valid header value")
+}
+"#;
 
 /// Stopping a component's exports (scale to 0, a rescale, an in-place update) aborted the task
 /// that read its invocation subscriptions, dropping the calls NATS had routed to them and those

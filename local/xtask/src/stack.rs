@@ -588,13 +588,18 @@ impl Stack {
         )
     }
 
+    /// The `zone` label of the stack's own host `index` (from 1).
+    pub fn host_zone(index: usize) -> &'static str {
+        ZONES[(index - 1) % ZONES.len()]
+    }
+
     pub(crate) fn ensure_host(&self, tools: &Tools, index: usize) -> Result<()> {
         let daemon = self.host(index);
         if daemon.running_pid().is_some() {
             step(&format!("host {index} already running"));
             return Ok(());
         }
-        let zone = ZONES[(index - 1) % ZONES.len()];
+        let zone = Self::host_zone(index);
         let metrics = SocketAddr::new(self.own_ip(), net::free_port()?);
         fs::write(
             self.dir.join(format!("host-{index}.metrics")),

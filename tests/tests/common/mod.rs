@@ -149,7 +149,7 @@ pub fn register_then_book(
     let pairs: Vec<(u16, u16, serde_json::Value)> = (0..n)
         .map(|i| {
             let client = Client {
-                forwarded_for: unique("pair"),
+                forwarded_for: unique_address(),
                 token: Some(token(&unique(&format!("pair-{i}")), "CLINICIAN")),
             };
             let (created, _, patient) =
@@ -175,6 +175,21 @@ pub fn register_then_book(
     (pairs, figures)
 }
 
+/// An address no other caller of this run has, for `X-Forwarded-For`: the gateway believes that
+/// header from loopback (its default trusted proxy) and only when it holds an IP. IPv6 unique
+/// local addresses, told apart by process and a counter.
+pub fn unique_address() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "fd00::{:x}:{:x}:{:x}",
+        std::process::id(),
+        n >> 16,
+        n & 0xffff
+    )
+}
+
 /// A caller with its own rate-limit identity: its own `X-Forwarded-For` while anonymous, its own
 /// user once logged in, so parallel tests never share a bucket.
 pub struct Client {
@@ -185,7 +200,7 @@ pub struct Client {
 impl Client {
     pub fn anonymous() -> Self {
         Self {
-            forwarded_for: unique("client"),
+            forwarded_for: unique_address(),
             token: None,
         }
     }
