@@ -173,13 +173,23 @@ impl Stack {
         tools: &Tools,
         values: &[(Secret, String)],
     ) -> Result<()> {
-        for (secret, value) in values {
-            self.put_secret(tools, &secret.key(), value)?;
-        }
-        for (artifact, kind, secrets) in readers() {
-            let names: Vec<String> = secrets.iter().map(|s| s.key()).collect();
-            self.let_read(artifact, kind, &names)?;
-        }
+        self.store_secret_values(
+            tools,
+            values
+                .iter()
+                .map(|(secret, value)| (secret.key(), value.as_str())),
+        )?;
+        let grants: Vec<(&str, Kind, Vec<String>)> = readers()
+            .into_iter()
+            .map(|(artifact, kind, secrets)| {
+                (
+                    artifact,
+                    kind,
+                    secrets.into_iter().map(Secret::key).collect(),
+                )
+            })
+            .collect();
+        self.let_read(&grants)?;
         step("secrets stored in the secrets backend");
         Ok(())
     }
@@ -215,41 +225,50 @@ impl Stack {
         if !signing::exists(artifact, kind) {
             bail!("no signing key for `{artifact}` on this machine: name a component (gateway, patients, ...) or a provider (postgres-provider, redis-provider, kafka-provider) built here");
         }
-        self.put_secret(tools, key, value)?;
-        self.let_read(artifact, kind, &[key.to_string()])?;
+        self.store_secret_values(tools, [(key.to_string(), value)])?;
+        self.let_read(&[(artifact, kind, vec![key.to_string()])])?;
         step(&format!(
             "stored the secret `{key}` for {artifact} alone to read"
         ));
         Ok(())
     }
 
-    /// One put: a new version of `key`.
-    fn put_secret(&self, tools: &Tools, key: &str, value: &str) -> Result<()> {
+    /// Stores a new version of each (key, value).
+    fn store_secret_values<'a>(
+        &self,
+        tools: &Tools,
+        values: impl IntoIterator<Item = (String, &'a str)>,
+    ) -> Result<()> {
         let keys = self.backend_keys(tools)?;
-        // The value goes by environment, not argv, where `ps` would show it.
-        run(self
-            .secrets_backend_command(tools, User::Operator)
-            .args(["put", key, "--nats-address"])
-            .arg(self.nats_url())
-            .env("TRANSIT_XKEY_SEED", &keys.transit)
-            .env("SECRET_STRING_VALUE", value))
-        .with_context(|| format!("storing the secret {key}"))
-        .map(|_| ())
+        for (key, value) in values {
+            // The value goes by environment, not argv, where `ps` would show it.
+            run(self
+                .secrets_backend_command(tools, User::Operator)
+                .args(["put", &key, "--nats-address"])
+                .arg(self.nats_url())
+                .env("TRANSIT_XKEY_SEED", &keys.transit)
+                .env("SECRET_STRING_VALUE", value))
+            .with_context(|| format!("storing the secret {key}"))?;
+        }
+        Ok(())
     }
 
-    /// Lets the signed `artifact` read `names` (added to what it may read already).
-    fn let_read(&self, artifact: &str, kind: Kind, names: &[String]) -> Result<()> {
-        let identity = signing::subject(artifact, kind)?.public;
+    /// Lets each signed artifact read its secrets by name (added to what it may read already),
+    /// over one connection.
+    fn let_read(&self, grants: &[(&str, Kind, Vec<String>)]) -> Result<()> {
         let mut nats = nats_client::Connection::open(self.nats_addr(), &self.operator_auth())?;
-        let answer = nats
-            .request_with(
-                &format!("{SUBJECT}.add_mapping.{identity}"),
-                serde_json::to_string(names)?.as_bytes(),
-                nats_client::ANSWER_TIMEOUT,
-            )?
-            .context("the secrets backend did not answer")?;
-        if answer != "ok" {
-            bail!("the secrets backend refused to let {artifact} read {names:?}: {answer}");
+        for (artifact, kind, names) in grants {
+            let identity = signing::subject(artifact, *kind)?.public;
+            let answer = nats
+                .request_with(
+                    &format!("{SUBJECT}.add_mapping.{identity}"),
+                    serde_json::to_string(names)?.as_bytes(),
+                    nats_client::ANSWER_TIMEOUT,
+                )?
+                .context("the secrets backend did not answer")?;
+            if answer != "ok" {
+                bail!("the secrets backend refused to let {artifact} read {names:?}: {answer}");
+            }
         }
         Ok(())
     }
