@@ -127,6 +127,35 @@ impl router::Platform for WasmPlatform {
         &self.buckets
     }
 
+    fn new_id(&self) -> String {
+        platform_wit::new_id()
+    }
+
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn audit(&self, entry: &kit::audit::Entry) -> Result<(), String> {
+        let interface = lattice::CallTargetInterface::new("pm", "platform", "audit");
+        lattice::set_link_name("audit", vec![interface])
+            .map_err(|e| format!("no `audit` link: {e}"))?;
+        match bindings::pm::platform::audit::append(&platform_wit::audit_entry(entry)) {
+            Ok(written) => written,
+            Err(e) => {
+                log(
+                    Level::Warn,
+                    "gateway",
+                    &format!(
+                        "request {}: the call to `audit` failed: {}",
+                        self.request_id,
+                        e.to_debug_string()
+                    ),
+                );
+                Err("the audit service did not answer in time".to_string())
+            }
+        }
+    }
+
     fn forward(
         &self,
         link: &str,

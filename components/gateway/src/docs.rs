@@ -290,7 +290,14 @@ mod tests {
     fn services_are_the_route_links() {
         assert_eq!(
             services(),
-            ["auth", "patients", "appointments", "billing", "analytics"]
+            [
+                "auth",
+                "patients",
+                "appointments",
+                "billing",
+                "analytics",
+                "audit"
+            ]
         );
     }
 }

@@ -6,9 +6,11 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use kit::tokens::{Claims, TokenError, Tokens};
 use kit::{readiness, response, Problem};
 
+use crate::audit;
 use crate::client_address;
 use crate::ratelimit::{Buckets, Decision, Limit};
 use crate::routes::{self, Access};
+use kit::audit::{Context, Entry, Principal};
 
 /// Version reported by `/health`, taken from the crate so it always matches the build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -28,6 +30,12 @@ pub trait Platform {
     /// A secret the host fetched for the gateway (wasmcloud:secrets), e.g. `jwt_secret`.
     fn secret(&self, key: &str) -> Option<String>;
     fn buckets(&self) -> &dyn Buckets;
+    /// A fresh random id (the audit record's).
+    fn new_id(&self) -> String;
+    /// This request's id (`x-request-id`).
+    fn request_id(&self) -> &str;
+    /// Appends a record to the audit trail (kept once per id); `Err` when it cannot be written.
+    fn audit(&self, entry: &Entry) -> Result<(), String>;
     /// Sends the request to the component linked as `link`, with the path it should see.
     fn forward(
         &self,
@@ -71,48 +79,89 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
     let Some((route, forwarded_path)) = routes::resolve(path) else {
         return response::problem(&Problem::not_found(format!("no route for {method} {path}")));
     };
-    forward(platform, request, route, &forwarded_path).unwrap_or_else(|answer| answer)
+    serve(platform, request, route, &forwarded_path)
 }
 
-fn forward(
+/// A request for a component: admitted (token, rate limit, role), forwarded with its audit
+/// context, and its answer recorded in the audit trail before it leaves (audit.rs).
+fn serve(
     platform: &dyn Platform,
     request: &Request<Vec<u8>>,
     route: &routes::Route,
     path: &str,
-) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
-    let tokens = tokens(platform)?;
+) -> Response<Vec<u8>> {
+    let client = client_address(platform, request);
+    let kind = audit::classify(route.link, request.method(), path);
+    let (principal, admission) = admit(platform, request, route, &client);
+    let context = kind.as_ref().map(|kind| Context {
+        id: platform.new_id(),
+        action: kind.action(),
+        resource_type: kind.resource_type.to_string(),
+        client_address: client.clone(),
+        actor: principal.as_ref().map(|c| Principal {
+            subject: c.sub.clone(),
+            role: c.role.clone(),
+        }),
+        request_id: platform.request_id().to_string(),
+    });
+    let answer = admission.and_then(|()| {
+        platform
+            .forward(
+                route.link,
+                &audit::forwarded(request, context.as_ref()),
+                path,
+                principal.as_ref(),
+            )
+            .map_err(|e| {
+                response::problem(&Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the {} service did not answer: {e}", route.link),
+                ))
+            })
+    });
+    let answer = answer.unwrap_or_else(|refusal| refusal);
+    match (context, kind) {
+        (Some(context), Some(kind)) => {
+            audit::settle(&context, &kind, answer, |entry| platform.audit(entry))
+        }
+        _ => audit::without_audit_headers(answer),
+    }
+}
+
+/// Whether the request may reach its component, and the caller's verified token (a refused
+/// caller with a valid token is still named in the audit record). Rate limited first (by
+/// verified subject, else client address), so bad tokens are limited too.
+fn admit(
+    platform: &dyn Platform,
+    request: &Request<Vec<u8>>,
+    route: &routes::Route,
+    client: &str,
+) -> (Option<Claims>, Result<(), Response<Vec<u8>>>) {
+    let tokens = match tokens(platform) {
+        Ok(tokens) => tokens,
+        Err(refusal) => return (None, Err(refusal)),
+    };
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = tokens.verify_header(authorization);
-
-    // Rate limit first (by verified subject, else client address), so bad tokens are limited too.
-    let client = match &verified {
+    let bucket = match &verified {
         Ok(claims) => format!("sub:{}", claims.sub),
-        Err(_) => format!("addr:{}", client_address(platform, request)),
+        Err(_) => format!("addr:{client}"),
     };
-    rate_limit(platform, &client)?;
-
-    let principal = match (route.access, verified) {
-        (Access::Public, verified) => verified.ok(),
-        (_, Err(e)) => return Err(unauthorized(&e)),
+    let admission = rate_limit(platform, &bucket).and_then(|()| match (route.access, &verified) {
+        (Access::Public, _) => Ok(()),
+        (_, Err(e)) => Err(unauthorized(e)),
         (Access::Role(role), Ok(claims)) if claims.role != role => {
-            return Err(response::problem(&Problem::new(
+            Err(response::problem(&Problem::new(
                 StatusCode::FORBIDDEN,
                 format!("this route needs the {role} role"),
             )))
         }
-        (_, Ok(claims)) => Some(claims),
-    };
-    platform
-        .forward(route.link, request, path, principal.as_ref())
-        .map_err(|e| {
-            response::problem(&Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the {} service did not answer: {e}", route.link),
-            ))
-        })
+        (_, Ok(_)) => Ok(()),
+    });
+    (verified.ok(), admission)
 }
 
 /// `GET /ready`: the gateway's own store (the rate-limit buckets) and every service's `/ready`
@@ -263,6 +312,9 @@ mod tests {
         secrets: HashMap<&'static str, String>,
         /// Links whose component does not answer.
         down: Vec<&'static str>,
+        audited: RefCell<Vec<Entry>>,
+        /// The audit trail cannot be written.
+        trail_down: bool,
     }
 
     impl Fake {
@@ -283,6 +335,19 @@ mod tests {
         }
         fn buckets(&self) -> &dyn Buckets {
             &self.buckets
+        }
+        fn new_id(&self) -> String {
+            format!("audit-{}", self.audited.borrow().len())
+        }
+        fn request_id(&self) -> &str {
+            "req-1"
+        }
+        fn audit(&self, entry: &Entry) -> Result<(), String> {
+            if self.trail_down {
+                return Err("postgres down".into());
+            }
+            self.audited.borrow_mut().push(entry.clone());
+            Ok(())
         }
         fn forward(
             &self,
@@ -417,6 +482,50 @@ mod tests {
         let forwarded = fake.forwarded.borrow();
         assert_eq!(forwarded[0], ("auth".into(), "/login".into(), None));
         assert_eq!(forwarded[1].2.as_deref(), Some("nurse@clinic.test"));
+    }
+
+    #[test]
+    fn every_audited_request_leaves_one_record_refusals_too() {
+        let fake = Fake::new();
+        let clinician = token("CLINICIAN");
+        call(&fake, Method::GET, "/api/patients/1", Some(&clinician));
+        call(
+            &fake,
+            Method::GET,
+            "/api/analytics/summary",
+            Some(&clinician),
+        );
+        call(&fake, Method::GET, "/api/patients", None);
+        call(&fake, Method::GET, "/auth/validate", Some(&clinician));
+        let audited = fake.audited.borrow();
+        let seen: Vec<(&str, u16, Option<&str>)> = audited
+            .iter()
+            .map(|e| (e.action.as_str(), e.outcome, e.actor.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("patient.read", 200, Some("nurse@clinic.test")),
+                ("analytics.read", 403, Some("nurse@clinic.test")),
+                ("patient.list", 401, None),
+            ],
+            "a token check is not audited"
+        );
+        assert_eq!(audited[0].request_id, "req-1");
+    }
+
+    #[test]
+    fn an_answer_the_trail_cannot_record_is_withheld() {
+        let mut fake = Fake::new();
+        fake.trail_down = true;
+        let answer = call(&fake, Method::GET, "/api/patients/1", Some(&token("ADMIN")));
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!String::from_utf8_lossy(answer.body()).contains("forwarded"));
+        assert_eq!(
+            call(&fake, Method::GET, "/health", None).status(),
+            StatusCode::OK,
+            "the gateway's own routes are not audited"
+        );
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub const ROUTES: &[Route] = &[
         strip: "/api",
         access: Access::Role("ADMIN"),
     },
+    Route {
+        prefix: "/api/audit",
+        link: "audit",
+        strip: "/api",
+        access: Access::Role("ADMIN"),
+    },
 ];
 
 /// The route for `path` and the path the component sees.

@@ -6,7 +6,8 @@ use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 use crate::events::{Delivery, OutboxEntry, TOPIC};
 use crate::listing::ListQuery;
 use crate::patient::{Patient, PatientInput};
-use crate::routes::{self, Cache, Platform, Queued, Store, WriteError};
+use crate::routes::{self, Cache, Platform, Queued, Removal, Store, WriteError};
+use kit::audit::Entry;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -27,8 +28,10 @@ mod bindings {
 use bindings::pm::platform::billing;
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
-use platform_wit::sql::{self, describe, null_or_text, param, text};
+use platform_wit::sql::{self, and_audit, describe, null_or_text, param, text};
 
+/// When a write's audit record is stored: only when the write changed a patient (`p`).
+const CHANGED: &str = "EXISTS (SELECT 1 FROM p)";
 /// Key-value bucket of the cache (keys get the link's prefix; values its TTL).
 const CACHE_BUCKET: &str = "patients";
 const GENERATION_KEY: &str = "generation";
@@ -231,6 +234,7 @@ impl Store for Postgres {
         p: &Patient,
         leased: &[OutboxEntry],
         queued: &[OutboxEntry],
+        audit: Option<&Entry>,
     ) -> Result<(), WriteError> {
         let mut params = vec![
             param(&p.id),
@@ -241,10 +245,11 @@ impl Store for Postgres {
             param(&p.registered_date),
         ];
         let outbox = outbox_insert(leased, queued, 7, &mut params);
+        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
         let statement = format!(
             "WITH p AS (INSERT INTO patients (id, name, email, address, date_of_birth, registered_date) \
                         VALUES ($1::uuid, $2, $3, $4, $5::date, $6::date) RETURNING id), \
-                  {outbox} \
+                  {outbox}{audit} \
              SELECT id::text AS id FROM p"
         );
         query(&statement, &params).map_err(write_error)?;
@@ -256,6 +261,7 @@ impl Store for Postgres {
         id: &str,
         input: &PatientInput,
         outbox: &[OutboxEntry],
+        audit: Option<&Entry>,
     ) -> Result<Option<Patient>, WriteError> {
         let registered = input.registered_date.map(|d| d.to_string());
         let mut params = vec![
@@ -267,40 +273,41 @@ impl Store for Postgres {
             null_or_text(registered.as_deref()),
         ];
         let outbox = outbox_insert(&[], outbox, 7, &mut params);
+        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
         let statement = format!(
             "WITH p AS (UPDATE patients SET name = $2, email = $3, address = $4, date_of_birth = $5::date, \
                         registered_date = COALESCE($6::date, registered_date), updated_at = now() \
                         WHERE id = $1::uuid RETURNING {COLUMNS}), \
-                  {outbox} \
+                  {outbox}{audit} \
              SELECT * FROM p"
         );
         let rows = query(&statement, &params).map_err(write_error)?;
         Ok(rows.first().and_then(patient))
     }
 
-    fn delete(&self, id: &str, event_id: &str, close_id: &str, at: &str) -> Result<bool, String> {
+    fn delete(&self, removal: &Removal, audit: Option<&Entry>) -> Result<bool, String> {
+        let event_row = platform_wit::new_id();
+        let mut params = vec![
+            param(&removal.id),
+            param(&event_row),
+            param(&removal.event_id),
+            param(&removal.at),
+            param(&removal.close_id),
+        ];
+        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
         // The event carries the deleted row's name and email, so it is built from that row.
-        let statement = "WITH p AS (DELETE FROM patients WHERE id = $1::uuid RETURNING id, name, email), \
+        let statement = format!(
+            "WITH p AS (DELETE FROM patients WHERE id = $1::uuid RETURNING id, name, email), \
                  o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
                        SELECT $2::uuid, p.id, 'event', 'event', jsonb_build_object( \
                            'eventId', $3::text, 'eventType', 'PATIENT_DELETED', 'patientId', p.id::text, \
                            'name', p.name, 'email', p.email, 'occurredAt', $4::text) FROM p \
                        UNION ALL \
                        SELECT $5::uuid, p.id, 'billing', 'billing-close', \
-                           jsonb_build_object('patientId', p.id::text) FROM p) \
-             SELECT id::text AS id FROM p";
-        let event_row = platform_wit::new_id();
-        let rows = query(
-            statement,
-            &[
-                param(id),
-                param(&event_row),
-                param(event_id),
-                param(at),
-                param(close_id),
-            ],
-        )
-        .map_err(describe)?;
+                           jsonb_build_object('patientId', p.id::text) FROM p){audit} \
+             SELECT id::text AS id FROM p"
+        );
+        let rows = query(&statement, &params).map_err(describe)?;
         Ok(!rows.is_empty())
     }
 }

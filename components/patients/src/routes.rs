@@ -8,6 +8,7 @@
 //! on any host. A read fetches the generation and the entry in one round trip. A write costs
 //! every cached entry; writes are rare next to reads here.
 use http::{Request, Response, StatusCode};
+use kit::audit::{self, Context, Entry};
 use kit::collection::{Collection, Route};
 use kit::fields::Date;
 use kit::openapi::BearerAuth;
@@ -35,11 +36,13 @@ pub trait Store {
     fn find(&self, id: &str) -> Result<Option<Patient>, String>;
     /// `leased` rows are stored leased to this writer, which delivers them at once (`Queued::
     /// Leased`); `queued` rows wait for the ticker.
+    /// Every write also stores `audit`, the request's audit record, when it is audited.
     fn insert(
         &self,
         patient: &Patient,
         leased: &[OutboxEntry],
         queued: &[OutboxEntry],
+        audit: Option<&Entry>,
     ) -> Result<(), WriteError>;
     /// `None` when there is no such patient. A `None` registered date keeps the stored one.
     fn update(
@@ -47,10 +50,19 @@ pub trait Store {
         id: &str,
         input: &PatientInput,
         outbox: &[OutboxEntry],
+        audit: Option<&Entry>,
     ) -> Result<Option<Patient>, WriteError>;
     /// False when there is no such patient. The event and billing rows are built from the
     /// deleted row itself (`event` and `close` give their ids and time).
-    fn delete(&self, id: &str, event_id: &str, close_id: &str, at: &str) -> Result<bool, String>;
+    fn delete(&self, removal: &Removal, audit: Option<&Entry>) -> Result<bool, String>;
+}
+
+/// The ids and time of a deletion's event and billing rows.
+pub struct Removal {
+    pub id: String,
+    pub event_id: String,
+    pub close_id: String,
+    pub at: String,
 }
 
 /// The read cache (Redis). Failures are not errors to the client: the database answers instead.
@@ -95,7 +107,7 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
             Route::Create => create(platform, request),
             Route::Get(id) => get(platform, &id),
             Route::Update(id) => update(platform, &id, request),
-            Route::Delete(id) => delete(platform, &id),
+            Route::Delete(id) => delete(platform, &id, request),
         });
     result.unwrap_or_else(|p| response::problem(&p))
 }
@@ -312,12 +324,16 @@ fn create(
             email: patient.email.clone(),
         },
     }];
+    let record = Context::of(request).map(|c| c.entry(201, Some(&patient.id), Some(&patient.id)));
     platform
         .store()
-        .insert(&patient, &created, &open_account)
+        .insert(&patient, &created, &open_account, record.as_ref())
         .map_err(|e| write_error(e, &patient.email))?;
     after_write(platform, &patient.id, Queued::Leased(&created));
-    Ok(PATIENTS.created(&patient.id, &patient))
+    Ok(audit::recorded(
+        PATIENTS.created(&patient.id, &patient),
+        record.as_ref(),
+    ))
 }
 
 #[utoipa::path(
@@ -350,13 +366,17 @@ fn update(
         input.email.as_str(),
         input.registered_date,
     )];
+    let record = Context::of(request).map(|c| c.entry(200, Some(id), Some(id)));
     let updated = platform
         .store()
-        .update(id, &input, &outbox)
+        .update(id, &input, &outbox, record.as_ref())
         .map_err(|e| write_error(e, input.email.as_str()))?
         .ok_or_else(|| no_patient(id))?;
     after_write(platform, id, Queued::Waiting { patient_id: id });
-    Ok(response::json(StatusCode::OK, &updated))
+    Ok(audit::recorded(
+        response::json(StatusCode::OK, &updated),
+        record.as_ref(),
+    ))
 }
 
 #[utoipa::path(
@@ -370,17 +390,27 @@ fn update(
         (status = 404, description = "No such patient", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn delete(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> {
-    let at = time::rfc3339(platform.now_secs());
+fn delete(
+    platform: &dyn Platform,
+    id: &str,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
+    let removal = Removal {
+        id: id.to_string(),
+        event_id: platform.new_id(),
+        close_id: platform.new_id(),
+        at: time::rfc3339(platform.now_secs()),
+    };
+    let record = Context::of(request).map(|c| c.entry(204, Some(id), Some(id)));
     let deleted = platform
         .store()
-        .delete(id, &platform.new_id(), &platform.new_id(), &at)
+        .delete(&removal, record.as_ref())
         .map_err(unavailable)?;
     if !deleted {
         return Err(no_patient(id));
     }
     after_write(platform, id, Queued::Waiting { patient_id: id });
-    Ok(response::no_content())
+    Ok(audit::recorded(response::no_content(), record.as_ref()))
 }
 
 /// The values of `sort`, for the document (the handler reads them in `listing`).
@@ -426,6 +456,7 @@ mod tests {
     struct Memory {
         patients: RefCell<Vec<Patient>>,
         outbox: RefCell<Vec<OutboxEntry>>,
+        audited: RefCell<Vec<Entry>>,
         finds: Cell<u32>,
         down: bool,
     }
@@ -469,6 +500,7 @@ mod tests {
             patient: &Patient,
             leased: &[OutboxEntry],
             queued: &[OutboxEntry],
+            audit: Option<&Entry>,
         ) -> Result<(), WriteError> {
             if self.down {
                 return Err(WriteError::Unavailable("connection refused".into()));
@@ -479,6 +511,7 @@ mod tests {
             self.patients.borrow_mut().push(patient.clone());
             self.outbox.borrow_mut().extend_from_slice(leased);
             self.outbox.borrow_mut().extend_from_slice(queued);
+            self.audited.borrow_mut().extend(audit.cloned());
             Ok(())
         }
         fn update(
@@ -486,6 +519,7 @@ mod tests {
             id: &str,
             input: &PatientInput,
             outbox: &[OutboxEntry],
+            audit: Option<&Entry>,
         ) -> Result<Option<Patient>, WriteError> {
             if self.taken(input.email.as_str(), id) {
                 return Err(WriteError::EmailTaken);
@@ -502,27 +536,23 @@ mod tests {
                 p.registered_date = d.to_string();
             }
             self.outbox.borrow_mut().extend_from_slice(outbox);
+            self.audited.borrow_mut().extend(audit.cloned());
             Ok(Some(p.clone()))
         }
-        fn delete(
-            &self,
-            id: &str,
-            event_id: &str,
-            close_id: &str,
-            _at: &str,
-        ) -> Result<bool, String> {
+        fn delete(&self, removal: &Removal, audit: Option<&Entry>) -> Result<bool, String> {
+            let id = removal.id.as_str();
             let before = self.patients.borrow().len();
             self.patients.borrow_mut().retain(|p| p.id != id);
             let deleted = self.patients.borrow().len() < before;
             if deleted {
                 self.outbox.borrow_mut().push(OutboxEntry {
-                    id: close_id.into(),
+                    id: removal.close_id.clone(),
                     patient_id: id.into(),
                     delivery: Delivery::BillingClose {
                         patient_id: id.into(),
                     },
                 });
-                let _ = event_id;
+                self.audited.borrow_mut().extend(audit.cloned());
             }
             Ok(deleted)
         }
@@ -613,6 +643,55 @@ mod tests {
         let (status, patient) = call(fake, Method::POST, "/patients", Some(body));
         assert_eq!(status, StatusCode::CREATED, "{patient}");
         patient["id"].as_str().unwrap().to_string()
+    }
+
+    /// `request` as the gateway forwards an audited request.
+    fn audited(mut request: Request<Vec<u8>>, action: &str) -> Request<Vec<u8>> {
+        for (name, value) in [
+            (audit::ID, "0b9c9d34-4a0f-4b5e-9d8e-2f8f3b1b1a11"),
+            (audit::ACTION, action),
+            (audit::RESOURCE_TYPE, "patient"),
+            (audit::CLIENT_ADDRESS, "203.0.113.9"),
+        ] {
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn a_write_stores_its_audit_record_with_it_and_says_so() {
+        let fake = Fake::default();
+        let create = audited(
+            request(Method::POST, "/patients", Some(ada())),
+            "patient.create",
+        );
+        let answer = handle(&fake, &create);
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(answer.headers()[audit::AUDITED], "1");
+        let id = serde_json::from_slice::<Patient>(answer.body()).unwrap().id;
+        let records = fake.store.audited.borrow().clone();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].outcome, records[0].patient_id.as_deref()),
+            (201, Some(id.as_str()))
+        );
+        // A refused write stores nothing and leaves the record to the gateway.
+        let again = audited(
+            request(Method::POST, "/patients", Some(ada())),
+            "patient.create",
+        );
+        let answer = handle(&fake, &again);
+        assert_eq!(answer.status(), StatusCode::CONFLICT);
+        assert!(!answer.headers().contains_key(audit::AUDITED));
+        let delete = audited(
+            request(Method::DELETE, &format!("/patients/{id}"), None),
+            "patient.delete",
+        );
+        assert_eq!(handle(&fake, &delete).status(), StatusCode::NO_CONTENT);
+        assert_eq!(fake.store.audited.borrow().len(), 2);
+        // Not forwarded as an audited request (another service's call): nothing recorded.
+        created(&fake, ada());
+        assert_eq!(fake.store.audited.borrow().len(), 2);
     }
 
     #[test]

@@ -105,6 +105,54 @@ pub mod sql {
     pub fn null_or_text(value: Option<&str>) -> PgValue {
         value.map_or(PgValue::Null, |v| PgValue::Text(v.to_string()))
     }
+
+    /// `, audited AS (...)` (see `audit_insert`) to follow a statement's other CTEs when the
+    /// request is audited, or nothing when it is not (`entry` is `None`).
+    pub fn and_audit(
+        entry: Option<&kit::audit::Entry>,
+        when: &str,
+        first: usize,
+        params: &mut Vec<PgValue>,
+    ) -> String {
+        entry.map_or(String::new(), |entry| {
+            format!(", {}", audit_insert(entry, when, first, params))
+        })
+    }
+
+    /// A CTE named `audited` that writes `entry` to the audit trail in the statement (so in the
+    /// transaction) of the change it records, only when `when` holds (an SQL condition such as
+    /// `EXISTS (SELECT 1 FROM p)`: the change happened). Its params are appended to `params`,
+    /// numbered from `$first`. The trail's trigger chains the record (components/audit/trail.sql).
+    /// A record the request already has is kept (the id is unique; `ON CONFLICT` without a target
+    /// needs no SELECT, which writers do not have).
+    pub fn audit_insert(
+        entry: &kit::audit::Entry,
+        when: &str,
+        first: usize,
+        params: &mut Vec<PgValue>,
+    ) -> String {
+        let outcome = entry.outcome.to_string();
+        params.extend([
+            param(&entry.id),
+            null_or_text(entry.actor.as_deref()),
+            null_or_text(entry.actor_role.as_deref()),
+            param(&entry.action),
+            param(&entry.resource_type),
+            null_or_text(entry.resource_id.as_deref()),
+            null_or_text(entry.patient_id.as_deref()),
+            param(&outcome),
+            param(&entry.request_id),
+            param(&entry.client_address),
+        ]);
+        let n: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
+        format!(
+            "audited AS (INSERT INTO audit_trail.records (id, actor, actor_role, action, \
+                 resource_type, resource_id, patient_id, outcome, request_id, client_address) \
+             SELECT {}::uuid, {}, {}, {}, {}, {}, {}::uuid, {}::int2, {}, {} WHERE {when} \
+             ON CONFLICT DO NOTHING)",
+            n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9]
+        )
+    }
 }
 
 /// A fresh random UUID (v4) from the host's random source, as row and event ids.
@@ -123,16 +171,8 @@ pub const BUILD: Option<&str> = if cfg!(feature = "hot-swap-check") {
 };
 pub const BUILD_HEADER: &str = "x-pm-build";
 
-/// Who made a request, as the gateway established it from a verified token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub subject: String,
-    pub role: String,
-}
-
-/// Carried in the request extensions of converted requests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub String);
+/// Who made a request and its id, carried in the request extensions of converted requests.
+pub use kit::audit::{Principal, RequestId};
 
 #[cfg(target_arch = "wasm32")]
 mod convert {
@@ -251,6 +291,39 @@ mod convert {
             on_behalf_of.extensions().get::<Principal>(),
             request_id,
         )
+    }
+
+    /// An audit record as `pm:platform/audit` carries it.
+    pub fn audit_entry(entry: &kit::audit::Entry) -> types::AuditEntry {
+        types::AuditEntry {
+            id: entry.id.clone(),
+            actor: entry.actor.clone(),
+            actor_role: entry.actor_role.clone(),
+            action: entry.action.clone(),
+            resource_type: entry.resource_type.clone(),
+            resource_id: entry.resource_id.clone(),
+            patient_id: entry.patient_id.clone(),
+            outcome: entry.outcome,
+            request_id: entry.request_id.clone(),
+            client_address: entry.client_address.clone(),
+        }
+    }
+
+    impl From<types::AuditEntry> for kit::audit::Entry {
+        fn from(entry: types::AuditEntry) -> Self {
+            kit::audit::Entry {
+                id: entry.id,
+                actor: entry.actor,
+                actor_role: entry.actor_role,
+                action: entry.action,
+                resource_type: entry.resource_type,
+                resource_id: entry.resource_id,
+                patient_id: entry.patient_id,
+                outcome: entry.outcome,
+                request_id: entry.request_id,
+                client_address: entry.client_address,
+            }
+        }
     }
 
     pub fn response_from_record(response: types::Response) -> http::Response<Vec<u8>> {

@@ -16,7 +16,21 @@ use crate::stack::Stack;
 use crate::{manifest, step};
 
 /// The services with a schema (and a Postgres role) of their own.
-pub const SERVICES: [&str; 5] = ["auth", "patients", "billing", "appointments", "analytics"];
+pub const SERVICES: [&str; 6] = [
+    "auth",
+    "patients",
+    "billing",
+    "appointments",
+    "analytics",
+    "audit",
+];
+
+/// The services that write audit records themselves, in the transaction of the change they
+/// record (the audit service writes everyone else's); they may only INSERT into the trail.
+const AUDIT_WRITERS: [&str; 4] = ["auth", "patients", "appointments", "audit"];
+
+/// The audit trail's schema, functions and triggers (issue 20), run as the superuser.
+const AUDIT_TRAIL_SQL: &str = include_str!("../../../components/audit/trail.sql");
 
 /// `sql` run by psql as the superuser in `database`, fed on stdin (so no password is in argv),
 /// stopping at the first error. Returns what it printed (unaligned, tuples only).
@@ -252,6 +266,7 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
         // appointments' exclusion constraint needs btree_gist; creating an extension is the
         // superuser's (the migration's own CREATE EXTENSION then finds it there).
         sql += "CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA appointments;\n";
+        sql += &self.audit_trail_sql();
         psql(database, &sql)?;
 
         let user = self.redis_user();
@@ -275,6 +290,40 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
         self.store_secrets()
     }
 
+    /// The owner of the audit trail: no one logs in as it, so no service can change a record.
+    pub(crate) fn audit_trail_owner(&self) -> String {
+        format!("{}_audit_trail", self.config.database)
+    }
+
+    /// The audit trail, owned by `audit_trail_owner`; the writers may insert, the audit service
+    /// may also read and verify.
+    fn audit_trail_sql(&self) -> String {
+        let owner = self.audit_trail_owner();
+        let mut sql = format!(
+            "DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN CREATE ROLE {owner}; END IF;
+END $$;
+ALTER ROLE {owner} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD NULL;
+{}",
+            AUDIT_TRAIL_SQL.replace(":owner", &owner)
+        );
+        for service in AUDIT_WRITERS {
+            let role = self.database_role(service);
+            sql += &format!(
+                "GRANT USAGE ON SCHEMA audit_trail TO {role};
+GRANT INSERT ON audit_trail.records TO {role};
+"
+            );
+        }
+        let reader = self.database_role("audit");
+        sql += &format!(
+            "GRANT SELECT ON audit_trail.records TO {reader};
+GRANT EXECUTE ON FUNCTION audit_trail.verify() TO {reader};
+"
+        );
+        sql
+    }
+
     /// Removes the stack's database, then its roles (a role that owns something cannot go) and
     /// its Redis user.
     pub(crate) fn drop_database_and_roles(&self) {
@@ -295,6 +344,7 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
                     self.database_role(s),
                 ]
             })
+            .chain([self.audit_trail_owner()])
             .collect();
         let dropped = psql(
             "postgres",
