@@ -99,6 +99,7 @@ fn openapi_documents_are_served_and_valid() {
             &["/api/appointments", "/api/appointments/{id}"][..],
         ),
         ("analytics", &["/api/analytics/summary"][..]),
+        ("audit", &["/api/audit", "/api/audit/verify"][..]),
     ] {
         let document = validate_openapi(&format!("/api-docs/{service}"));
         for path in paths {
@@ -122,7 +123,14 @@ fn ready_reports_each_service_and_its_dependencies() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["status"], "UP");
     assert_eq!(ready["checks"]["rate-limit store"]["status"], "UP");
-    for service in ["auth", "patients", "appointments", "billing", "analytics"] {
+    for service in [
+        "auth",
+        "patients",
+        "appointments",
+        "billing",
+        "analytics",
+        "audit",
+    ] {
         let report = &ready["checks"][service];
         assert_eq!(report["status"], "UP", "{service}: {report}");
         assert_eq!(

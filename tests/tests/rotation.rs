@@ -11,7 +11,14 @@ use common::load::{as_fresh_admin, Load, Outcome, Request};
 use common::stores;
 use common::Client;
 
-const SERVICES: [&str; 5] = ["auth", "patients", "billing", "appointments", "analytics"];
+const SERVICES: [&str; 6] = [
+    "auth",
+    "patients",
+    "billing",
+    "appointments",
+    "analytics",
+    "audit",
+];
 
 /// A token from auth for the seed admin (a fresh client address each time: the login limit is
 /// per client).

@@ -1,5 +1,6 @@
 //! WIT glue and SQL: `pm:platform/service` for the gateway, `wasmcloud:messaging/handler` for
 //! patient events (the local copy of patients), Postgres underneath.
+use kit::audit::Entry;
 use kit::fields::parse_uuid;
 use patient_events::{EventType, Received};
 use wasmcloud_component::wasmcloud::messaging::types::BrokerMessage;
@@ -11,7 +12,7 @@ use platform_wit::event_fed::exports::pm::platform::service;
 use platform_wit::event_fed::exports::wasmcloud::messaging::handler;
 use platform_wit::event_fed::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
-use platform_wit::sql::{answers, describe, null_or_text, param, sqlstate, text};
+use platform_wit::sql::{and_audit, answers, describe, null_or_text, param, sqlstate, text};
 
 struct Appointments;
 
@@ -201,10 +202,21 @@ impl Store for Postgres {
         id: &str,
         input: &AppointmentInput,
         patient: &KnownPatient,
+        audit: Option<&Entry>,
     ) -> Result<Option<Appointment>, WriteError> {
         // The copy takes patients' answer first (a new patient, or a new name), dated before
         // any event so every event still applies after it; a patient the copy has seen deleted
         // stays deleted and gets no appointment.
+        let mut params = vec![
+            param(id),
+            param(&patient.id),
+            param(&input.start.to_rfc3339()),
+            param(&input.end.to_rfc3339()),
+            param(&input.reason),
+            param(&patient.name),
+            param(&patient.email),
+        ];
+        let audit = and_audit(audit, "a", "patient_id", &mut params);
         let statement = format!(
             "WITH c AS (INSERT INTO patient_copies (id, name, email, occurred_at) \
                         VALUES ($2::uuid, $6, $7, '-infinity') \
@@ -213,26 +225,29 @@ impl Store for Postgres {
                         RETURNING id, name), \
                   a AS (INSERT INTO appointments (id, patient_id, start_time, end_time, reason) \
                         SELECT $1::uuid, c.id, $3::timestamptz, $4::timestamptz, $5 FROM c \
-                        RETURNING *) \
+                        RETURNING *){audit} \
              SELECT {COLUMNS} FROM a JOIN c ON c.id = a.patient_id"
         );
-        let rows = write(
-            &statement,
-            &[
-                param(id),
-                param(&patient.id),
-                param(&input.start.to_rfc3339()),
-                param(&input.end.to_rfc3339()),
-                param(&input.reason),
-                param(&patient.name),
-                param(&patient.email),
-            ],
-        )
-        .map_err(write_error)?;
+        let rows = write(&statement, &params).map_err(write_error)?;
         Ok(rows.first().and_then(appointment))
     }
 
-    fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError> {
+    fn update(
+        &self,
+        id: &str,
+        input: &AppointmentInput,
+        audit: Option<&Entry>,
+    ) -> Result<Updated, WriteError> {
+        let sent = input.version.unwrap_or_default();
+        let mut params = vec![
+            param(id),
+            param(&input.start.to_rfc3339()),
+            param(&input.end.to_rfc3339()),
+            param(&input.reason),
+            param(&sent.to_string()),
+            null_or_text(input.patient_id.as_deref()),
+        ];
+        let audit = and_audit(audit, "a", "patient_id", &mut params);
         // The version check is on the row being updated, so of two concurrent updates with the
         // same version the second finds the first's version and changes nothing. `target` (the
         // row as this statement found it) says why nothing changed.
@@ -242,25 +257,13 @@ impl Store for Postgres {
                             reason = $4, version = a.version + 1, updated_at = now() \
                         WHERE a.id = $1::uuid AND a.version = $5::int8 AND a.status = 'SCHEDULED' \
                           AND ($6::uuid IS NULL OR a.patient_id = $6::uuid) \
-                        RETURNING a.*) \
+                        RETURNING a.*){audit} \
              SELECT target.version::text AS current_version, target.status AS current_status, \
                     target.patient_id::text AS current_patient, changed.* \
              FROM target LEFT JOIN (SELECT {COLUMNS} FROM a LEFT JOIN patient_copies c ON c.id = a.patient_id) \
                   AS changed ON true"
         );
-        let sent = input.version.unwrap_or_default();
-        let rows = write(
-            &statement,
-            &[
-                param(id),
-                param(&input.start.to_rfc3339()),
-                param(&input.end.to_rfc3339()),
-                param(&input.reason),
-                param(&sent.to_string()),
-                null_or_text(input.patient_id.as_deref()),
-            ],
-        )
-        .map_err(write_error)?;
+        let rows = write(&statement, &params).map_err(write_error)?;
         let Some(row) = rows.first() else {
             return Ok(Updated::NotFound);
         };
@@ -289,12 +292,18 @@ impl Store for Postgres {
         )
     }
 
-    fn cancel(&self, id: &str) -> Result<bool, String> {
-        // The final SELECT sees the row as it was before the update: it says whether it exists.
-        let statement = "WITH cancelled AS (UPDATE appointments SET status = 'CANCELLED', \
+    fn cancel(&self, id: &str, audit: Option<&Entry>) -> Result<bool, String> {
+        // `found` sees the row as it was before the update: it says whether it exists, which
+        // is what the answer (204, cancelled again or not) and so the record follow.
+        let mut params = vec![param(id)];
+        let audit = and_audit(audit, "found", "patient_id", &mut params);
+        let statement = format!(
+            "WITH found AS (SELECT id, patient_id FROM appointments WHERE id = $1::uuid), \
+                  cancelled AS (UPDATE appointments SET status = 'CANCELLED', \
                               version = version + 1, updated_at = now() \
-                          WHERE id = $1::uuid AND status = 'SCHEDULED' RETURNING id) \
-                         SELECT id::text AS id FROM appointments WHERE id = $1::uuid";
-        Ok(!query(statement, &[param(id)]).map_err(describe)?.is_empty())
+                          WHERE id = $1::uuid AND status = 'SCHEDULED' RETURNING id){audit} \
+             SELECT id::text AS id FROM found"
+        );
+        Ok(!query(&statement, &params).map_err(describe)?.is_empty())
     }
 }

@@ -3,6 +3,7 @@
 //! decided by the database itself (an exclusion constraint, a conditional update), so two
 //! concurrent writers cannot both win.
 use http::{Request, Response, StatusCode};
+use kit::audit::{self, Context, Entry};
 use kit::collection::{Collection, Route};
 use kit::fields::FieldErrors;
 use kit::openapi::BearerAuth;
@@ -55,16 +56,24 @@ pub trait Store {
     /// Books `input` for `patient` (patients' own answer), bringing the local copy up to date
     /// with it in the same statement. `None` when the copy has seen the patient deleted
     /// (deletion is final).
+    /// Each write also stores `audit`, the request's audit record, when it is audited and the
+    /// write happened (the answer is a success).
     fn insert(
         &self,
         id: &str,
         input: &AppointmentInput,
         patient: &KnownPatient,
+        audit: Option<&Entry>,
     ) -> Result<Option<Appointment>, WriteError>;
     /// Applies `input` when `input.version` is the stored version.
-    fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError>;
+    fn update(
+        &self,
+        id: &str,
+        input: &AppointmentInput,
+        audit: Option<&Entry>,
+    ) -> Result<Updated, WriteError>;
     /// Marks it `CANCELLED` (again: harmless). False when there is no such appointment.
-    fn cancel(&self, id: &str) -> Result<bool, String>;
+    fn cancel(&self, id: &str, audit: Option<&Entry>) -> Result<bool, String>;
 }
 
 pub trait Platform {
@@ -91,7 +100,7 @@ pub fn handle(platform: &dyn Platform, request: &Request<Vec<u8>>) -> Response<V
             Route::Create => create(platform, request),
             Route::Get(id) => get(platform, &id),
             Route::Update(id) => update(platform, &id, request),
-            Route::Delete(id) => cancel(platform, &id),
+            Route::Delete(id) => cancel(platform, &id, request),
         });
     result.unwrap_or_else(|p| response::problem(&p))
 }
@@ -198,7 +207,11 @@ fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>
 )]
 fn get(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> {
     match platform.store().find(id).map_err(unavailable)? {
-        Some(appointment) => Ok(response::json(StatusCode::OK, &appointment)),
+        Some(appointment) => {
+            let mut answer = response::json(StatusCode::OK, &appointment);
+            audit::name_patient(&mut answer, &appointment.patient_id);
+            Ok(answer)
+        }
         None => Err(no_appointment(id)),
     }
 }
@@ -239,12 +252,17 @@ fn create(
             )
         })?
         .ok_or_else(no_patient)?;
+    let id = platform.new_id();
+    let record = Context::of(request).map(|c| c.entry(201, Some(&id), Some(&patient.id)));
     let created = platform
         .store()
-        .insert(&platform.new_id(), &input, &patient)
+        .insert(&id, &input, &patient, record.as_ref())
         .map_err(write_error)?
         .ok_or_else(no_patient)?;
-    Ok(APPOINTMENTS.created(&created.id, &created))
+    Ok(audit::recorded(
+        APPOINTMENTS.created(&created.id, &created),
+        record.as_ref(),
+    ))
 }
 
 #[utoipa::path(
@@ -270,8 +288,16 @@ fn update(
     let input = AppointmentInput::parse(&body, Purpose::Update, now(platform))
         .map_err(Problem::validation)?;
     let sent = input.version.unwrap_or_default();
-    match platform.store().update(id, &input).map_err(write_error)? {
-        Updated::Done(appointment) => Ok(response::json(StatusCode::OK, &appointment)),
+    let record = Context::of(request).map(|c| c.entry(200, Some(id), None));
+    match platform
+        .store()
+        .update(id, &input, record.as_ref())
+        .map_err(write_error)?
+    {
+        Updated::Done(appointment) => Ok(audit::recorded(
+            response::json(StatusCode::OK, &appointment),
+            record.as_ref(),
+        )),
         Updated::NotFound => Err(no_appointment(id)),
         Updated::Stale { current } => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -304,9 +330,18 @@ fn update(
         (status = 404, description = "No such appointment", body = Problem, content_type = "application/problem+json")
     )
 )]
-fn cancel(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> {
-    if platform.store().cancel(id).map_err(unavailable)? {
-        Ok(response::no_content())
+fn cancel(
+    platform: &dyn Platform,
+    id: &str,
+    request: &Request<Vec<u8>>,
+) -> Result<Response<Vec<u8>>, Problem> {
+    let record = Context::of(request).map(|c| c.entry(204, Some(id), None));
+    if platform
+        .store()
+        .cancel(id, record.as_ref())
+        .map_err(unavailable)?
+    {
+        Ok(audit::recorded(response::no_content(), record.as_ref()))
     } else {
         Err(no_appointment(id))
     }
@@ -379,6 +414,7 @@ mod tests {
             id: &str,
             input: &AppointmentInput,
             known: &KnownPatient,
+            _: Option<&Entry>,
         ) -> Result<Option<Appointment>, WriteError> {
             let patient = input.patient_id.clone().unwrap();
             assert_eq!(
@@ -404,7 +440,12 @@ mod tests {
             self.rows.borrow_mut().push(a.clone());
             Ok(Some(a))
         }
-        fn update(&self, id: &str, input: &AppointmentInput) -> Result<Updated, WriteError> {
+        fn update(
+            &self,
+            id: &str,
+            input: &AppointmentInput,
+            _: Option<&Entry>,
+        ) -> Result<Updated, WriteError> {
             let Some(stored) = self.find(id).unwrap() else {
                 return Ok(Updated::NotFound);
             };
@@ -434,7 +475,7 @@ mod tests {
             a.version += 1;
             Ok(Updated::Done(a.clone()))
         }
-        fn cancel(&self, id: &str) -> Result<bool, String> {
+        fn cancel(&self, id: &str, _: Option<&Entry>) -> Result<bool, String> {
             let mut rows = self.rows.borrow_mut();
             let Some(a) = rows.iter_mut().find(|a| a.id == id) else {
                 return Ok(false);

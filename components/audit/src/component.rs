@@ -17,7 +17,7 @@ mod bindings {
 
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, ResultRow};
-use platform_wit::sql::{answers, audit_insert, describe, null_or_text, param, text};
+use platform_wit::sql::{answers, audit_append, describe, null_or_text, param, text};
 use platform_wit::types::AuditEntry;
 
 struct Audit;
@@ -26,12 +26,8 @@ bindings::export!(Audit with_types_in bindings);
 
 impl bindings::exports::pm::platform::audit::Guest for Audit {
     fn append(entry: AuditEntry) -> Result<(), String> {
-        let entry = kit::audit::Entry::from(entry);
-        let mut params = Vec::new();
-        let insert = audit_insert(&entry, "true", 1, &mut params);
-        query(&format!("WITH {insert} SELECT 1"), &params)
-            .map(|_| ())
-            .map_err(describe)
+        let (statement, params) = audit_append(&kit::audit::Entry::from(entry));
+        query(&statement, &params).map(|_| ()).map_err(describe)
     }
 }
 

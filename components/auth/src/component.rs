@@ -4,6 +4,7 @@ use wasmcloud_component::wasi::config::store as config;
 
 use crate::credentials::Email;
 use crate::routes::{self, Caller, Store, UserRecord};
+use kit::audit::Entry;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -20,7 +21,7 @@ mod bindings {
 
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::PgValue;
-use platform_wit::sql::{answers, describe, text};
+use platform_wit::sql::{and_audit, answers, describe, text};
 
 struct Auth;
 
@@ -57,18 +58,22 @@ impl Store for Postgres {
         }))
     }
 
-    fn insert(&self, user: &UserRecord) -> Result<bool, String> {
-        let rows = query(
-            "INSERT INTO users (id, email, password_hash, role) VALUES ($1::uuid, $2, $3, $4) \
-             ON CONFLICT DO NOTHING RETURNING id::text AS id",
-            &[
-                PgValue::Text(user.id.clone()),
-                PgValue::Text(user.email.clone()),
-                PgValue::Text(user.password_hash.clone()),
-                PgValue::Text(user.role.clone()),
-            ],
-        )
-        .map_err(describe)?;
+    fn insert(&self, user: &UserRecord, audit: Option<&Entry>) -> Result<bool, String> {
+        let mut params = vec![
+            PgValue::Text(user.id.clone()),
+            PgValue::Text(user.email.clone()),
+            PgValue::Text(user.password_hash.clone()),
+            PgValue::Text(user.role.clone()),
+        ];
+        // A user is no patient: the record names none.
+        let audit = and_audit(audit, "u", "NULL", &mut params);
+        let statement = format!(
+            "WITH u AS (INSERT INTO users (id, email, password_hash, role) \
+                        VALUES ($1::uuid, $2, $3, $4) \
+                        ON CONFLICT DO NOTHING RETURNING id){audit} \
+             SELECT id::text AS id FROM u"
+        );
+        let rows = query(&statement, &params).map_err(describe)?;
         Ok(!rows.is_empty())
     }
 

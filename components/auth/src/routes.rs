@@ -1,7 +1,8 @@
 //! Auth's answers: `POST /login`, `GET /validate`, `POST /users` (ADMIN). The same 401 message
 //! is given for an unknown email and a wrong password, and both cost one bcrypt verification,
 //! so neither the body nor the timing tells which it was.
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use kit::audit::{self, Context, Entry};
 use kit::openapi::BearerAuth;
 use kit::request::json_body;
 use kit::tokens::{now, Tokens};
@@ -30,8 +31,9 @@ pub struct Caller {
 /// The component's surroundings; `Err` means the database could not be reached (503).
 pub trait Store {
     fn find(&self, email: &Email) -> Result<Option<UserRecord>, String>;
-    /// False when the email is taken.
-    fn insert(&self, user: &UserRecord) -> Result<bool, String>;
+    /// False when the email is taken. `audit`, the request's audit record, is stored with the
+    /// user when it is audited.
+    fn insert(&self, user: &UserRecord, audit: Option<&Entry>) -> Result<bool, String>;
     fn config(&self, key: &str) -> Option<String>;
     /// A secret the host fetched for auth (wasmcloud:secrets): `jwt_secret`, `seed_admin_password`.
     fn secret(&self, key: &str) -> Option<String>;
@@ -116,7 +118,7 @@ fn ensure_seed_user(store: &dyn Store, email: &Email) -> Result<(), Problem> {
                 password_hash: hash(store, &password)?,
                 role: Role::Admin.as_str().to_string(),
             };
-            store.insert(&user).map_err(unavailable)?;
+            store.insert(&user, None).map_err(unavailable)?;
         }
     }
     Ok(())
@@ -185,7 +187,8 @@ fn login(store: &dyn Store, request: &Request<Vec<u8>>) -> Result<Response<Vec<u
         }
     };
     let Some(user) = user.filter(|_| verified) else {
-        return Err(unauthorized(INVALID_LOGIN));
+        let refused = response::problem(&unauthorized(INVALID_LOGIN));
+        return Ok(attempted(refused, &login.email, None));
     };
     let lifetime = store
         .config("token_lifetime_secs")
@@ -194,13 +197,35 @@ fn login(store: &dyn Store, request: &Request<Vec<u8>>) -> Result<Response<Vec<u
     let (token, claims) = tokens
         .issue(&user.email, &user.role, now(), lifetime)
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(response::json(
+    let answer = response::json(
         StatusCode::OK,
         &TokenBody {
             token,
             expires_at: time::rfc3339(claims.exp),
         },
-    ))
+    );
+    Ok(attempted(answer, &login.email, Some(&user)))
+}
+
+/// A login's answer, telling the gateway's audit record which account was tried and, when the
+/// login succeeded, who signed in (the caller had no token to say so).
+fn attempted(
+    mut answer: Response<Vec<u8>>,
+    email: &Email,
+    signed_in: Option<&UserRecord>,
+) -> Response<Vec<u8>> {
+    let headers = answer.headers_mut();
+    let pairs = [
+        (audit::RESOURCE_ID, Some(email.as_str())),
+        (audit::ACTOR, signed_in.map(|u| u.email.as_str())),
+        (audit::ACTOR_ROLE, signed_in.map(|u| u.role.as_str())),
+    ];
+    for (name, value) in pairs {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    answer
 }
 
 #[utoipa::path(
@@ -261,7 +286,8 @@ fn create_user(
         password_hash: hash(store, &new.password)?,
         role: new.role.as_str().to_string(),
     };
-    if !store.insert(&user).map_err(unavailable)? {
+    let record = Context::of(request).map(|c| c.entry(201, Some(&user.id), None));
+    if !store.insert(&user, record.as_ref()).map_err(unavailable)? {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             format!("a user with email {} exists", user.email),
@@ -272,7 +298,10 @@ fn create_user(
         email: user.email,
         role: user.role,
     };
-    Ok(response::json(StatusCode::CREATED, &created))
+    Ok(audit::recorded(
+        response::json(StatusCode::CREATED, &created),
+        record.as_ref(),
+    ))
 }
 
 #[cfg(test)]
@@ -301,7 +330,7 @@ mod tests {
                 .find(|u| u.email == email.as_str())
                 .cloned())
         }
-        fn insert(&self, user: &UserRecord) -> Result<bool, String> {
+        fn insert(&self, user: &UserRecord, _: Option<&Entry>) -> Result<bool, String> {
             if self.users.borrow().iter().any(|u| u.email == user.email) {
                 return Ok(false);
             }

@@ -30,8 +30,6 @@ use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
 use platform_wit::sql::{self, and_audit, describe, null_or_text, param, text};
 
-/// When a write's audit record is stored: only when the write changed a patient (`p`).
-const CHANGED: &str = "EXISTS (SELECT 1 FROM p)";
 /// Key-value bucket of the cache (keys get the link's prefix; values its TTL).
 const CACHE_BUCKET: &str = "patients";
 const GENERATION_KEY: &str = "generation";
@@ -245,7 +243,7 @@ impl Store for Postgres {
             param(&p.registered_date),
         ];
         let outbox = outbox_insert(leased, queued, 7, &mut params);
-        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
+        let audit = and_audit(audit, "p", "id", &mut params);
         let statement = format!(
             "WITH p AS (INSERT INTO patients (id, name, email, address, date_of_birth, registered_date) \
                         VALUES ($1::uuid, $2, $3, $4, $5::date, $6::date) RETURNING id), \
@@ -273,7 +271,7 @@ impl Store for Postgres {
             null_or_text(registered.as_deref()),
         ];
         let outbox = outbox_insert(&[], outbox, 7, &mut params);
-        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
+        let audit = and_audit(audit, "p", "id", &mut params);
         let statement = format!(
             "WITH p AS (UPDATE patients SET name = $2, email = $3, address = $4, date_of_birth = $5::date, \
                         registered_date = COALESCE($6::date, registered_date), updated_at = now() \
@@ -294,7 +292,7 @@ impl Store for Postgres {
             param(&removal.at),
             param(&removal.close_id),
         ];
-        let audit = and_audit(audit, CHANGED, params.len() + 1, &mut params);
+        let audit = and_audit(audit, "p", "id", &mut params);
         // The event carries the deleted row's name and email, so it is built from that row.
         let statement = format!(
             "WITH p AS (DELETE FROM patients WHERE id = $1::uuid RETURNING id, name, email), \

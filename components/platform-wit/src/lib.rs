@@ -106,32 +106,54 @@ pub mod sql {
         value.map_or(PgValue::Null, |v| PgValue::Text(v.to_string()))
     }
 
-    /// `, audited AS (...)` (see `audit_insert`) to follow a statement's other CTEs when the
-    /// request is audited, or nothing when it is not (`entry` is `None`).
+    /// `, audited AS (...)`: a CTE to follow a statement's other CTEs, writing the request's
+    /// audit record in the statement (so in the transaction) of the change it records, only
+    /// when the CTE `changed` has rows (the change happened). The record's patient, when the
+    /// entry names none, is `patient_column` of `changed`'s row. Nothing when the request is not
+    /// audited (`entry` is `None`). Params are appended to `params`, numbered on from theirs.
     pub fn and_audit(
         entry: Option<&kit::audit::Entry>,
-        when: &str,
-        first: usize,
+        changed: &str,
+        patient_column: &str,
         params: &mut Vec<PgValue>,
     ) -> String {
-        entry.map_or(String::new(), |entry| {
-            format!(", {}", audit_insert(entry, when, first, params))
-        })
+        let Some(entry) = entry else {
+            return String::new();
+        };
+        let [id, actor, role, action, kind, resource, patient, outcome, request, client] =
+            audit_values(entry, params);
+        format!(
+            ", audited AS (INSERT INTO audit_trail.records ({AUDIT_COLUMNS}) \
+             SELECT {id}, {actor}, {role}, {action}, {kind}, {resource}, \
+                    COALESCE({patient}, (SELECT {patient_column}::uuid FROM {changed} LIMIT 1)), \
+                    {outcome}, {request}, {client} \
+             WHERE EXISTS (SELECT 1 FROM {changed}) ON CONFLICT DO NOTHING)"
+        )
     }
 
-    /// A CTE named `audited` that writes `entry` to the audit trail in the statement (so in the
-    /// transaction) of the change it records, only when `when` holds (an SQL condition such as
-    /// `EXISTS (SELECT 1 FROM p)`: the change happened). Its params are appended to `params`,
-    /// numbered from `$first`. The trail's trigger chains the record (components/audit/trail.sql).
-    /// A record the request already has is kept (the id is unique; `ON CONFLICT` without a target
-    /// needs no SELECT, which writers do not have).
-    pub fn audit_insert(
-        entry: &kit::audit::Entry,
-        when: &str,
-        first: usize,
-        params: &mut Vec<PgValue>,
-    ) -> String {
-        let outcome = entry.outcome.to_string();
+    /// The statement that appends `entry` on its own (the audit service, for the gateway).
+    /// A record the request already has is kept: the id is unique, and `ON CONFLICT` without a
+    /// target needs no SELECT, which writers do not have.
+    pub fn audit_append(entry: &kit::audit::Entry) -> (String, Vec<PgValue>) {
+        let mut params = Vec::new();
+        let values = audit_values(entry, &mut params).join(", ");
+        (
+            format!(
+                "INSERT INTO audit_trail.records ({AUDIT_COLUMNS}) VALUES ({values}) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            params,
+        )
+    }
+
+    /// The columns a writer gives (the trail's trigger sets the sequence, time and hashes:
+    /// components/audit/trail.sql).
+    const AUDIT_COLUMNS: &str = "id, actor, actor_role, action, resource_type, resource_id, \
+         patient_id, outcome, request_id, client_address";
+
+    /// `entry`'s values appended to `params`, as typed placeholders in `AUDIT_COLUMNS` order.
+    fn audit_values(entry: &kit::audit::Entry, params: &mut Vec<PgValue>) -> [String; 10] {
+        let first = params.len() + 1;
         params.extend([
             param(&entry.id),
             null_or_text(entry.actor.as_deref()),
@@ -140,18 +162,14 @@ pub mod sql {
             param(&entry.resource_type),
             null_or_text(entry.resource_id.as_deref()),
             null_or_text(entry.patient_id.as_deref()),
-            param(&outcome),
+            param(&entry.outcome.to_string()),
             param(&entry.request_id),
             param(&entry.client_address),
         ]);
-        let n: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
-        format!(
-            "audited AS (INSERT INTO audit_trail.records (id, actor, actor_role, action, \
-                 resource_type, resource_id, patient_id, outcome, request_id, client_address) \
-             SELECT {}::uuid, {}, {}, {}, {}, {}, {}::uuid, {}::int2, {}, {} WHERE {when} \
-             ON CONFLICT DO NOTHING)",
-            n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9]
-        )
+        let casts = [
+            "uuid", "text", "text", "text", "text", "text", "uuid", "int2", "text", "text",
+        ];
+        std::array::from_fn(|i| format!("${}::{}", first + i, casts[i]))
     }
 }
 

@@ -79,6 +79,7 @@ usage: cargo xtask <command>
                                    stay valid until they expire) and/or the Postgres and Redis
                                    passwords, while the platform serves
   secret put <key> <artifact> [lattice] < value
+  audit verify [lattice]
                                    store an operator's secret (a managed store's account) in
                                    the lattice's secrets backend, readable by that component
                                    or provider alone (e.g. kafka-provider); the value is read
@@ -317,6 +318,15 @@ fn dispatch(args: &[String]) -> Result<()> {
                 }
             }
             _ => bail!("usage: cargo xtask rotate <jwt-key|passwords|all> [lattice]"),
+        },
+        "audit" => match rest {
+            [action, lattice @ ..] if action == "verify" && lattice.len() <= 1 => {
+                let lattice = lattice.first().map_or(DEV_LATTICE, |l| l.as_str());
+                let verdict = Stack::existing(lattice)?.verify_audit_trail()?;
+                println!("{verdict}");
+                Ok(())
+            }
+            _ => bail!("usage: cargo xtask audit verify [lattice]"),
         },
         "secret" => match rest {
             [action, key, artifact, lattice @ ..] if action == "put" && lattice.len() <= 1 => {

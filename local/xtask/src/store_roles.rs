@@ -324,6 +324,28 @@ GRANT EXECUTE ON FUNCTION audit_trail.verify() TO {reader};
         sql
     }
 
+    /// Checks the audit trail's chain end to end (`audit_trail.verify()`, as the superuser): what
+    /// it found when the chain is whole, an error naming the first record that is not.
+    pub(crate) fn verify_audit_trail(&self) -> Result<String> {
+        let found = psql(
+            &self.config.database,
+            "SELECT concat_ws('|', valid, checked, coalesce(bad_seq::text, ''), coalesce(problem, ''), \
+                    coalesce(head_seq::text, ''), coalesce(head_hash, '')) FROM audit_trail.verify();",
+        )?;
+        let fields: Vec<&str> = found.split('|').collect();
+        let [valid, checked, bad, problem, head, hash] = fields[..] else {
+            bail!("the verification answered `{found}`");
+        };
+        if valid != "true" {
+            bail!("audit trail broken at record {bad}: {problem} ({checked} records checked)");
+        }
+        Ok(if head.is_empty() {
+            "audit trail: empty".to_string()
+        } else {
+            format!("audit trail whole: {checked} records checked; newest is record {head}, hash {hash} (keep it to compare later: removing the newest records leaves a shorter chain that is still whole)")
+        })
+    }
+
     /// Removes the stack's database, then its roles (a role that owns something cannot go) and
     /// its Redis user.
     pub(crate) fn drop_database_and_roles(&self) {
