@@ -302,9 +302,12 @@ fn a_component_that_never_answers_is_a_503_from_the_gateway() {
         assert!(*status == 200 || *status == 503, "{status}: {body}");
         if *status == 503 {
             // The gateway's own answer (it got the failed call back as an error), not the
-            // host's last-resort 503.
-            assert_eq!(
-                body["detail"], "the patients service did not answer: no answer in time",
+            // host's last-resort 503: for the call to patients, or for the audit record after
+            // it (the gateway makes both, and either may meet the hung host).
+            let detail = body["detail"].as_str().unwrap_or_default();
+            assert!(
+                detail == "the patients service did not answer: no answer in time"
+                    || detail.starts_with("the audit trail could not record this request"),
                 "{body}"
             );
         }

@@ -37,7 +37,7 @@
 //!   to answer (a trap: for example the gateway calling a component that has no running
 //!   instance, as while it is scaled to 0 or replaced). SPEC.md wants a 503; the edit answers
 //!   503 problem+json with `Retry-After` there instead, and also when no answer came within
-//!   15 s: a call whose callee's host died mid-call never returns otherwise (measured: requests
+//!   25 s: a call whose callee's host died mid-call never returns otherwise (measured: requests
 //!   in flight when a host was killed waited past 30 s).
 //! - wasmcloud-host 0.27.1's built-in HTTP server drops the address of the connection a request
 //!   came on (`Ok((stream, _))`), and wasi:http has no field for it, so the gateway could not
@@ -149,7 +149,7 @@ const PATCHES: [Patch; 6] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget-in-place-update-started-ref-shared-clients-drained-stop-peer-addr",
+        edit: "http-503-budget25-in-place-update-started-ref-shared-clients-drained-stop-peer-addr",
         why:
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
               provider_started names the requested reference; one wRPC client per link target; \
@@ -887,8 +887,11 @@ fn unavailable_on_component_failure(crate_dir: &Path) -> Result<()> {
 const UNAVAILABLE_ON_ERROR: &str = r####"
 
 /// A request not answered within this long gets a 503: a component's call to another whose host
-/// vanished mid-call never returns (wRPC's timeout covers only the start of a call).
-const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(15);
+/// vanished mid-call never returns (wRPC's timeout covers only the start of a call). Longer than
+/// two calls' bound (`PM_CALL_TIMEOUT_MS`, 10 s): the gateway makes two in a row (the service,
+/// then the audit trail), and must outlive both to answer for either; shorter than the
+/// execution limit (30 s).
+const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// Added by patient-management's build (local/xtask/src/patches.rs): a component that fails to
 /// answer, or not in time, gets the client a 503 problem+json instead of a dropped connection or
