@@ -9,7 +9,7 @@ use wasmcloud_component::http::{self, ErrorCode, IncomingRequest, OutgoingBody, 
 use wasmcloud_component::wasi::config::store as config;
 use wasmcloud_component::wasmcloud::bus::lattice;
 
-use crate::ratelimit::{Buckets, Decision, Limit};
+use crate::ratelimit::{Buckets, Decision, Limit, Session};
 use crate::{access_log, request_id, router};
 use bindings::pm::platform::token_bucket;
 use wasmcloud_component::wasi::clocks::monotonic_clock;
@@ -98,11 +98,7 @@ struct RedisBuckets;
 
 impl Buckets for RedisBuckets {
     fn take(&self, client: &str, limit: Limit) -> Result<Decision, String> {
-        // A call over a link that does not exist (yet: wadm is still linking) traps the whole
-        // request; asking first turns that into an error the limiter can fail open on.
-        let interface = lattice::CallTargetInterface::new("pm", "platform", "token-bucket");
-        lattice::set_link_name("default", vec![interface])
-            .map_err(|e| format!("rate-limit store not linked: {e}"))?;
+        linked()?;
         let limit = token_bucket::Limit {
             per_second: limit.per_second,
             burst: limit.burst,
@@ -112,6 +108,38 @@ impl Buckets for RedisBuckets {
             token_bucket::Decision::Deny(wait_ms) => Ok(Decision::from_wait_ms(Some(wait_ms))),
         }
     }
+
+    fn admit(&self, client: &str, limit: Limit, session: &Session) -> Result<Decision, String> {
+        linked()?;
+        let limit = token_bucket::Limit {
+            per_second: limit.per_second,
+            burst: limit.burst,
+        };
+        let session = token_bucket::Session {
+            id: session.id.clone(),
+            subject: session.subject.clone(),
+            issued_at: session.issued_at,
+        };
+        match token_bucket::admit(
+            BUCKET,
+            client,
+            limit,
+            kit::tokens::SESSIONS_BUCKET,
+            &session,
+        )? {
+            token_bucket::Admission::Allow => Ok(Decision::Allow),
+            token_bucket::Admission::Deny(wait_ms) => Ok(Decision::from_wait_ms(Some(wait_ms))),
+            token_bucket::Admission::Ended => Ok(Decision::Ended),
+        }
+    }
+}
+
+/// A call over a link that does not exist (yet: wadm is still linking) traps the whole
+/// request; asking first turns that into an error the limiter can fail open on.
+fn linked() -> Result<(), String> {
+    let interface = lattice::CallTargetInterface::new("pm", "platform", "token-bucket");
+    lattice::set_link_name("default", vec![interface])
+        .map_err(|e| format!("rate-limit store not linked: {e}"))
 }
 
 impl router::Platform for WasmPlatform {

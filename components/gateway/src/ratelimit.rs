@@ -34,6 +34,18 @@ pub enum Decision {
     Deny {
         retry_after_secs: u64,
     },
+    /// The caller's session was ended (signed out, its user disabled or given a new password):
+    /// its token is refused however valid its signature.
+    Ended,
+}
+
+/// A signed-in caller's session, as the gateway read it from a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The token's id (`jti`); empty for a token that has none.
+    pub id: String,
+    pub subject: String,
+    pub issued_at: u64,
 }
 
 impl Decision {
@@ -53,6 +65,9 @@ impl Decision {
 pub trait Buckets {
     /// Takes a token from `client`'s bucket.
     fn take(&self, client: &str, limit: Limit) -> Result<Decision, String>;
+    /// `take` for a signed-in caller, after checking in the same round trip that `session`
+    /// was not ended.
+    fn admit(&self, client: &str, limit: Limit, session: &Session) -> Result<Decision, String>;
 }
 
 /// A bucket per client that never refills: enough to drive the router's 429 path in tests.
@@ -62,9 +77,28 @@ pub mod memory {
     use std::sync::Mutex;
 
     #[derive(Default)]
-    pub struct Memory(Mutex<HashMap<String, u32>>);
+    pub struct Memory(Mutex<HashMap<String, u32>>, pub Mutex<Vec<String>>);
+
+    impl Memory {
+        /// Ends the session with token id `id`.
+        pub fn end(&self, id: &str) {
+            self.1.lock().unwrap().push(id.to_string());
+        }
+    }
 
     impl super::Buckets for Memory {
+        fn admit(
+            &self,
+            client: &str,
+            limit: super::Limit,
+            session: &super::Session,
+        ) -> Result<super::Decision, String> {
+            if self.1.lock().unwrap().contains(&session.id) {
+                return Ok(super::Decision::Ended);
+            }
+            self.take(client, limit)
+        }
+
         fn take(&self, client: &str, limit: super::Limit) -> Result<super::Decision, String> {
             let mut spent = self.0.lock().unwrap();
             let spent = spent.entry(client.to_string()).or_default();

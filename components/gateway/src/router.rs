@@ -8,7 +8,7 @@ use kit::{readiness, response, Problem};
 
 use crate::audit;
 use crate::client_address;
-use crate::ratelimit::{Buckets, Decision, Limit};
+use crate::ratelimit::{Buckets, Decision, Limit, Session};
 use crate::routes::{self, Access};
 use kit::audit::{Context, Entry, Principal};
 
@@ -146,22 +146,48 @@ fn admit(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = tokens.verify_header(authorization);
-    let bucket = match &verified {
-        Ok(claims) => format!("sub:{}", claims.sub),
-        Err(_) => format!("addr:{client}"),
-    };
-    let admission = rate_limit(platform, &bucket).and_then(|()| match (route.access, &verified) {
-        (Access::Public, _) => Ok(()),
-        (_, Err(e)) => Err(unauthorized(e)),
-        (Access::Role(role), Ok(claims)) if claims.role != role => {
-            Err(response::problem(&Problem::new(
-                StatusCode::FORBIDDEN,
-                format!("this route needs the {role} role"),
-            )))
+    let limit = Limit::from_config(|key| platform.config(key));
+    let decision = match &verified {
+        Ok(claims) => {
+            let session = Session {
+                id: claims.jti.clone().unwrap_or_default(),
+                subject: claims.sub.clone(),
+                issued_at: claims.iat,
+            };
+            let bucket = format!("sub:{}", claims.sub);
+            (
+                bucket.clone(),
+                platform.buckets().admit(&bucket, limit, &session),
+            )
         }
-        (_, Ok(_)) => Ok(()),
-    });
-    (verified.ok(), admission)
+        Err(_) => {
+            let bucket = format!("addr:{client}");
+            (bucket.clone(), platform.buckets().take(&bucket, limit))
+        }
+    };
+    let ended = matches!(decision.1, Ok(Decision::Ended));
+    let admission =
+        rate_limit(&decision.0, decision.1).and_then(|()| match (route.access, &verified) {
+            // A public route serves anyone; an ended session's token just names no one there.
+            (Access::Public, _) => Ok(()),
+            (_, Err(e)) => Err(unauthorized(e)),
+            (_, Ok(_)) if ended => Err(unauthorized(&TokenError::Invalid(
+                "its session was ended (signed out, or the account was disabled or given a new \
+             password); sign in again"
+                    .into(),
+            ))),
+            (Access::Role(role), Ok(claims)) if claims.role != role => {
+                Err(response::problem(&Problem::new(
+                    StatusCode::FORBIDDEN,
+                    format!("this route needs the {role} role"),
+                )))
+            }
+            (_, Ok(_)) => Ok(()),
+        });
+    let principal = verified
+        .ok()
+        .filter(|_| !(ended && route.access == Access::Public));
+    (principal, admission)
 }
 
 /// `GET /ready`: the gateway's own store (the rate-limit buckets) and every service's `/ready`
@@ -257,10 +283,11 @@ fn client_address(platform: &dyn Platform, request: &Request<Vec<u8>>) -> String
     client_address::client_address(request.headers(), &trusted)
 }
 
-fn rate_limit(platform: &dyn Platform, client: &str) -> Result<(), Response<Vec<u8>>> {
-    let limit = Limit::from_config(|key| platform.config(key));
-    match platform.buckets().take(client, limit) {
-        Ok(Decision::Allow) => Ok(()),
+/// What the rate limiter decided for `client`: on to the next check, or a 429.
+fn rate_limit(client: &str, decision: Result<Decision, String>) -> Result<(), Response<Vec<u8>>> {
+    match decision {
+        // An ended session is refused by the access check, which knows the route.
+        Ok(Decision::Allow | Decision::Ended) => Ok(()),
         Ok(Decision::Deny { retry_after_secs }) => {
             let mut answer = response::problem(&Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -525,6 +552,46 @@ mod tests {
             call(&fake, Method::GET, "/health", None).status(),
             StatusCode::OK,
             "the gateway's own routes are not audited"
+        );
+    }
+
+    #[test]
+    fn an_ended_session_is_refused_everywhere_a_token_is_needed() {
+        let fake = Fake::new();
+        let tokens = Tokens::new(SECRET.as_bytes(), "patient-management").unwrap();
+        let session = |jti| {
+            tokens
+                .issue_session("nurse@clinic.test", "ADMIN", jti, kit::tokens::now(), 600)
+                .unwrap()
+                .0
+        };
+        fake.buckets.end("signed-out");
+        let ended = session("signed-out");
+        let refused = call(&fake, Method::GET, "/api/patients/1", Some(&ended));
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(String::from_utf8_lossy(refused.body()).contains("session was ended"));
+        assert_eq!(
+            call(
+                &fake,
+                Method::GET,
+                "/api/patients/1",
+                Some(&session("live"))
+            )
+            .status(),
+            StatusCode::OK
+        );
+        // A public route still serves, as to a caller without a token.
+        call(&fake, Method::POST, "/auth/users", Some(&ended));
+        let forwarded = fake.forwarded.borrow();
+        assert_eq!(
+            forwarded.last().unwrap(),
+            &("auth".into(), "/users".into(), None)
+        );
+        let audited = fake.audited.borrow();
+        assert_eq!(
+            (audited[0].outcome, audited[0].actor.as_deref()),
+            (401, Some("nurse@clinic.test")),
+            "the refusal names whose session it was"
         );
     }
 

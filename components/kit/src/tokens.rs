@@ -18,6 +18,25 @@ pub struct Claims {
     pub iss: String,
     pub iat: u64,
     pub exp: u64,
+    /// The token's id: what signing out ends. Every token auth issues has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Where auth keeps the sessions it ended and the gateway checks them (a wasi:keyvalue bucket
+/// in Redis, read by the gateway's `token-bucket.admit` in the same round trip as its rate
+/// limit): `ended:<jti>` for a token signed out, `ended-before:<subject>` holding the time (Unix
+/// seconds) before which every token of that user was ended.
+pub const SESSIONS_BUCKET: &str = "sessions";
+
+/// The key of a signed-out token in [`SESSIONS_BUCKET`].
+pub fn ended_key(jti: &str) -> String {
+    format!("ended:{jti}")
+}
+
+/// The key of the time before which `subject`'s tokens were ended, in [`SESSIONS_BUCKET`].
+pub fn ended_before_key(subject: &str) -> String {
+    format!("ended-before:{subject}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +121,36 @@ impl Tokens {
         now: u64,
         lifetime_secs: u64,
     ) -> Result<(String, Claims), String> {
-        let claims = Claims {
+        self.sign(self.claims(subject, role, now, lifetime_secs))
+    }
+
+    fn claims(&self, subject: &str, role: &str, now: u64, lifetime_secs: u64) -> Claims {
+        Claims {
             sub: subject.to_string(),
             role: role.to_string(),
             iss: self.issuer.clone(),
             iat: now,
             exp: now + lifetime_secs,
-        };
+            jti: None,
+        }
+    }
+
+    /// A session's token: `issue` with the token id `jti`, which signing out names.
+    pub fn issue_session(
+        &self,
+        subject: &str,
+        role: &str,
+        jti: &str,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<(String, Claims), String> {
+        self.sign(Claims {
+            jti: Some(jti.to_string()),
+            ..self.claims(subject, role, now, lifetime_secs)
+        })
+    }
+
+    fn sign(&self, claims: Claims) -> Result<(String, Claims), String> {
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| e.to_string())?;
         Ok((token, claims))

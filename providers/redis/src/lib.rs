@@ -14,7 +14,7 @@ use provider_support::{secret_strings, LinkKey};
 use tokio::sync::RwLock;
 use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider};
 
-use bindings::exports::pm::platform::token_bucket::{Decision, Limit};
+use bindings::exports::pm::platform::token_bucket::{Admission, Decision, Limit, Session};
 use bindings::exports::wrpc::keyvalue::store::{Error, KeyResponse};
 use settings::LinkSettings;
 use store::Store;
@@ -248,6 +248,38 @@ impl bindings::exports::pm::platform::token_bucket::Handler<Option<Context>> for
         answer.map(|r| {
             r.map(|wait| wait.map_or(Decision::Allow, Decision::Deny))
                 .map_err(message)
+        })
+    }
+    async fn admit(
+        &self,
+        cx: Option<Context>,
+        bucket: String,
+        key: String,
+        limit: Limit,
+        sessions_bucket: String,
+        session: Session,
+    ) -> anyhow::Result<Result<Admission, String>> {
+        let session = store::Session {
+            id: session.id,
+            subject: session.subject,
+            issued_at: session.issued_at,
+        };
+        let answer: Result<Result<store::Admission, Error>, anyhow::Error> =
+            with_store!(self, cx, |s| s.admit(
+                &bucket,
+                &key,
+                limit.per_second,
+                limit.burst,
+                Some((&sessions_bucket, &session)),
+                None
+            ));
+        answer.map(|r| {
+            r.map(|admission| match admission {
+                store::Admission::Taken => Admission::Allow,
+                store::Admission::Wait(ms) => Admission::Deny(ms),
+                store::Admission::Ended => Admission::Ended,
+            })
+            .map_err(message)
         })
     }
 }

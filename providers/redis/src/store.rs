@@ -31,7 +31,17 @@ return 1
 /// {0, ms until one is available} otherwise. The key expires once the bucket is full again, so
 /// idle clients cost nothing. Running in Redis makes take-and-update atomic and orders every
 /// caller on one clock.
+///
+/// With a session (ARGV[4] = the token's issued-at, seconds; "" for none), it first checks that
+/// the session was not ended, in the same round trip: KEYS[2] exists when the token was signed
+/// out, KEYS[3] holds the time before which every token of its subject was ended. Returns
+/// {2, 0} for an ended session, and takes no token for it.
 const TOKEN_BUCKET_SCRIPT: &str = r#"
+if ARGV[4] ~= '' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end
+  local before = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  if tonumber(ARGV[4]) < before then return {2, 0} end
+end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local now
@@ -327,6 +337,28 @@ impl Store {
         burst: u32,
         now_ms: Option<u64>,
     ) -> Result<Option<u64>, Error> {
+        match self
+            .admit(bucket, key, per_second, burst, None, now_ms)
+            .await?
+        {
+            Admission::Ended => Err(Error::Other("no session was asked about".into())),
+            Admission::Taken => Ok(None),
+            Admission::Wait(ms) => Ok(Some(ms)),
+        }
+    }
+
+    /// `take_token` for a signed-in caller: refused at once when `session` was ended (signed
+    /// out, its user disabled or its password changed), as its ends are kept in `sessions`'s
+    /// bucket: `ended:<id>` and `ended-before:<subject>`.
+    pub async fn admit(
+        &self,
+        bucket: &str,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+        session: Option<(&str, &Session)>,
+        now_ms: Option<u64>,
+    ) -> Result<Admission, Error> {
         if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
             return Err(Error::Other(format!(
                 "a token bucket needs a positive rate and burst (got {per_second}/s, burst {burst})"
@@ -334,15 +366,54 @@ impl Store {
         }
         let key = self.settings.key(bucket, key);
         let mut invocation = self.token_bucket.key(key);
+        if let Some((sessions, session)) = session {
+            invocation
+                .key(
+                    self.settings
+                        .key(sessions, &format!("ended:{}", session.id)),
+                )
+                .key(
+                    self.settings
+                        .key(sessions, &format!("ended-before:{}", session.subject)),
+                );
+        }
         invocation
             .arg(1000.0 / per_second)
             .arg(burst)
-            .arg(now_ms.map(|n| n.to_string()).unwrap_or_default());
+            .arg(now_ms.map(|n| n.to_string()).unwrap_or_default())
+            .arg(
+                session
+                    .map(|(_, s)| s.issued_at.to_string())
+                    .unwrap_or_default(),
+            );
         let (taken, wait_ms): (i64, i64) = self
             .call(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        Ok((taken != 1).then_some(wait_ms.max(0) as u64))
+        Ok(match taken {
+            1 => Admission::Taken,
+            2 => Admission::Ended,
+            _ => Admission::Wait(wait_ms.max(0) as u64),
+        })
     }
+}
+
+/// A signed-in caller's session, as the gateway read it from a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The token's id (`jti`).
+    pub id: String,
+    pub subject: String,
+    /// When the token was issued, seconds since the Unix epoch.
+    pub issued_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Taken,
+    /// No token: one is available again after this many milliseconds.
+    Wait(u64),
+    /// The session was ended.
+    Ended,
 }
 
 /// Escapes Redis glob metacharacters so a prefix matches literally.
@@ -473,6 +544,47 @@ mod tests {
         Store::new(LinkSettings::from_link(&config, &Default::default()).unwrap()).unwrap()
     }
 
+    #[tokio::test]
+    async fn an_ended_session_is_refused_before_any_token_is_taken() {
+        let s = store("sessions");
+        let session = |id: &str, issued_at| Session {
+            id: id.into(),
+            subject: "nurse@clinic.test".into(),
+            issued_at,
+        };
+        let admit = |session: Session| {
+            let s = &s;
+            async move {
+                s.admit(
+                    "b",
+                    "c",
+                    5.0,
+                    1,
+                    Some(("sessions", &session)),
+                    Some(1_000_000),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(admit(session("t1", 100)).await, Admission::Taken);
+        s.set("sessions", "ended:t1", b"1").await.unwrap();
+        assert_eq!(
+            admit(session("t1", 100)).await,
+            Admission::Ended,
+            "signed out"
+        );
+        s.set("sessions", "ended-before:nurse@clinic.test", b"200")
+            .await
+            .unwrap();
+        assert_eq!(
+            admit(session("t2", 199)).await,
+            Admission::Ended,
+            "issued before the end"
+        );
+        // Issued at the end or after: the bucket decides (its one token went to the first call).
+        assert_eq!(admit(session("t3", 200)).await, Admission::Wait(200));
+    }
     #[tokio::test]
     async fn a_burst_passes_then_one_token_per_interval() {
         let s = store("burst");
