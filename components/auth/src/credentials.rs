@@ -1,6 +1,9 @@
 //! Domain types that validate on construction: an `Email` is trimmed, lower-cased and shaped
-//! like an address; a `Role` is one of the two the platform knows; a new password has a minimum
-//! length. Errors name the field, for problem+json `errors`.
+//! like an address; a `Role` is one of the two the platform knows; a new password follows
+//! current guidance (NIST SP 800-63B): long enough, no composition rules, and not one that is
+//! easy to guess (common passwords, keyboard walks, repeats, the user's own email: zxcvbn's
+//! estimate, with its lists of common passwords and words). Errors name the field, for
+//! problem+json `errors`.
 use std::collections::BTreeMap;
 
 use kit::fields::required;
@@ -30,7 +33,7 @@ impl Role {
     }
 }
 
-pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MIN_PASSWORD_LEN: usize = 12;
 /// bcrypt reads at most 72 bytes; longer passwords would be silently truncated.
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
@@ -50,12 +53,33 @@ pub struct NewUserBody {
     /// Unique among users, compared case-insensitively.
     #[schema(value_type = String, required = true, max_length = 254, pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+@[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+(\.[^@.\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000]+)+[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub email: Option<String>,
-    /// At least 8 characters and at most 72 bytes in UTF-8 (what bcrypt reads), not all
-    /// whitespace.
-    #[schema(value_type = String, required = true, min_length = 8, max_length = 72, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
+    /// A new password (see [`PasswordBody`]).
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 72, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
     pub password: Option<String>,
     #[schema(value_type = RoleName, required = true)]
     pub role: Option<String>,
+}
+
+/// A password an admin sets for a user (`POST /auth/users/{id}/password`).
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+pub struct PasswordBody {
+    /// At least 12 characters and at most 72 bytes in UTF-8 (what bcrypt reads), and not easy
+    /// to guess: common passwords, keyboard walks, repeats and the user's own email are refused
+    /// with the reason.
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 72, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
+    pub password: Option<String>,
+}
+
+/// A user changing their own password (`PUT /auth/password`).
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChangeBody {
+    /// The password now.
+    #[schema(value_type = String, required = true, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
+    pub current_password: Option<String>,
+    /// The new one, by the rules of [`PasswordBody`], and not the current one.
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 72, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$")]
+    pub new_password: Option<String>,
 }
 
 /// The roles, for the document (`Role::parse` reads them).
@@ -105,23 +129,12 @@ impl NewUser {
                 .map_err(|m| errors.insert("email".into(), m))
                 .ok()
         });
-        let password = required(&mut errors, "password", &body.password).and_then(|p| {
-            if p.chars().count() < MIN_PASSWORD_LEN {
-                errors.insert(
-                    "password".into(),
-                    format!("must be at least {MIN_PASSWORD_LEN} characters"),
-                );
-                None
-            } else if p.len() > MAX_PASSWORD_BYTES {
-                errors.insert(
-                    "password".into(),
-                    format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-                );
-                None
-            } else {
-                Some(p.to_string())
-            }
-        });
+        let password = new_password(
+            &mut errors,
+            "password",
+            &body.password,
+            email.as_ref().map(Email::as_str),
+        );
         let role = required(&mut errors, "role", &body.role).and_then(|r| {
             Role::parse(r)
                 .map_err(|m| errors.insert("role".into(), m))
@@ -136,6 +149,61 @@ impl NewUser {
             _ => Err(errors),
         }
     }
+}
+
+/// A new password in `field` of a body, checked by the rules above; `email` is its user's
+/// (a password made of it is easy to guess). `None` with the reason in `errors` when refused.
+pub fn new_password(
+    errors: &mut BTreeMap<String, String>,
+    field: &str,
+    value: &Option<String>,
+    email: Option<&str>,
+) -> Option<String> {
+    let password = required(errors, field, value)?;
+    let refusal = if password.chars().count() < MIN_PASSWORD_LEN {
+        Some(format!("must be at least {MIN_PASSWORD_LEN} characters"))
+    } else if password.len() > MAX_PASSWORD_BYTES {
+        Some(format!("must be at most {MAX_PASSWORD_BYTES} bytes"))
+    } else {
+        guessable(password, email)
+    };
+    match refusal {
+        Some(why) => {
+            errors.insert(field.into(), why);
+            None
+        }
+        None => Some(password.to_string()),
+    }
+}
+
+/// Why `password` is easy to guess, if it is: zxcvbn's estimate below "safely unguessable" for
+/// an online attack (score 3: about 10^8 guesses), with its own reason when it has one.
+fn guessable(password: &str, email: Option<&str>) -> Option<String> {
+    // The email, its name part whole and without separators, and each word of it.
+    let mut own: Vec<String> = Vec::new();
+    if let Some(email) = email {
+        let name = email.split('@').next().unwrap_or_default();
+        own.extend([
+            email.to_string(),
+            name.to_string(),
+            name.replace(['.', '-', '_', '+'], ""),
+        ]);
+        own.extend(email.split(['@', '.', '-', '_', '+']).map(str::to_string));
+    }
+    own.retain(|word| word.len() >= 3);
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    let estimate = zxcvbn::zxcvbn(password, &own);
+    if estimate.score() >= zxcvbn::Score::Three {
+        return None;
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
+    Some(format!(
+        "is too easy to guess{why}: use a longer phrase of unrelated words"
+    ))
 }
 
 #[cfg(test)]
@@ -156,10 +224,39 @@ mod tests {
         );
         let ok = NewUserBody {
             email: Some("a@b.co".into()),
-            password: Some("long enough".into()),
+            password: Some("correct horse battery".into()),
             role: Some("CLINICIAN".into()),
         };
         assert_eq!(NewUser::parse(&ok).ok().unwrap().role, Role::Clinician);
+    }
+
+    #[test]
+    fn common_short_or_personal_passwords_are_refused_with_the_reason() {
+        let check = |password: &str| {
+            let mut errors = BTreeMap::new();
+            new_password(
+                &mut errors,
+                "password",
+                &Some(password.into()),
+                Some("ada.lovelace@clinic.test"),
+            );
+            errors.remove("password")
+        };
+        for weak in [
+            "password123456",
+            "qwertyuiop123",
+            "aaaaaaaaaaaaaaaa",
+            "iloveyou1234",
+            "adalovelace2024",
+        ] {
+            let why = check(weak).unwrap_or_else(|| panic!("{weak} was accepted"));
+            assert!(why.starts_with("is too easy to guess"), "{weak}: {why}");
+        }
+        assert!(check("short").unwrap().contains("at least 12"));
+        assert!(check(&"é".repeat(37)).unwrap().contains("at most 72 bytes"));
+        for strong in ["correct horse battery", "clinic-rota-7-tulips"] {
+            assert_eq!(check(strong), None, "{strong}");
+        }
     }
 
     #[test]

@@ -1,18 +1,19 @@
-//! Auth's answers: `POST /login`, `GET /validate`, `POST /users` (ADMIN). The same 401 message
-//! is given for an unknown email and a wrong password, and both cost one bcrypt verification,
-//! so neither the body nor the timing tells which it was.
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use kit::audit::{self, Context, Entry};
+//! Auth's answers: which handler a request goes to, what they share (the `Store`, password
+//! hashing, the signing keys) and the OpenAPI document. Signing in and out is `sessions`, staff
+//! accounts `accounts`.
+use http::{Method, Request, Response, StatusCode};
+use kit::audit::Entry;
 use kit::openapi::BearerAuth;
-use kit::request::json_body;
-use kit::tokens::{now, Tokens};
-use kit::{response, time, Problem};
+use kit::tokens::Tokens;
+use kit::{response, Problem};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::credentials::{Email, Login, LoginBody, NewUser, NewUserBody, Role, RoleName};
-
-pub const INVALID_LOGIN: &str = "invalid email or password";
+use crate::accounts::{self, User, Users};
+use crate::credentials::{
+    Email, LoginBody, NewUserBody, PasswordBody, PasswordChangeBody, RoleName,
+};
+use crate::sessions;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
@@ -20,6 +21,7 @@ pub struct UserRecord {
     pub email: String,
     pub password_hash: String,
     pub role: String,
+    pub enabled: bool,
 }
 
 /// Who is calling, as the gateway passed it on.
@@ -28,12 +30,36 @@ pub struct Caller {
     pub role: String,
 }
 
-/// The component's surroundings; `Err` means the database could not be reached (503).
+/// The audit records a sign-in may add besides its own: the email locked by this failure, or
+/// a lock that had run out lifted. `None` when the request is not audited.
+pub struct Attempt {
+    pub lock: Option<Entry>,
+    pub unlock: Option<Entry>,
+}
+
+/// The component's surroundings; `Err` means the store could not be reached (503).
 pub trait Store {
     fn find(&self, email: &Email) -> Result<Option<UserRecord>, String>;
+    fn find_by_id(&self, id: &str) -> Result<Option<UserRecord>, String>;
+    /// Every user by email, with when their email's lock ends, if it is locked now.
+    fn list(&self) -> Result<Vec<(UserRecord, Option<u64>)>, String>;
     /// False when the email is taken. `audit`, the request's audit record, is stored with the
-    /// user when it is audited.
+    /// change when the request is audited (so for the methods below).
     fn insert(&self, user: &UserRecord, audit: Option<&Entry>) -> Result<bool, String>;
+    /// False when there is no such user. Enabling also lifts a lock.
+    fn set_enabled(&self, id: &str, enabled: bool, audit: Option<&Entry>) -> Result<bool, String>;
+    /// False when there is no such user.
+    fn set_password(&self, id: &str, hash: &str, audit: Option<&Entry>) -> Result<bool, String>;
+    /// Seconds until `email` may try to sign in again, if it is locked.
+    fn locked_for(&self, email: &Email) -> Result<Option<u64>, String>;
+    /// Counts a failed sign-in of `email` and locks it as `sessions::lock_secs` says.
+    fn failed(&self, email: &Email, attempt: &Attempt) -> Result<(), String>;
+    /// Forgets `email`'s failures after a sign-in.
+    fn succeeded(&self, email: &Email, attempt: &Attempt) -> Result<(), String>;
+    /// Ends one session: the token `jti` is refused from now until it would have expired.
+    fn end_token(&self, jti: &str) -> Result<(), String>;
+    /// Ends every session of `subject` issued before `from` (Unix seconds).
+    fn end_sessions(&self, subject: &str, from: u64) -> Result<(), String>;
     fn config(&self, key: &str) -> Option<String>;
     /// A secret the host fetched for auth (wasmcloud:secrets): `jwt_secret`, `seed_admin_password`.
     fn secret(&self, key: &str) -> Option<String>;
@@ -46,36 +72,61 @@ pub fn handle(
     caller: Option<&Caller>,
 ) -> Response<Vec<u8>> {
     let path = request.uri().path();
-    let result = match (request.method(), path) {
-        (&Method::POST, "/login") => login(store, request),
-        (&Method::GET, "/validate") => validate(store, request),
-        (&Method::POST, "/users") => create_user(store, request, caller),
-        (&Method::GET, "/openapi.json") => Ok(response::json(StatusCode::OK, &Api::openapi())),
-        (_, "/login" | "/validate" | "/users") => Err(Problem::method_not_allowed(
-            request.method().as_str(),
+    let method = request.method();
+    let user_action = path
+        .strip_prefix("/users/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(id, action)| !id.is_empty() && !action.contains('/'));
+    let result = match (method, path, user_action) {
+        (&Method::POST, "/login", _) => sessions::login(store, request),
+        (&Method::POST, "/logout", _) => sessions::logout(store, request),
+        (&Method::GET, "/validate", _) => sessions::validate(store, request),
+        (&Method::GET, "/users", _) => accounts::list(store, caller),
+        (&Method::POST, "/users", _) => accounts::create(store, request, caller),
+        (&Method::PUT, "/password", _) => accounts::change_own_password(store, request, caller),
+        (&Method::POST, _, Some((id, "disable"))) => accounts::disable(store, request, caller, id),
+        (&Method::POST, _, Some((id, "enable"))) => accounts::enable(store, request, caller, id),
+        (&Method::POST, _, Some((id, "password"))) => {
+            accounts::reset_password(store, request, caller, id)
+        }
+        (&Method::GET, "/openapi.json", _) => Ok(response::json(StatusCode::OK, &Api::openapi())),
+        (_, "/login" | "/logout" | "/validate" | "/users" | "/password", _) => {
+            let allow = match path {
+                "/validate" => "GET",
+                "/users" => "GET, POST",
+                "/password" => "PUT",
+                _ => "POST",
+            };
+            Err(Problem::method_not_allowed(
+                method.as_str(),
+                &format!("/auth{path}"),
+                allow,
+            ))
+        }
+        (_, _, Some((_, "disable" | "enable" | "password"))) => Err(Problem::method_not_allowed(
+            method.as_str(),
             &format!("/auth{path}"),
-            if path == "/validate" { "GET" } else { "POST" },
+            "POST",
         )),
         _ => Err(Problem::not_found(format!(
-            "no route for {} /auth{path}",
-            request.method()
+            "no route for {method} /auth{path}"
         ))),
     };
     result.unwrap_or_else(|p| response::problem(&p))
 }
 
-fn unavailable(e: String) -> Problem {
+pub fn unavailable(e: String) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("user store unavailable: {e}"),
     )
 }
 
-fn unauthorized(detail: &str) -> Problem {
+pub fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, detail)
 }
 
-fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {
+pub fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {
     let issuer = store
         .config("jwt_issuer")
         .unwrap_or_else(|| "patient-management".into());
@@ -87,6 +138,14 @@ fn tokens(store: &dyn Store) -> Result<Tokens, Problem> {
     })
 }
 
+/// How long a token lives (config `token_lifetime_secs`, default an hour).
+pub fn lifetime(store: &dyn Store) -> u64 {
+    store
+        .config("token_lifetime_secs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3600)
+}
+
 fn cost(store: &dyn Store) -> u32 {
     store
         .config("bcrypt_cost")
@@ -95,7 +154,7 @@ fn cost(store: &dyn Store) -> u32 {
         .unwrap_or(10)
 }
 
-fn hash(store: &dyn Store, password: &str) -> Result<String, Problem> {
+pub fn hash(store: &dyn Store, password: &str) -> Result<String, Problem> {
     bcrypt::hash(password, cost(store)).map_err(|e| {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -104,204 +163,36 @@ fn hash(store: &dyn Store, password: &str) -> Result<String, Problem> {
     })
 }
 
-/// The configured seed admin, created on its first login (once: the insert ignores a taken email).
-fn ensure_seed_user(store: &dyn Store, email: &Email) -> Result<(), Problem> {
-    let seed_email = store
-        .config("seed_admin_email")
-        .and_then(|e| Email::parse(&e).ok());
-    let seed_password = store.secret("seed_admin_password");
-    if let (Some(seed_email), Some(password)) = (seed_email, seed_password) {
-        if &seed_email == email {
-            let user = UserRecord {
-                id: store.new_id(),
-                email: seed_email.as_str().to_string(),
-                password_hash: hash(store, &password)?,
-                role: Role::Admin.as_str().to_string(),
-            };
-            store.insert(&user, None).map_err(unavailable)?;
-        }
-    }
-    Ok(())
-}
-
-/// Auth's OpenAPI document, generated from the types and operations below.
+/// Auth's OpenAPI document, generated from the types and operations of `sessions` and
+/// `accounts`.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "auth", description = "Staff authentication", version = env!("CARGO_PKG_VERSION")),
-    paths(login, validate, create_user),
-    components(schemas(LoginBody, NewUserBody, RoleName, TokenBody, TokenInfo, CreatedUser, Problem)),
+    info(title = "auth", description = "Staff authentication and accounts", version = env!("CARGO_PKG_VERSION")),
+    paths(
+        sessions::login, sessions::logout, sessions::validate,
+        accounts::list, accounts::create, accounts::disable, accounts::enable,
+        accounts::reset_password, accounts::change_own_password
+    ),
+    components(schemas(LoginBody, NewUserBody, PasswordBody, PasswordChangeBody, RoleName,
+        TokenBody, TokenInfo, User, Users, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct Api;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TokenBody {
-    token: String,
+pub struct TokenBody {
+    pub token: String,
     /// RFC 3339.
-    expires_at: String,
+    pub expires_at: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct TokenInfo {
-    subject: String,
-    role: String,
-    expires_at: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct CreatedUser {
-    id: String,
-    email: String,
-    role: String,
-}
-
-#[utoipa::path(
-    post,
-    path = "/auth/login",
-    request_body = LoginBody,
-    responses(
-        (status = 200, description = "Logged in", body = TokenBody),
-        (status = 400, description = "Missing or malformed fields", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong email or password (one message for both)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "User store unavailable", body = Problem, content_type = "application/problem+json")
-    )
-)]
-fn login(store: &dyn Store, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
-    let body: LoginBody = json_body(request)?;
-    let login = Login::parse(&body).map_err(Problem::validation)?;
-    let tokens = tokens(store)?;
-    let mut user = store.find(&login.email).map_err(unavailable)?;
-    if user.is_none() {
-        ensure_seed_user(store, &login.email)?;
-        user = store.find(&login.email).map_err(unavailable)?;
-    }
-    let verified = match &user {
-        Some(u) => bcrypt::verify(&login.password, &u.password_hash).unwrap_or(false),
-        None => {
-            // Same work as a real check, so an unknown email is not faster to answer.
-            let _ = hash(store, &login.password);
-            false
-        }
-    };
-    let Some(user) = user.filter(|_| verified) else {
-        let refused = response::problem(&unauthorized(INVALID_LOGIN));
-        return Ok(attempted(refused, &login.email, None));
-    };
-    let lifetime = store
-        .config("token_lifetime_secs")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3600);
-    let (token, claims) = tokens
-        .issue(&user.email, &user.role, now(), lifetime)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let answer = response::json(
-        StatusCode::OK,
-        &TokenBody {
-            token,
-            expires_at: time::rfc3339(claims.exp),
-        },
-    );
-    Ok(attempted(answer, &login.email, Some(&user)))
-}
-
-/// A login's answer, telling the gateway's audit record which account was tried and, when the
-/// login succeeded, who signed in (the caller had no token to say so).
-fn attempted(
-    mut answer: Response<Vec<u8>>,
-    email: &Email,
-    signed_in: Option<&UserRecord>,
-) -> Response<Vec<u8>> {
-    let headers = answer.headers_mut();
-    let pairs = [
-        (audit::RESOURCE_ID, Some(email.as_str())),
-        (audit::ACTOR, signed_in.map(|u| u.email.as_str())),
-        (audit::ACTOR_ROLE, signed_in.map(|u| u.role.as_str())),
-    ];
-    for (name, value) in pairs {
-        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(name, value);
-        }
-    }
-    answer
-}
-
-#[utoipa::path(
-    get,
-    path = "/auth/validate",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The token is valid", body = TokenInfo),
-        (status = 401, description = "Missing, malformed, badly signed or expired token", body = Problem, content_type = "application/problem+json")
-    )
-)]
-fn validate(store: &dyn Store, request: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Problem> {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let claims = tokens(store)?
-        .verify_header(authorization)
-        .map_err(|e| unauthorized(&e.to_string()))?;
-    let info = TokenInfo {
-        subject: claims.sub,
-        role: claims.role,
-        expires_at: time::rfc3339(claims.exp),
-    };
-    Ok(response::json(StatusCode::OK, &info))
-}
-
-#[utoipa::path(
-    post,
-    path = "/auth/users",
-    request_body = NewUserBody,
-    security(("bearer" = [])),
-    responses(
-        (status = 201, description = "User created", body = CreatedUser),
-        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Caller is not ADMIN", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json")
-    )
-)]
-fn create_user(
-    store: &dyn Store,
-    request: &Request<Vec<u8>>,
-    caller: Option<&Caller>,
-) -> Result<Response<Vec<u8>>, Problem> {
-    let caller = caller.ok_or_else(|| unauthorized("a bearer token is required"))?;
-    if caller.role != Role::Admin.as_str() {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "only ADMIN users can create users",
-        ));
-    }
-    let body: NewUserBody = json_body(request)?;
-    let new = NewUser::parse(&body).map_err(Problem::validation)?;
-    let user = UserRecord {
-        id: store.new_id(),
-        email: new.email.as_str().to_string(),
-        password_hash: hash(store, &new.password)?,
-        role: new.role.as_str().to_string(),
-    };
-    let record = Context::of(request).map(|c| c.entry(201, Some(&user.id), None));
-    if !store.insert(&user, record.as_ref()).map_err(unavailable)? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            format!("a user with email {} exists", user.email),
-        ));
-    }
-    let created = CreatedUser {
-        id: user.id,
-        email: user.email,
-        role: user.role,
-    };
-    Ok(audit::recorded(
-        response::json(StatusCode::CREATED, &created),
-        record.as_ref(),
-    ))
+pub struct TokenInfo {
+    pub subject: String,
+    pub role: String,
+    pub expires_at: String,
 }
 
 #[cfg(test)]
@@ -315,6 +206,10 @@ mod tests {
     #[derive(Default)]
     struct Memory {
         users: RefCell<Vec<UserRecord>>,
+        /// Failed sign-ins per email, and whether the email is locked.
+        failures: RefCell<std::collections::HashMap<String, u32>>,
+        ended_tokens: RefCell<Vec<String>>,
+        ended_before: RefCell<Vec<(String, u64)>>,
         down: bool,
     }
 
@@ -330,12 +225,68 @@ mod tests {
                 .find(|u| u.email == email.as_str())
                 .cloned())
         }
+        fn find_by_id(&self, id: &str) -> Result<Option<UserRecord>, String> {
+            Ok(self.users.borrow().iter().find(|u| u.id == id).cloned())
+        }
+        fn list(&self) -> Result<Vec<(UserRecord, Option<u64>)>, String> {
+            Ok(self
+                .users
+                .borrow()
+                .iter()
+                .map(|u| (u.clone(), None))
+                .collect())
+        }
         fn insert(&self, user: &UserRecord, _: Option<&Entry>) -> Result<bool, String> {
             if self.users.borrow().iter().any(|u| u.email == user.email) {
                 return Ok(false);
             }
             self.users.borrow_mut().push(user.clone());
             Ok(true)
+        }
+        fn set_enabled(&self, id: &str, enabled: bool, _: Option<&Entry>) -> Result<bool, String> {
+            let mut users = self.users.borrow_mut();
+            let Some(user) = users.iter_mut().find(|u| u.id == id) else {
+                return Ok(false);
+            };
+            user.enabled = enabled;
+            if enabled {
+                self.failures.borrow_mut().remove(&user.email);
+            }
+            Ok(true)
+        }
+        fn set_password(&self, id: &str, hash: &str, _: Option<&Entry>) -> Result<bool, String> {
+            let mut users = self.users.borrow_mut();
+            let Some(user) = users.iter_mut().find(|u| u.id == id) else {
+                return Ok(false);
+            };
+            user.password_hash = hash.to_string();
+            Ok(true)
+        }
+        fn locked_for(&self, email: &Email) -> Result<Option<u64>, String> {
+            let failures = self.failures.borrow().get(email.as_str()).copied();
+            Ok(failures.and_then(crate::sessions::lock_secs))
+        }
+        fn failed(&self, email: &Email, _: &Attempt) -> Result<(), String> {
+            *self
+                .failures
+                .borrow_mut()
+                .entry(email.as_str().to_string())
+                .or_default() += 1;
+            Ok(())
+        }
+        fn succeeded(&self, email: &Email, _: &Attempt) -> Result<(), String> {
+            self.failures.borrow_mut().remove(email.as_str());
+            Ok(())
+        }
+        fn end_token(&self, jti: &str) -> Result<(), String> {
+            self.ended_tokens.borrow_mut().push(jti.to_string());
+            Ok(())
+        }
+        fn end_sessions(&self, subject: &str, from: u64) -> Result<(), String> {
+            self.ended_before
+                .borrow_mut()
+                .push((subject.to_string(), from));
+            Ok(())
         }
         fn config(&self, key: &str) -> Option<String> {
             match key {
@@ -352,7 +303,7 @@ mod tests {
             }
         }
         fn new_id(&self) -> String {
-            format!("id-{}", self.users.borrow().len())
+            format!("00000000-0000-4000-8000-{:012}", self.users.borrow().len())
         }
     }
 
@@ -485,7 +436,16 @@ mod tests {
             doc["openapi"].as_str().map(|v| v.starts_with("3.")),
             Some(true)
         );
-        for path in ["/auth/login", "/auth/validate", "/auth/users"] {
+        for path in [
+            "/auth/login",
+            "/auth/logout",
+            "/auth/validate",
+            "/auth/users",
+            "/auth/users/{id}/disable",
+            "/auth/users/{id}/enable",
+            "/auth/users/{id}/password",
+            "/auth/password",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
         assert!(doc["components"]["schemas"]["Problem"].is_object());
@@ -495,8 +455,7 @@ mod tests {
     #[test]
     fn only_admins_create_users_and_emails_are_unique() {
         let store = Memory::default();
-        let new =
-            json!({"email": "nurse@clinic.test", "password": "correct horse", "role": "CLINICIAN"});
+        let new = json!({"email": "nurse@clinic.test", "password": "correct horse battery", "role": "CLINICIAN"});
         assert_eq!(
             handle(&store, &post("/users", new.clone()), None).status(),
             StatusCode::UNAUTHORIZED
@@ -523,5 +482,226 @@ mod tests {
             handle(&store, &post("/users", new), Some(&admin)).status(),
             StatusCode::CONFLICT
         );
+    }
+
+    fn as_caller(
+        method: Method,
+        path: &str,
+        body: serde_json::Value,
+        caller: &Caller,
+        store: &Memory,
+    ) -> Response<Vec<u8>> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.to_string().into_bytes())
+            .unwrap();
+        handle(store, &request, Some(caller))
+    }
+
+    #[test]
+    fn failed_sign_ins_lock_known_and_unknown_emails_alike() {
+        let store = Memory::default();
+        let try_login = |email: &str| {
+            handle(
+                &store,
+                &post("/login", json!({"email": email, "password": "nope-nope"})),
+                None,
+            )
+        };
+        for email in ["testuser@test.com", "ghost@test.com"] {
+            for _ in 0..crate::sessions::LOCK_AFTER {
+                assert_eq!(try_login(email).status(), StatusCode::UNAUTHORIZED);
+            }
+            let locked = try_login(email);
+            assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
+            assert_eq!(locked.headers()[http::header::RETRY_AFTER], "1");
+        }
+        // Even the right password waits out the lock.
+        let right = handle(
+            &store,
+            &post(
+                "/login",
+                json!({"email": "testuser@test.com", "password": "password123"}),
+            ),
+            None,
+        );
+        assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn admins_disable_enable_and_reset_and_each_ends_the_sessions_it_should() {
+        let store = Memory::default();
+        let admin = Caller {
+            subject: "testuser@test.com".into(),
+            role: "ADMIN".into(),
+        };
+        let created = as_caller(
+            Method::POST,
+            "/users",
+            json!({"email": "nurse@clinic.test", "password": "correct horse battery", "role": "CLINICIAN"}),
+            &admin,
+            &store,
+        );
+        let id = body(&created)["id"].as_str().unwrap().to_string();
+        let disabled = as_caller(
+            Method::POST,
+            &format!("/users/{id}/disable"),
+            json!({}),
+            &admin,
+            &store,
+        );
+        assert_eq!(body(&disabled)["enabled"], false);
+        assert_eq!(store.ended_before.borrow()[0].0, "nurse@clinic.test");
+        let login = json!({"email": "nurse@clinic.test", "password": "correct horse battery"});
+        assert_eq!(
+            handle(&store, &post("/login", login.clone()), None).status(),
+            StatusCode::UNAUTHORIZED,
+            "a disabled user cannot sign in"
+        );
+        as_caller(
+            Method::POST,
+            &format!("/users/{id}/enable"),
+            json!({}),
+            &admin,
+            &store,
+        );
+        assert_eq!(
+            handle(&store, &post("/login", login), None).status(),
+            StatusCode::OK
+        );
+        let weak = as_caller(
+            Method::POST,
+            &format!("/users/{id}/password"),
+            json!({"password": "password123456"}),
+            &admin,
+            &store,
+        );
+        assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
+        assert!(body(&weak)["errors"]["password"]
+            .as_str()
+            .unwrap()
+            .contains("too easy to guess"));
+        let reset = as_caller(
+            Method::POST,
+            &format!("/users/{id}/password"),
+            json!({"password": "clinic-rota-7-tulips"}),
+            &admin,
+            &store,
+        );
+        assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            store.ended_before.borrow().len(),
+            2,
+            "a reset ends the sessions"
+        );
+        handle(
+            &store,
+            &post(
+                "/login",
+                json!({"email": "testuser@test.com", "password": "password123"}),
+            ),
+            None,
+        );
+        let seed = store
+            .find(&Email::parse("testuser@test.com").unwrap())
+            .unwrap()
+            .unwrap();
+        let own = as_caller(
+            Method::POST,
+            &format!("/users/{}/disable", seed.id),
+            json!({}),
+            &admin,
+            &store,
+        );
+        assert_eq!(
+            own.status(),
+            StatusCode::CONFLICT,
+            "an admin cannot disable themselves"
+        );
+        let clinician = Caller {
+            subject: "nurse@clinic.test".into(),
+            role: "CLINICIAN".into(),
+        };
+        assert_eq!(
+            as_caller(Method::GET, "/users", json!({}), &clinician, &store).status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn a_user_changes_their_own_password_with_the_current_one_and_keeps_a_session() {
+        let store = Memory::default();
+        let admin = Caller {
+            subject: "testuser@test.com".into(),
+            role: "ADMIN".into(),
+        };
+        as_caller(
+            Method::POST,
+            "/users",
+            json!({"email": "nurse@clinic.test", "password": "correct horse battery", "role": "CLINICIAN"}),
+            &admin,
+            &store,
+        );
+        let nurse = Caller {
+            subject: "nurse@clinic.test".into(),
+            role: "CLINICIAN".into(),
+        };
+        let wrong = as_caller(
+            Method::PUT,
+            "/password",
+            json!({"currentPassword": "not it at all", "newPassword": "clinic-rota-7-tulips"}),
+            &nurse,
+            &store,
+        );
+        assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+        assert!(body(&wrong)["errors"]["currentPassword"].is_string());
+        let changed = as_caller(
+            Method::PUT,
+            "/password",
+            json!({"currentPassword": "correct horse battery", "newPassword": "clinic-rota-7-tulips"}),
+            &nurse,
+            &store,
+        );
+        assert_eq!(changed.status(), StatusCode::OK);
+        let (_, from) = store.ended_before.borrow()[0].clone();
+        let token = body(&changed)["token"].as_str().unwrap().to_string();
+        let claims = tokens(&store).unwrap().verify(&token).unwrap();
+        assert!(
+            claims.iat >= from,
+            "the new token outlives the sessions it ended"
+        );
+        let login = json!({"email": "nurse@clinic.test", "password": "clinic-rota-7-tulips"});
+        assert_eq!(
+            handle(&store, &post("/login", login), None).status(),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn signing_out_ends_that_token() {
+        let store = Memory::default();
+        let login = handle(
+            &store,
+            &post(
+                "/login",
+                json!({"email": "testuser@test.com", "password": "password123"}),
+            ),
+            None,
+        );
+        let token = body(&login)["token"].as_str().unwrap().to_string();
+        let logout = Request::builder()
+            .method(Method::POST)
+            .uri("/logout")
+            .header("authorization", format!("Bearer {token}"))
+            .body(vec![])
+            .unwrap();
+        assert_eq!(
+            handle(&store, &logout, None).status(),
+            StatusCode::NO_CONTENT
+        );
+        let jti = tokens(&store).unwrap().verify(&token).unwrap().jti.unwrap();
+        assert_eq!(*store.ended_tokens.borrow(), [jti]);
     }
 }

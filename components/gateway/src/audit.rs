@@ -38,6 +38,16 @@ pub fn classify(link: &str, method: &Method, path: &str) -> Option<Kind> {
             verb: "login".into(),
             resource_id: None,
         }),
+        "auth" if path == "/logout" => Some(Kind {
+            resource_type: "session",
+            verb: "logout".into(),
+            resource_id: None,
+        }),
+        "auth" if path == "/password" => Some(Kind {
+            resource_type: "user",
+            verb: "change-password".into(),
+            resource_id: None,
+        }),
         "auth" if under(path, "/users") => Some(item("user", "/users", method, path)),
         "auth" => None,
         "patients" => Some(item("patient", "/patients", method, path)),
@@ -62,13 +72,21 @@ fn under(path: &str, prefix: &str) -> bool {
 /// A collection at `prefix` and its items: the verb follows the method, and the segment after
 /// the prefix is the item's id.
 fn item(resource_type: &'static str, prefix: &str, method: &Method, path: &str) -> Kind {
-    let resource_id = path
+    let mut segments = path
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('/'))
-        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .split('/');
+    let resource_id = segments
+        .next()
         .filter(|id| !id.is_empty())
         .map(str::to_string);
+    // An action on an item (`/users/{id}/disable`) is its own verb.
+    let action = segments
+        .next()
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
     let verb = match *method {
+        Method::POST if action.is_some() => action.unwrap_or_default(),
         Method::GET | Method::HEAD if resource_id.is_some() => "read",
         Method::GET | Method::HEAD => "list",
         Method::POST => "create",
@@ -210,6 +228,18 @@ mod tests {
             "user.create"
         );
         assert_eq!(kind("auth", Method::GET, "/validate"), None);
+        assert_eq!(
+            kind("auth", Method::POST, "/users/u1/disable"),
+            Some(("user.disable".into(), Some("u1".into())))
+        );
+        assert_eq!(
+            kind("auth", Method::PUT, "/password").unwrap().0,
+            "user.change-password"
+        );
+        assert_eq!(
+            kind("auth", Method::POST, "/logout").unwrap().0,
+            "session.logout"
+        );
         assert_eq!(
             kind("audit", Method::GET, "/audit/verify").unwrap().0,
             "audit-trail.verify"

@@ -106,7 +106,7 @@ pub mod sql {
         value.map_or(PgValue::Null, |v| PgValue::Text(v.to_string()))
     }
 
-    /// `, audited AS (...)`: a CTE to follow a statement's other CTEs, writing the request's
+    /// `, audited_<changed> AS (...)`: a CTE to follow a statement's other CTEs, writing the request's
     /// audit record in the statement (so in the transaction) of the change it records, only
     /// when the CTE `changed` has rows (the change happened). The record's patient, when the
     /// entry names none, is `patient_column` of `changed`'s row. Nothing when the request is not
@@ -123,7 +123,7 @@ pub mod sql {
         let [id, actor, role, action, kind, resource, patient, outcome, request, client] =
             audit_values(entry, params);
         format!(
-            ", audited AS (INSERT INTO audit_trail.records ({AUDIT_COLUMNS}) \
+            ", audited_{changed} AS (INSERT INTO audit_trail.records ({AUDIT_COLUMNS}) \
              SELECT {id}, {actor}, {role}, {action}, {kind}, {resource}, \
                     COALESCE({patient}, (SELECT {patient_column}::uuid FROM {changed} LIMIT 1)), \
                     {outcome}, {request}, {client} \
