@@ -92,7 +92,7 @@ fn serve(
 ) -> Response<Vec<u8>> {
     let client = client_address(platform, request);
     let kind = audit::classify(route.link, request.method(), path);
-    let (principal, admission) = admit(platform, request, route, &client);
+    let (principal, admission, ended) = admit(platform, request, route, &client);
     let context = kind.as_ref().map(|kind| Context {
         id: platform.new_id(),
         action: kind.action(),
@@ -105,13 +105,14 @@ fn serve(
         request_id: platform.request_id().to_string(),
     });
     let answer = admission.and_then(|()| {
+        let mut forwarded = audit::forwarded(request, context.as_ref());
+        if ended {
+            // A public route serves an ended session's caller as one without a token: auth
+            // must not validate, sign out or act on it (it checks signatures, not sessions).
+            forwarded.headers_mut().remove(header::AUTHORIZATION);
+        }
         platform
-            .forward(
-                route.link,
-                &audit::forwarded(request, context.as_ref()),
-                path,
-                principal.as_ref(),
-            )
+            .forward(route.link, &forwarded, path, principal.as_ref())
             .map_err(|e| {
                 response::problem(&Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -128,18 +129,23 @@ fn serve(
     }
 }
 
-/// Whether the request may reach its component, and the caller's verified token (a refused
-/// caller with a valid token is still named in the audit record). Rate limited first (by
-/// verified subject, else client address), so bad tokens are limited too.
+/// What the gateway decided before forwarding: the caller's verified token (a refused caller
+/// with a valid token is still named in the audit record), whether the request may go on, and
+/// whether its token's session was ended.
+type Admission = (Option<Claims>, Result<(), Response<Vec<u8>>>, bool);
+
+/// Whether the request may reach its component. Rate limited first (by verified subject, else
+/// client address), so bad tokens are limited too; a verified token's session is checked in
+/// the same call.
 fn admit(
     platform: &dyn Platform,
     request: &Request<Vec<u8>>,
     route: &routes::Route,
     client: &str,
-) -> (Option<Claims>, Result<(), Response<Vec<u8>>>) {
+) -> Admission {
     let tokens = match tokens(platform) {
         Ok(tokens) => tokens,
-        Err(refusal) => return (None, Err(refusal)),
+        Err(refusal) => return (None, Err(refusal), false),
     };
     let authorization = request
         .headers()
@@ -187,7 +193,7 @@ fn admit(
     let principal = verified
         .ok()
         .filter(|_| !(ended && route.access == Access::Public));
-    (principal, admission)
+    (principal, admission, ended)
 }
 
 /// `GET /ready`: the gateway's own store (the rate-limit buckets) and every service's `/ready`
