@@ -329,7 +329,7 @@ GRANT EXECUTE ON FUNCTION audit_trail.verify() TO {reader};
     pub(crate) fn verify_audit_trail(&self) -> Result<String> {
         let found = psql(
             &self.config.database,
-            "SELECT concat_ws('|', valid, checked, coalesce(bad_seq::text, ''), coalesce(problem, ''), \
+            "SELECT concat_ws('|', valid::text, checked, coalesce(bad_seq::text, ''), coalesce(problem, ''), \
                     coalesce(head_seq::text, ''), coalesce(head_hash, '')) FROM audit_trail.verify();",
         )?;
         let fields: Vec<&str> = found.split('|').collect();
