@@ -97,13 +97,11 @@ impl Store for Postgres {
 
     fn list(&self) -> Result<Vec<(UserRecord, Option<u64>)>, String> {
         let rows = query(
-            &format!(
-                "SELECT {USER_COLUMNS}, \
+            "SELECT u.id::text AS id, u.email, u.password_hash, u.role, u.enabled::text AS enabled, \
                     extract(epoch FROM f.locked_until)::int8::text AS locked_until \
                  FROM users u LEFT JOIN login_failures f \
                    ON f.email = lower(u.email) AND f.locked_until > now() \
-                 ORDER BY lower(u.email)"
-            ),
+                 ORDER BY lower(u.email)",
             &[],
         )
         .map_err(describe)?;
@@ -231,6 +229,15 @@ impl Store for Postgres {
                 from.to_string().as_bytes(),
             )
             .map_err(|e| format!("{e:?}"))
+    }
+
+    fn sessions_from(&self, subject: &str) -> Result<Option<u64>, String> {
+        let value = sessions()?
+            .get(&tokens::ended_before_key(subject))
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(value
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok()))
     }
 
     fn config(&self, key: &str) -> Option<String> {

@@ -60,6 +60,8 @@ pub trait Store {
     fn end_token(&self, jti: &str) -> Result<(), String>;
     /// Ends every session of `subject` issued before `from` (Unix seconds).
     fn end_sessions(&self, subject: &str, from: u64) -> Result<(), String>;
+    /// The time from which `subject`'s tokens are good, if their sessions were ended.
+    fn sessions_from(&self, subject: &str) -> Result<Option<u64>, String>;
     fn config(&self, key: &str) -> Option<String>;
     /// A secret the host fetched for auth (wasmcloud:secrets): `jwt_secret`, `seed_admin_password`.
     fn secret(&self, key: &str) -> Option<String>;
@@ -287,6 +289,14 @@ mod tests {
                 .borrow_mut()
                 .push((subject.to_string(), from));
             Ok(())
+        }
+        fn sessions_from(&self, subject: &str) -> Result<Option<u64>, String> {
+            let ended = self.ended_before.borrow();
+            Ok(ended
+                .iter()
+                .rev()
+                .find(|(s, _)| s == subject)
+                .map(|(_, from)| *from))
         }
         fn config(&self, key: &str) -> Option<String> {
             match key {
@@ -567,9 +577,13 @@ mod tests {
             &admin,
             &store,
         );
-        assert_eq!(
-            handle(&store, &post("/login", login), None).status(),
-            StatusCode::OK
+        let again = handle(&store, &post("/login", login), None);
+        assert_eq!(again.status(), StatusCode::OK);
+        let token = body(&again)["token"].as_str().unwrap().to_string();
+        let issued = tokens(&store).unwrap().verify(&token).unwrap().iat;
+        assert!(
+            issued >= store.ended_before.borrow()[0].1,
+            "a sign-in right after the sessions ended is not born ended"
         );
         let weak = as_caller(
             Method::POST,

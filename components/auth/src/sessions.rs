@@ -87,12 +87,19 @@ pub fn login(store: &dyn Store, request: &Request<Vec<u8>>) -> Result<Response<V
     store
         .succeeded(&login.email, &attempt)
         .map_err(unavailable)?;
+    // Sessions ended within this second (a user just enabled again) end with "up to the next
+    // second": a token issued now must count from then, or it would be born ended. A session
+    // store that is down ends nothing the gateway could check, so now is right then.
+    let issued = match store.sessions_from(&user.email) {
+        Ok(Some(from)) => from.max(now()),
+        _ => now(),
+    };
     let (token, claims) = tokens
         .issue_session(
             &user.email,
             &user.role,
             &store.new_id(),
-            now(),
+            issued,
             lifetime(store),
         )
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
