@@ -153,9 +153,13 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
         )
     };
     let checked = {
-        let (agent, url) = (agent.clone(), format!("{gateway}/api/analytics/summary"));
+        let (agent, url, clinician) = (
+            agent.clone(),
+            format!("{gateway}/api/analytics/summary"),
+            clinician.clone(),
+        );
         measure(
-            "token + rate limit + routing, no forward",
+            "token + rate limit + routing + audit record, no forward",
             move || match agent.get(&url).set("authorization", &clinician).call() {
                 Err(ureq::Error::Status(403, _)) => Ok(()),
                 other => Err(anyhow::anyhow!(
@@ -175,10 +179,31 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
             Ok(())
         })?
     };
-    for r in [&health, &checked, &forwarded] {
+    // The same forward to auth, audited: a clinician listing users is refused by auth at once,
+    // and the gateway records the refusal (gateway → audit → Postgres) before it answers.
+    let audited = {
+        let (agent, url) = (agent.clone(), format!("{gateway}/auth/users"));
+        measure(
+            "token + rate limit + forward to auth + audit record",
+            move || match agent.get(&url).set("authorization", &clinician).call() {
+                Err(ureq::Error::Status(403, _)) => Ok(()),
+                other => Err(anyhow::anyhow!(
+                    "expected 403 (a clinician listing users), got {other:?}"
+                )),
+            },
+        )?
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for r in [&health, &checked, &forwarded, &audited] {
         row(r);
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{:<44} p50 +{:.2} ms, p99 +{:.2} ms; {:.0}% of the unaudited throughput",
+        "  an audit record (audited over not)",
+        ms(audited.p50) - ms(forwarded.p50),
+        ms(audited.p99) - ms(forwarded.p99),
+        100.0 * audited.per_second / forwarded.per_second
+    );
     println!(
         "{:<44} p50 +{:.2} ms, p99 +{:.2} ms over /health\n",
         "  authenticated overhead (no forward)",

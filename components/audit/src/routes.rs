@@ -111,8 +111,8 @@ fn unavailable(e: String) -> Problem {
     security(("bearer" = [])),
     params(
         ("patient" = Option<String>, Query, description = "Only records about this patient (UUID)", format = Uuid),
-        ("actor" = Option<String>, Query, description = "Only records of this user (the token's subject)"),
-        ("action" = Option<String>, Query, description = "Only this action, e.g. `patient.read`", pattern = "^[a-z-]+\\.[a-z-]+$"),
+        ("actor" = Option<String>, Query, description = "Only records of this user (the token's subject, as the records spell it; surrounding spaces are ignored)", min_length = 1, max_length = 320, pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$"),
+        ("action" = Option<String>, Query, description = "Only this action, e.g. `patient.read`", max_length = 64, pattern = "^[a-z-]+\\.[a-z-]+$"),
         ("from" = Option<String>, Query, description = "Records at or after this instant (RFC 3339)", format = DateTime),
         ("to" = Option<String>, Query, description = "Records before this instant (RFC 3339)", format = DateTime),
         ("size" = Option<u32>, Query, description = "Records per page", minimum = 1, maximum = 200),
