@@ -18,13 +18,18 @@ pub struct Record {
     pub id: String,
     /// RFC 3339 in UTC, to the microsecond.
     pub at: String,
-    /// The token's subject; absent for an anonymous caller.
+    /// The token's subject; absent for an anonymous caller. (Absent fields are left out, not
+    /// null: a client following `patientId` to the patient must find one or nothing.)
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_role: Option<String>,
     /// `<resource type>.<verb>`, e.g. `patient.read`, `session.login`.
     pub action: String,
     pub resource_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub patient_id: Option<String>,
     /// The HTTP status the caller got.
     pub outcome: u16,
