@@ -60,7 +60,11 @@ struct GatewayApi;
 
 /// The services that have documents: every distinct link of the route table.
 pub fn services() -> Vec<&'static str> {
-    let mut links: Vec<&'static str> = ROUTES.iter().map(|r| r.link).collect();
+    let mut links: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|r| r.access != Access::Page)
+        .map(|r| r.link)
+        .collect();
     links.dedup();
     links
 }

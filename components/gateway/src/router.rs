@@ -108,9 +108,10 @@ fn serve(
     });
     let answer = admission.and_then(|()| {
         let mut forwarded = audit::forwarded(request, context.as_ref());
-        if ended {
+        if ended || route.access == Access::Page {
             // A public route serves an ended session's caller as one without a token: auth
             // must not validate, sign out or act on it (it checks signatures, not sessions).
+            // The console's files are the same for everyone and never see a token.
             forwarded.headers_mut().remove(header::AUTHORIZATION);
         }
         platform
@@ -145,6 +146,9 @@ fn admit(
     route: &routes::Route,
     client: &str,
 ) -> Admission {
+    if route.access == Access::Page {
+        return (None, Ok(()), false);
+    }
     let tokens = match tokens(platform) {
         Ok(tokens) => tokens,
         Err(refusal) => return (None, Err(refusal), false),
@@ -212,7 +216,7 @@ fn ready(platform: &dyn Platform) -> Response<Vec<u8>> {
         .map(|_| ());
     checks.insert("rate-limit store".to_string(), readiness::check(store));
     let probe = docs::internal_get("/ready");
-    for service in docs::services() {
+    for service in routes::links() {
         let document = match platform.forward(service, &probe, "/ready", None) {
             Ok(answer) => serde_json::from_slice(answer.body()).unwrap_or_else(|_| {
                 readiness::check(Err(format!(
@@ -600,6 +604,36 @@ mod tests {
             (audited[0].outcome, audited[0].actor.as_deref()),
             (401, Some("nurse@clinic.test")),
             "the refusal names whose session it was"
+        );
+    }
+
+    #[test]
+    fn console_pages_need_no_token_spend_no_bucket_and_leave_no_record() {
+        let mut fake = Fake::new();
+        fake.config.insert("rate_limit_burst", "1".into());
+        for _ in 0..3 {
+            assert_eq!(
+                call(&fake, Method::GET, "/", Some(&token("ADMIN"))).status(),
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            call(&fake, Method::GET, "/assets/app.0123.js", None).status(),
+            StatusCode::OK
+        );
+        let forwarded = fake.forwarded.borrow();
+        assert_eq!(
+            forwarded[0],
+            ("console".into(), "/".into(), None),
+            "no principal is passed on"
+        );
+        assert_eq!(forwarded[3].1, "/assets/app.0123.js");
+        assert!(fake.audited.borrow().is_empty());
+        drop(forwarded);
+        assert_eq!(
+            call(&fake, Method::GET, "/api/patients", Some(&token("ADMIN"))).status(),
+            StatusCode::OK,
+            "the API's bucket is untouched by the pages"
         );
     }
 

@@ -9,6 +9,10 @@ pub enum Access {
     Authenticated,
     /// A valid token with this role.
     Role(&'static str),
+    /// The console's pages and assets: the same for everyone, so no token is read or passed on,
+    /// nothing is audited, and no rate-limit bucket is spent (a page load fetches several files
+    /// at once, and the API calls the page then makes are limited as usual).
+    Page,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,7 +63,34 @@ pub const ROUTES: &[Route] = &[
         strip: "/api",
         access: Access::Role("ADMIN"),
     },
+    // The staff console (issue 21). `/` matches only `/` itself: the prefix must be followed by
+    // nothing or by `/`, and what follows the leading `/` is neither.
+    Route {
+        prefix: "/",
+        link: "console",
+        strip: "",
+        access: Access::Page,
+    },
+    Route {
+        prefix: "/reference",
+        link: "console",
+        strip: "",
+        access: Access::Page,
+    },
+    Route {
+        prefix: "/assets",
+        link: "console",
+        strip: "",
+        access: Access::Page,
+    },
 ];
+
+/// The components behind the routes, each once: what `/ready` asks.
+pub fn links() -> Vec<&'static str> {
+    let mut links: Vec<&'static str> = ROUTES.iter().map(|r| r.link).collect();
+    links.dedup();
+    links
+}
 
 /// The route for `path` and the path the component sees.
 pub fn resolve(path: &str) -> Option<(&'static Route, String)> {
@@ -95,6 +126,32 @@ mod tests {
         assert_eq!(
             resolve("/api/analytics/summary").unwrap().0.access,
             Access::Role("ADMIN")
+        );
+    }
+
+    #[test]
+    fn the_console_has_the_root_and_its_own_prefixes_only() {
+        for path in ["/", "/reference", "/assets/app.0123abcd.js"] {
+            let (route, forwarded) = resolve(path).unwrap();
+            assert_eq!((route.link, route.access), ("console", Access::Page));
+            assert_eq!(forwarded, path, "the console sees the whole path");
+        }
+        assert!(
+            resolve("/nope").is_none(),
+            "unknown paths stay the gateway's 404"
+        );
+        assert!(resolve("/referencex").is_none());
+        assert_eq!(
+            links(),
+            [
+                "auth",
+                "patients",
+                "appointments",
+                "billing",
+                "analytics",
+                "audit",
+                "console"
+            ]
         );
     }
 }
