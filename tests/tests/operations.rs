@@ -130,7 +130,8 @@ fn hot_swap_under_load_loses_no_request() {
 }
 
 /// Hot swap of components the gateway reaches over wRPC (issue 16): patients under reads,
-/// creates and lists, and analytics while every create sends it an event, each replaced in place
+/// creates and lists, analytics while every create sends it an event, and the console (issue
+/// 21) while its page is loaded, each replaced in place
 /// and through the manifest alone, in turns. Not one request may fail, and analytics must count
 /// exactly the patients created. `PM_SWAP_ROUNDS` (default 2) sets how many times each is
 /// swapped; run with 10 by hand for the issue's ten swaps in a row.
@@ -150,9 +151,11 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
 
     let (load_day, load_read) = (day.clone(), read.clone());
     let load = Load::start_with(6, 15, move |client, n| {
-        // 70% cached reads, 20% creates (each an event for analytics), 10% analytics reads.
+        // 60% cached reads, 20% creates (each an event for analytics), 10% analytics reads, 10%
+        // the console's page.
         let request = match n % 10 {
-            0..=6 => Request::get(&load_read),
+            0..=5 => Request::get(&load_read),
+            6 => Request::get("/"),
             7 | 8 => Request::post("/api/patients", common::new_patient(&load_day)),
             _ => Request::get("/api/analytics/summary"),
         };
@@ -160,6 +163,7 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
     });
     let is_read = |o: &Outcome| o.path == read;
     let is_summary = |o: &Outcome| o.path == "/api/analytics/summary";
+    let is_page = |o: &Outcome| o.path == "/";
     load.wait_for_answer("patients to answer", Duration::ZERO, |o| {
         is_read(o) && o.ok()
     });
@@ -168,6 +172,7 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
     for (component, answered_by) in [
         ("patients", &is_read as &dyn Fn(&Outcome) -> bool),
         ("analytics", &is_summary),
+        ("console", &is_page),
     ] {
         let (plain, variant) = builds(component);
         for round in 0..rounds {
@@ -208,7 +213,7 @@ fn swapping_wrpc_components_loses_no_request_and_no_event() {
         .filter(|o| o.method == "POST" && o.status == Some(201))
         .count() as i64;
     common::report(&format!(
-        "hot swap over wRPC: {} requests in {:.1} s ({:.0}/s), {} failed; {} swaps of patients and analytics (in place and manifest-only in turns); {created} patients created under load",
+        "hot swap over wRPC: {} requests in {:.1} s ({:.0}/s), {} failed; {} swaps of patients, analytics and the console (in place and manifest-only in turns); {created} patients created under load",
         outcomes.len(),
         ran.as_secs_f64(),
         outcomes.len() as f64 / ran.as_secs_f64(),

@@ -43,9 +43,9 @@ fn packages(artifacts: &[manifest::Artifact]) -> Vec<String> {
 }
 
 /// The components the hot-swap tests replace while they serve: the gateway (called in-process
-/// by the host's HTTP server) and two reached over wRPC (patients by the gateway, analytics by
-/// the gateway and the Kafka provider).
-pub const HOT_SWAPPED: [&str; 3] = ["gateway", "patients", "analytics"];
+/// by the host's HTTP server) and three reached over wRPC (patients and the console by the
+/// gateway, analytics by the gateway and the Kafka provider).
+pub const HOT_SWAPPED: [&str; 4] = ["gateway", "patients", "analytics", "console"];
 
 /// Each of `HOT_SWAPPED` built with its `hot-swap-check` feature, as
 /// `build/hot-swap/<name>.wasm`: the second builds the hot-swap tests swap in (the gateway's

@@ -493,6 +493,11 @@ fn test(only: Option<&str>) -> Result<()> {
     }
     let validator = tools::openapi_validator()?;
     let schemathesis = tools::schemathesis()?;
+    // The console's browser test drives Debian's Chromium through its ChromeDriver.
+    services::ensure_programs(&[
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+    ])?;
     let tools = tools::ensure_all()?;
     let hot_swap_dir = build::hot_swap_builds(&tools)?;
     // Every test file but the machines test runs against one lattice on this machine; the
@@ -522,6 +527,8 @@ fn test(only: Option<&str>) -> Result<()> {
                 .envs(env)
                 .env("PM_OPENAPI_VALIDATOR_PATH", &validator)
                 .env("PM_SCHEMATHESIS_PATH", &schemathesis)
+                .env("PM_CHROMIUM", "/usr/bin/chromium")
+                .env("PM_CHROMEDRIVER", "/usr/bin/chromedriver")
                 .env("PM_HOT_SWAP_DIR", &hot_swap_dir),
         );
         // The operations tests' figures (requests, failures, recovery times), whatever passed.
