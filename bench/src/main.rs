@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::json;
 
+mod console;
 mod patients;
 
 const CONCURRENCY: usize = 8;
@@ -304,6 +305,8 @@ fn main() -> Result<()> {
         })
     })?;
     print(&through, &native);
+
+    crate::console::run(&gateway_url)?;
 
     // Last: the patients creates leave outbox rows that the relay drains for a while after.
     let capacity = patients::run(&agent, &gateway_url, &bearer)?;

@@ -4,15 +4,13 @@
 //! on every page, the browser's console log read at the end, and screenshots of the main pages.
 //!
 //! `cargo xtask test` installs Chromium and ChromeDriver (Debian's packages) and names them in
-//! PM_CHROMIUM and PM_CHROMEDRIVER.
+//! PM_CHROMIUM and PM_CHROMEDRIVER (`local/browser` starts them).
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::fantoccini::Locator;
 use serde_json::{json, Value};
 
 /// How long a page may take to show what the test waits for: generous, as the lattice serves
@@ -21,88 +19,19 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "correct horse battery";
 const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
 
-/// ChromeDriver and the browser session it drives; both end when this is dropped.
+/// The browser, and what the test knows about the run.
 struct Browser {
-    client: Client,
-    driver: Child,
+    session: browser::Session,
     screenshots: Option<PathBuf>,
     /// The HTTP statuses the test provokes on purpose; the browser logs each as a failed load.
     provoked: Vec<u16>,
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// Chromium's own log (ChromeDriver's `se/log`, which `goog:loggingPrefs` turns on).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(json!({"type": "browser"}).to_string()),
-        )
-    }
-}
-
 impl Browser {
     async fn start() -> Self {
-        let chromedriver = std::env::var("PM_CHROMEDRIVER").unwrap_or("chromedriver".into());
-        let chromium = std::env::var("PM_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-        let port = free_port();
-        let driver = Command::new(&chromedriver)
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {chromedriver}: {e}"));
-        let profile = std::env::temp_dir().join(format!("pm-console-{}", common::unique("p")));
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                // As root in a sandbox with no network beyond loopback: no sandbox, no GPU, and
-                // none of the browser's own background traffic.
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    "--lang=en-US", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display())],
-            }),
-        );
-        capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
-        let webdriver = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + PATIENCE;
-        let client = loop {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(capabilities.clone())
-                .connect(&webdriver)
-                .await
-            {
-                Ok(client) => break client,
-                Err(e) if Instant::now() < deadline => {
-                    // ChromeDriver is still starting (connection refused): ask again.
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("no browser session from {chromedriver}: {e}"),
-            }
-        };
+        let session = browser::Session::start(1280, 900)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let screenshots = std::env::var("PM_CONSOLE_SCREENSHOTS")
             .ok()
             .map(PathBuf::from)
@@ -115,15 +44,15 @@ impl Browser {
             std::fs::create_dir_all(dir).unwrap();
         }
         Browser {
-            client,
-            driver,
+            session,
             screenshots,
             provoked: Vec::new(),
         }
     }
 
     async fn open(&self, path: &str) {
-        self.client
+        self.session
+            .client
             .goto(&format!("{}{path}", common::gateway()))
             .await
             .unwrap_or_else(|e| panic!("opening {path}: {e}"));
@@ -131,7 +60,8 @@ impl Browser {
 
     /// Runs `script` (a function body; `arguments` as WebDriver passes them) in the page.
     async fn run(&self, script: &str, args: Vec<Value>) -> Value {
-        self.client
+        self.session
+            .client
             .execute(script, args)
             .await
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
@@ -143,7 +73,7 @@ impl Browser {
         let script = format!("return ({condition}) || null;");
         loop {
             // A navigation in progress makes a script fail; it is simply asked again.
-            if let Ok(value) = self.client.execute(&script, vec![]).await {
+            if let Ok(value) = self.session.client.execute(&script, vec![]).await {
                 if !value.is_null() {
                     return value;
                 }
@@ -168,7 +98,12 @@ impl Browser {
     }
 
     async fn type_into(&self, selector: &str, text: &str) {
-        let field = self.client.find(Locator::Css(selector)).await.unwrap();
+        let field = self
+            .session
+            .client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap();
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
@@ -185,7 +120,8 @@ impl Browser {
     }
 
     async fn click(&self, selector: &str) {
-        self.client
+        self.session
+            .client
             .find(Locator::Css(selector))
             .await
             .unwrap_or_else(|e| panic!("no {selector} to click: {e}"))
@@ -202,7 +138,13 @@ impl Browser {
             ),
         )
         .await;
-        for element in self.client.find_all(Locator::Css(selector)).await.unwrap() {
+        for element in self
+            .session
+            .client
+            .find_all(Locator::Css(selector))
+            .await
+            .unwrap()
+        {
             if element.text().await.unwrap_or_default().trim() == text {
                 element.click().await.unwrap();
                 return;
@@ -214,6 +156,7 @@ impl Browser {
     /// axe-core on the page as it is: no serious or critical violation.
     async fn accessible(&self, page: &str) {
         let violations = self
+            .session
             .client
             .execute_async(
                 &format!(
@@ -247,7 +190,7 @@ impl Browser {
                 vec![],
             )
             .await;
-            let png = self.client.screenshot().await.unwrap();
+            let png = self.session.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
         }
     }
@@ -255,12 +198,14 @@ impl Browser {
     /// Every entry of the browser's console log that is an error, but the failed loads of the
     /// statuses the test provoked on purpose.
     async fn console_errors(&self) -> Vec<String> {
-        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
-        log.as_array()
-            .into_iter()
-            .flatten()
-            .filter(|entry| entry["level"] == "SEVERE")
-            .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
+        let log = self
+            .session
+            .console_log()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        log.into_iter()
+            .filter(|(level, _)| level == "SEVERE")
+            .map(|(_, message)| message)
             .filter(|message| {
                 !self.provoked.iter().any(|status| {
                     message.contains(&format!("the server responded with a status of {status}"))
@@ -290,14 +235,6 @@ impl Browser {
         )
         .await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fresh staff user with `role`, made by the seed admin; returns the email.
@@ -547,7 +484,12 @@ async fn staff_do_a_days_work_in_the_console() {
 
     // A phone's width: nothing wider than the screen.
     browser.open("/#/patients").await;
-    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .session
+        .client
+        .set_window_size(390, 844)
+        .await
+        .unwrap();
     browser
         .until(
             "the list at phone width",
@@ -565,7 +507,12 @@ async fn staff_do_a_days_work_in_the_console() {
         "wider than a phone by {overflow} px"
     );
     browser.screenshot("patients-phone").await;
-    browser.client.set_window_size(1280, 900).await.unwrap();
+    browser
+        .session
+        .client
+        .set_window_size(1280, 900)
+        .await
+        .unwrap();
 
     browser.sign_out().await;
 
@@ -587,6 +534,7 @@ async fn staff_do_a_days_work_in_the_console() {
         .await;
     browser.provoked.push(403);
     let status = browser
+        .session
         .client
         .execute_async(
             "const done = arguments[0]; const s = JSON.parse(sessionStorage.getItem('pm.session'));\

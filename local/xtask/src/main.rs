@@ -597,11 +597,18 @@ fn e2e_test_files() -> Result<Vec<String>> {
 fn bench() -> Result<()> {
     on_test_stack("pmbench", 1, None, |stack, env| {
         step("provider benchmark");
+        // The console's page load is measured in Debian's Chromium.
+        services::ensure_programs(&[
+            ("chromium", "chromium"),
+            ("chromedriver", "chromium-driver"),
+        ])?;
         process::run_visible(
             Command::new("cargo")
                 .current_dir(paths::repo())
                 .args(["run", "--release", "-p", "bench"])
-                .envs(env),
+                .envs(env)
+                .env("PM_CHROMIUM", "/usr/bin/chromium")
+                .env("PM_CHROMEDRIVER", "/usr/bin/chromedriver"),
         )?;
         // Scale-up (issue 6): from the request to wadm reporting the new instances placed, then
         // to every service answering through the gateway again.
