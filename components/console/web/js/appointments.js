@@ -34,12 +34,9 @@ export function appointmentsPage(params) {
   const at = (date, v = view) => withQuery("#/appointments", { view: v, date: isoDay(date) });
   const step = view === "day" ? 1 : 7;
 
-  const columns = days.map((date) => {
-    const list = h("ul", {}, h("li", { class: "loading" }, "Loading…"));
-    const column = h("section", { class: "day", "aria-label": formatDate(isoDay(date)) },
-      h("h2", {}, date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" })), list);
-    return { date, list, column };
-  });
+  // The days are drawn once their appointments are known: drawn empty first, they would grow
+  // and push each other down as the answer filled them in.
+  const grid = h("div", { class: view === "day" ? "days one" : "days" }, h("p", { class: "loading" }, "Loading…"));
   const range = view === "day"
     ? formatDate(isoDay(start))
     : `${formatDate(isoDay(start))} – ${formatDate(isoDay(addDays(end, -1)))}`;
@@ -53,17 +50,21 @@ export function appointmentsPage(params) {
       h("span", { class: "who", "aria-live": "polite" }, range),
       h("a", { class: "button quiet", href: at(start, "day"), "aria-current": view === "day" ? "true" : null }, "Day"),
       h("a", { class: "button quiet", href: at(start, "week"), "aria-current": view === "week" ? "true" : null }, "Week")),
-    h("div", { class: view === "day" ? "days one" : "days" }, columns.map((c) => c.column)));
+    grid);
 
   guarded(async () => {
     const appointments = await get(withQuery("/api/appointments", { from: start.toISOString(), to: end.toISOString() }));
-    for (const { date, list } of columns) {
+    fill(grid, days.map((date) => {
       const theirs = appointments.filter((a) => {
         const starts = new Date(a.startTime);
         return starts >= date && starts < addDays(date, 1);
       });
-      fill(list, theirs.length ? theirs.map((a) => slot(a, () => appointmentsPage(params))) : h("li", { class: "who" }, "Nothing booked"));
-    }
+      return h("section", { class: "day", "aria-label": formatDate(isoDay(date)) },
+        h("h2", {}, date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" })),
+        h("ul", {}, theirs.length
+          ? theirs.map((a) => slot(a, () => appointmentsPage(params)))
+          : h("li", { class: "who" }, "Nothing booked")));
+    }));
   });
 }
 

@@ -112,11 +112,13 @@ export function patientList(params) {
 
 /** `#/patients/{id}`: the patient, their billing account and their appointments. */
 export function patientDetail(id) {
-  const facts = h("dl", { class: "facts" });
+  // Every line is there before the answer, so nothing below moves when it comes.
+  const terms = ["Email", "Address", "Date of birth", "Registered"];
+  const facts = h("dl", { class: "facts" }, terms.map((term) => [h("dt", {}, term), h("dd", {})]));
   const title = h("h1", {}, "Patient");
   const billing = h("div", { class: "panel" }, h("h2", {}, "Billing account"), h("p", { class: "loading" }, "Loading…"));
   const appointments = h("div", { class: "panel" }, h("h2", {}, "Appointments"), h("p", { class: "loading" }, "Loading…"));
-  const actions = h("div", { class: "actions" });
+  const actions = h("div", { class: "actions reserved" });
   mount("Patient", h("div", { class: "heading" }, title), h("div", { class: "panel" }, facts, actions),
     h("div", { class: "columns" }, billing, appointments));
 
@@ -127,7 +129,7 @@ export function patientDetail(id) {
     } catch (error) {
       if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
         fill(title, "No such patient");
-        fill(facts, h("p", {}, "There is no patient with this id (deleted, or a mistyped address). ",
+        facts.replaceWith(h("p", {}, "There is no patient with this id (deleted, or a mistyped address). ",
           h("a", { href: "#/patients" }, "Back to the list.")));
         return;
       }
@@ -135,9 +137,8 @@ export function patientDetail(id) {
     }
     fill(title, patient.name);
     document.title = `${patient.name} · Patient management`;
-    fill(facts, [["Email", patient.email], ["Address", patient.address],
-      ["Date of birth", formatDate(patient.dateOfBirth)], ["Registered", formatDate(patient.registeredDate)]]
-      .map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    const values = [patient.email, patient.address, formatDate(patient.dateOfBirth), formatDate(patient.registeredDate)];
+    fill(facts, terms.map((term, i) => [h("dt", {}, term), h("dd", {}, values[i])]));
     fill(actions,
       h("a", { class: "button", href: `#/patients/${patient.id}/edit` }, "Edit"),
       h("a", { class: "button quiet", href: withQuery("#/appointments/new", { patient: patient.id }) }, "Book an appointment"),
