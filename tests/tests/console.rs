@@ -501,6 +501,39 @@ async fn staff_do_a_days_work_in_the_console() {
         .await;
     browser.accessible("API reference").await;
     browser.screenshot("reference").await;
+    // "Try it out" calls the gateway with a token pasted into Authorize.
+    let token = common::Client::login(&admin, PASSWORD).token.unwrap();
+    browser.click(".auth-wrapper .btn.authorize").await;
+    browser
+        .until(
+            "the authorize dialog",
+            "document.querySelector('.auth-container input')",
+        )
+        .await;
+    browser.type_into(".auth-container input", &token).await;
+    browser.click(".auth-btn-wrapper .btn.authorize").await;
+    browser.click(".auth-btn-wrapper .btn-done").await;
+    browser
+        .click(".opblock-get .opblock-summary-path[data-path='/api/analytics/summary']")
+        .await;
+    browser
+        .until(
+            "the operation opened",
+            "document.querySelector('.try-out__btn')",
+        )
+        .await;
+    browser.click(".try-out__btn").await;
+    browser.click(".btn.execute").await;
+    let answered = browser
+        .text_of(".live-responses-table .response-col_status")
+        .await;
+    assert!(
+        answered.starts_with("200"),
+        "try it out answered {answered}"
+    );
+    browser
+        .accessible("API reference, an operation tried")
+        .await;
 
     // Every page loaded afresh, at a desk's width and a phone's: nothing moves when its data
     // arrives, and nothing is wider than the window.
