@@ -42,6 +42,7 @@ pub fn run(gateway: &str) -> Result<()> {
             // A new visit in the same browser: the page is revalidated, the rest is cached.
             session.client.goto("about:blank").await?;
             warm.push(load(&session, gateway).await?);
+            session.end().await;
         }
         println!("\nconsole first page load ({RUNS} runs each, medians; headless Chromium on the same cores)");
         println!("| cache | time to interactive | bytes transferred | requests (from the network) |");

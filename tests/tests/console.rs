@@ -632,6 +632,7 @@ async fn staff_do_a_days_work_in_the_console() {
     browser.sign_out().await;
 
     let errors = browser.console_errors().await;
+    browser.session.end().await;
     assert!(
         errors.is_empty(),
         "the browser's console logged errors:\n{}",

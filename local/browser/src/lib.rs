@@ -25,6 +25,12 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A session not ended (a test that failed) leaves Chromium running without its driver:
+        // its processes are the ones started with this session's profile.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -89,6 +95,11 @@ impl Session {
         };
         session.client.set_window_size(width, height).await.ok();
         Ok(session)
+    }
+
+    /// Closes the browser (ChromeDriver ends Chromium), then the driver.
+    pub async fn end(self) {
+        let _ = self.client.clone().close().await;
     }
 
     /// The browser's console log since the last call: (level, message) pairs.
