@@ -449,7 +449,7 @@ fn up(args: &[String]) -> Result<()> {
     let gateway = stack.gateway_addr();
     step("the platform is up");
     println!(
-        "\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  metrics:  {}\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
+        "\n  console:  http://{gateway}/  (sign in as testuser@test.com; API reference at /reference)\n  gateway:  http://{gateway}  (try: curl http://{gateway}/ready)\n  metrics:  {}\n  lattice:  `{}` on NATS {}\n  inspect:  cargo xtask status   |   cargo xtask wash app status {}\n  logs:     {}\n  stop:     cargo xtask down\n",
         stack.metrics_urls().join("  "),
         stack.config.lattice,
         stack.nats_addr(),
