@@ -23,8 +23,20 @@ pub fn listening(addr: SocketAddr, timeout: Duration) -> bool {
 }
 
 /// A port the OS considers free right now (for test stacks that must not collide).
+/// A loopback port no process listens on, and that this run has not handed out before: a port
+/// chosen for a server that starts later (the gateway's, say) is free again until it starts,
+/// and the kernel may offer it a second time (seen: the gateway given the NATS port).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(loopback(0))?.local_addr()?.port())
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind(loopback(0))?.local_addr()?.port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no loopback port left that this run has not handed out")
 }
 
 #[derive(Debug, PartialEq, Eq)]
