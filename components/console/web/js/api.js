@@ -25,12 +25,13 @@ export class ApiError extends Error {
 const MAX_WAIT_SECONDS = 5;
 
 /**
- * Calls `method path` with `body` (as JSON) and returns the parsed answer (null for 204). A GET
- * refused for the rate limit is sent once more after the Retry-After the gateway gave.
+ * Calls `method path` with `body` (as JSON) and returns the parsed answer (null for 204). A call
+ * refused for the rate limit is sent once more after the Retry-After the gateway gave: the
+ * gateway refuses before the request reaches any service, so even a write was not done.
  */
 export async function call(method, path, body) {
   const answer = await send(method, path, body);
-  if (answer.status === 429 && method === "GET") {
+  if (answer.status === 429) {
     const wait = Number(answer.headers.get("retry-after")) || 1;
     if (wait <= MAX_WAIT_SECONDS) {
       await new Promise((resolve) => setTimeout(resolve, wait * 1000));

@@ -13,6 +13,16 @@ const start = () =>
     defaultModelsExpandDepth: 0,
   });
 
+// Swagger UI shows requests and answers in boxes that scroll; a box that scrolls must take the
+// keyboard's focus, or keyboard users cannot scroll it (WCAG 2.1.1). Each one is made
+// focusable as Swagger UI draws it.
+const SCROLLING_BOXES = ".curl, .highlight-code pre, .microlight";
+new MutationObserver(() => {
+  for (const box of document.querySelectorAll(SCROLLING_BOXES)) {
+    if (!box.hasAttribute("tabindex")) box.tabIndex = 0;
+  }
+}).observe(document.body, { childList: true, subtree: true });
+
 // `defer` scripts run before modules, but only once the document is parsed: both are done here.
 if (window.SwaggerUIBundle) {
   start();
