@@ -27,8 +27,9 @@ impl Drop for Session {
         let _ = self.driver.wait();
         // A session not ended (a test that failed) leaves Chromium running without its driver:
         // its processes are the ones started with this session's profile.
+        // (`--` first: the pattern itself starts with dashes.)
         let _ = Command::new("pkill")
-            .args(["-KILL", "-f"])
+            .args(["-KILL", "-f", "--"])
             .arg(format!("--user-data-dir={}", self.profile.display()))
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);

@@ -78,13 +78,15 @@ async function signOut() {
     await post("/auth/logout");
     return true;
   });
-  end(told ? "You signed out." : "You signed out here, but the platform could not be told: the token stays valid until it expires.");
+  end(told ? "You signed out." : "You signed out here, but the platform could not be told: the token stays valid until it expires.", false);
 }
 
 window.addEventListener("session-ended", (event) => {
-  endedBecause = event.detail;
+  endedBecause = event.detail.reason;
   const { parts } = parse();
-  const here = parts.length && parts[0] !== "signin" ? `?next=${encodeURIComponent(`/${parts.join("/")}`)}` : "";
+  const here = event.detail.keepPlace && parts.length && parts[0] !== "signin"
+    ? `?next=${encodeURIComponent(`/${parts.join("/")}`)}`
+    : "";
   if (location.hash.startsWith("#/signin")) route();
   else location.hash = `#/signin${here}`;
 });

@@ -112,15 +112,10 @@ export function patientList(params) {
 
 /** `#/patients/{id}`: the patient, their billing account and their appointments. */
 export function patientDetail(id) {
-  // Every line is there before the answer, so nothing below moves when it comes.
-  const terms = ["Email", "Address", "Date of birth", "Registered"];
-  const facts = h("dl", { class: "facts" }, terms.map((term) => [h("dt", {}, term), h("dd", {})]));
-  const title = h("h1", {}, "Patient");
-  const billing = h("div", { class: "panel" }, h("h2", {}, "Billing account"), h("p", { class: "loading" }, "Loading…"));
-  const appointments = h("div", { class: "panel" }, h("h2", {}, "Appointments"), h("p", { class: "loading" }, "Loading…"));
-  const actions = h("div", { class: "actions reserved" });
-  mount("Patient", h("div", { class: "heading" }, title), h("div", { class: "panel" }, facts, actions),
-    h("div", { class: "columns" }, billing, appointments));
+  // The page is drawn once the patient is known: drawn first with room for them, a long name
+  // or address would still push everything below it down as it arrived.
+  const page = h("div", {}, h("p", { class: "loading" }, "Loading…"));
+  mount("Patient", page);
 
   guarded(async () => {
     let patient;
@@ -128,21 +123,28 @@ export function patientDetail(id) {
       patient = await get(`/api/patients/${encodeURIComponent(id)}`);
     } catch (error) {
       if (error instanceof ApiError && (error.status === 404 || error.status === 400)) {
-        fill(title, "No such patient");
-        facts.replaceWith(h("p", {}, "There is no patient with this id (deleted, or a mistyped address). ",
-          h("a", { href: "#/patients" }, "Back to the list.")));
+        fill(page, h("h1", {}, "No such patient"),
+          h("p", {}, "There is no patient with this id (deleted, or a mistyped address). ",
+            h("a", { href: "#/patients" }, "Back to the list.")));
         return;
       }
       throw error;
     }
-    fill(title, patient.name);
+    const facts = [["Email", patient.email], ["Address", patient.address],
+      ["Date of birth", formatDate(patient.dateOfBirth)], ["Registered", formatDate(patient.registeredDate)]];
+    const billing = h("div", { class: "panel" }, h("h2", {}, "Billing account"), h("p", { class: "loading" }, "Loading…"));
+    const appointments = h("div", { class: "panel" }, h("h2", {}, "Appointments"), h("p", { class: "loading" }, "Loading…"));
+    const title = h("h1", { tabindex: -1 }, patient.name);
+    fill(page, h("div", { class: "heading" }, title),
+      h("div", { class: "panel" },
+        h("dl", { class: "facts" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
+        h("div", { class: "actions" },
+          h("a", { class: "button", href: `#/patients/${patient.id}/edit` }, "Edit"),
+          h("a", { class: "button quiet", href: withQuery("#/appointments/new", { patient: patient.id }) }, "Book an appointment"),
+          h("button", { type: "button", class: "danger", onclick: () => deletePatient(patient) }, "Delete"))),
+      h("div", { class: "columns" }, billing, appointments));
+    title.focus({ preventScroll: true });
     document.title = `${patient.name} · Patient management`;
-    const values = [patient.email, patient.address, formatDate(patient.dateOfBirth), formatDate(patient.registeredDate)];
-    fill(facts, terms.map((term, i) => [h("dt", {}, term), h("dd", {}, values[i])]));
-    fill(actions,
-      h("a", { class: "button", href: `#/patients/${patient.id}/edit` }, "Edit"),
-      h("a", { class: "button quiet", href: withQuery("#/appointments/new", { patient: patient.id }) }, "Book an appointment"),
-      h("button", { type: "button", class: "danger", onclick: () => deletePatient(patient) }, "Delete"));
     await Promise.all([showBilling(billing, patient.id), showAppointments(appointments, patient.id)]);
   });
 }

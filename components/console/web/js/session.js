@@ -38,12 +38,16 @@ export function begin(token) {
   return session;
 }
 
-/** Ends the session here and tells the console why (`reason`, shown on the sign-in page). */
-export function end(reason) {
+/**
+ * Ends the session here and tells the console why (`reason`, shown on the sign-in page).
+ * `keepPlace`: sign in again to the page the session ended on (it expired, or the platform
+ * stopped taking it); not after signing out, when the next person starts afresh.
+ */
+export function end(reason, keepPlace = true) {
   const had = sessionStorage.getItem(KEY) !== null;
   sessionStorage.removeItem(KEY);
   clearTimeout(expiryTimer);
-  if (had) window.dispatchEvent(new CustomEvent("session-ended", { detail: reason }));
+  if (had) window.dispatchEvent(new CustomEvent("session-ended", { detail: { reason, keepPlace } }));
 }
 
 /** Arms the timer that ends the session when its token expires (after a reload too). */
