@@ -641,6 +641,27 @@ async fn staff_do_a_days_work_in_the_console() {
     assert_eq!(status, 403);
     browser.sign_out().await;
 
+    // A session ends when its token expires, and the console says so: a token that lives three
+    // seconds, kept as the sign-in page keeps one.
+    let (short, claims) = common::current_tokens()
+        .issue("expiring@clinic.test", "CLINICIAN", kit::tokens::now(), 3)
+        .unwrap();
+    browser
+        .run(
+            "sessionStorage.setItem('pm.session', JSON.stringify({token: arguments[0], \
+             subject: 'expiring@clinic.test', role: 'CLINICIAN', expiresAt: arguments[1]}));",
+            vec![json!(short), json!(claims.exp)],
+        )
+        .await;
+    browser.session.client.goto("about:blank").await.unwrap();
+    browser.open("/#/patients").await;
+    browser
+        .until(
+            "the sign-in page saying the session expired",
+            "document.querySelector('#notice')?.innerText.includes('Your session has expired')",
+        )
+        .await;
+
     let errors = browser.console_errors().await;
     browser.session.end().await;
     assert!(
