@@ -11,6 +11,9 @@ const start = () =>
     // The token stays in this tab's memory only.
     persistAuthorization: false,
     defaultModelsExpandDepth: 0,
+    // Its highlighting colours some tokens too faintly on their dark background (WCAG AA
+    // contrast); bodies are shown as plain text instead.
+    syntaxHighlight: false,
   });
 
 // Swagger UI shows requests and answers in boxes that scroll; a box that scrolls must take the
