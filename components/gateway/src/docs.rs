@@ -7,7 +7,7 @@ use kit::{response, Problem};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use crate::routes::{Access, Route, ROUTES};
+use crate::routes::{Access, Route};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -58,15 +58,9 @@ fn ready() {}
 )]
 struct GatewayApi;
 
-/// The services that have documents: every distinct link of the route table.
+/// The services that have documents: every distinct link of the API's routes.
 pub fn services() -> Vec<&'static str> {
-    let mut links: Vec<&'static str> = ROUTES
-        .iter()
-        .filter(|r| r.access != Access::Page)
-        .map(|r| r.link)
-        .collect();
-    links.dedup();
-    links
+    crate::routes::api_links()
 }
 
 /// A bodiless `GET path` the gateway makes of a service itself (its document, its readiness).

@@ -87,7 +87,17 @@ pub const ROUTES: &[Route] = &[
 
 /// The components behind the routes, each once: what `/ready` asks.
 pub fn links() -> Vec<&'static str> {
-    let mut links: Vec<&'static str> = ROUTES.iter().map(|r| r.link).collect();
+    links_where(|_| true)
+}
+
+/// The components behind the API's routes (not the console's pages), each once: the services
+/// with OpenAPI documents.
+pub fn api_links() -> Vec<&'static str> {
+    links_where(|route| route.access != Access::Page)
+}
+
+fn links_where(keep: impl Fn(&Route) -> bool) -> Vec<&'static str> {
+    let mut links: Vec<&'static str> = ROUTES.iter().filter(|r| keep(r)).map(|r| r.link).collect();
     links.dedup();
     links
 }
