@@ -1,10 +1,9 @@
 // Appointments: a day or week at a time; booking, rescheduling (with the version read, so a
 // change made meanwhile is caught) and cancelling. Times are entered and shown in the user's
 // time zone and sent as RFC 3339 instants.
-import { ApiError, get, post, put, remove, withQuery } from "./api.js";
+import { get, post, put, remove, withQuery } from "./api.js";
 import {
-  confirmed, describe, field, fill, formatDate, formatTime, guarded, h, isoDay, mount, notice,
-  showFieldErrors,
+  confirmed, field, fill, formatDate, formatTime, guarded, h, isoDay, mount, notice, refused,
 } from "./dom.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -116,17 +115,6 @@ function showInForm(fields, appointment) {
   fields.startTime.input.value = clock(starts);
   fields.endTime.input.value = clock(new Date(appointment.endTime));
   fields.reason.input.value = appointment.reason;
-}
-
-/** Shows a refused save: field errors beside their fields, anything else as a message. */
-function refused(form, error, retry) {
-  if (!(error instanceof ApiError)) throw error;
-  if (error.status === 400) {
-    const elsewhere = showFieldErrors(form, error.fieldErrors);
-    notice("error", ["Some fields need another look (each is marked).", ...elsewhere].join(" "));
-  } else if (error.status !== 401) {
-    notice("error", describe(error), error.transient ? retry : null);
-  }
 }
 
 /** `#/appointments/new?patient={id}&date=YYYY-MM-DD` */

@@ -1,5 +1,6 @@
 // Building the page: elements from data (never HTML strings, so no answer can inject markup),
 // the message area, field errors beside their inputs, and a confirmation dialog.
+import { ApiError } from "./api.js";
 
 /**
  * An element: `h("button", { type: "button", onclick: go }, "Save")`. Attributes named `on…`
@@ -130,6 +131,24 @@ export function showFieldErrors(form, errors) {
   const first = form.querySelector("[aria-invalid]");
   if (first) first.focus();
   return elsewhere;
+}
+
+/**
+ * Shows a refused save of `form`: a 400's field errors beside their fields, and a 409 beside
+ * `conflictField` when it names one (a duplicate email); anything else as a message, with a
+ * retry (`retry`) when retrying can help. A 401 shows nothing: the sign-in page says why.
+ */
+export function refused(form, error, retry, conflictField) {
+  if (!(error instanceof ApiError)) throw error;
+  if (error.status === 400) {
+    const elsewhere = showFieldErrors(form, error.fieldErrors);
+    notice("error", ["Some fields need another look (each is marked).", ...elsewhere].join(" "));
+  } else if (error.status === 409 && conflictField) {
+    showFieldErrors(form, { [conflictField]: error.message });
+    notice("error", error.message);
+  } else if (error.status !== 401) {
+    notice("error", describe(error), error.transient ? retry : null);
+  }
 }
 
 /** Asks `question`; resolves true when the user confirms with `action`. */

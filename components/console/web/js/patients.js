@@ -3,7 +3,7 @@
 import { ApiError, get, post, put, remove, withQuery } from "./api.js";
 import {
   confirmed, describe, field, fill, formatDate, formatTime, guarded, h, isoDay, mount, notice,
-  showFieldErrors,
+  refused,
 } from "./dom.js";
 
 const SORTABLE = [
@@ -228,16 +228,8 @@ export function patientForm(id) {
       notice("ok", `${saved.name} was ${id ? "saved" : "registered"}.`);
       location.hash = `#/patients/${saved.id}`;
     } catch (error) {
-      if (!(error instanceof ApiError)) throw error;
-      if (error.status === 400 || error.status === 409) {
-        // A duplicate email is a conflict about one field: shown beside it like the others.
-        const errors = error.status === 409 ? { email: error.message } : error.fieldErrors;
-        const elsewhere = showFieldErrors(form, errors);
-        notice("error", error.status === 400 ? "Some fields need another look (each is marked)." : error.message);
-        if (elsewhere.length) notice("error", elsewhere.join("; "));
-      } else if (error.status !== 401) {
-        notice("error", describe(error), error.transient ? () => form.requestSubmit() : null);
-      }
+      // A duplicate email is a conflict about one field: shown beside it like the others.
+      refused(form, error, () => form.requestSubmit(), "email");
     } finally {
       submit.disabled = false;
     }
