@@ -54,6 +54,11 @@
 //! - wasmcloud-host 0.27.1 built a new wRPC client for every call a component made over a link:
 //!   a NATS subscription on a fresh inbox (SUB, then UNSUB) and a routing task per call. The
 //!   edit keeps one client per link target for the life of the host.
+//! - wasmcloud-host 0.27.1 sent every call between two components over NATS, also when both run
+//!   on the same host: one such hop cost 190-220 µs of the 2-core machine, more than a whole
+//!   trivial request (bench/README.md, issue 22). The edit serves each component's exports in
+//!   memory too, and a call to a component with an instance on the calling host goes there
+//!   (see `local_links`).
 //! - wasmcloud-runtime 0.12.0 gives an instance's memory back with `madvise` after every
 //!   invocation, so the next one page-faults it in again and each `madvise` stops the host's
 //!   other threads for a TLB flush. Where Linux has `PAGEMAP_SCAN`, the edit lets wasmtime reset
@@ -149,12 +154,13 @@ const PATCHES: [Patch; 6] = [
     Patch {
         krate: "wasmcloud-host",
         version: "0.27.1",
-        edit: "http-503-budget25-in-place-update-started-ref-shared-clients-drained-stop-peer-addr",
+        edit: "http-503-budget25-in-place-update-started-ref-shared-clients-drained-stop-peer-addr-local-links",
         why:
             "a failed component answer is a 503, not a dropped connection; hitless image updates; \
               provider_started names the requested reference; one wRPC client per link target; \
               a component stopped or replaced finishes the calls routed to it; \
-              requests carry their connection's peer address",
+              requests carry their connection's peer address; a call to a component on the same \
+              host goes through memory, not NATS",
         apply: host_edits,
         used_by: &[Workspace::Launchers],
     },
@@ -542,6 +548,8 @@ fn host_edits(crate_dir: &Path) -> Result<()> {
     started_event_names_the_reference(crate_dir)?;
     one_wrpc_client_per_target(crate_dir)?;
     drained_stop(crate_dir)?;
+    // After `drained_stop`: four of its anchors are that edit's output.
+    local_links(crate_dir)?;
     peer_addr_header(crate_dir)
 }
 
@@ -673,6 +681,377 @@ async fn shared_wrpc_client(
         .entry(prefix)
         .or_insert(client)
         .clone())
+}
+"####;
+
+/// A call from one component to another on the same host went out to NATS and back: three
+/// messages through the NATS server, each crossing two processes over loopback, and a routing
+/// task on each side (measured: one such hop cost 190-220 µs of the 2-core machine, more than a
+/// whole trivial request through the host, and a cached get makes two of them, issue 22). The
+/// edit serves every component's exports on an in-memory wRPC server (wrpc-transport's framed
+/// protocol over two `tokio::io::duplex` pipes per call) beside NATS, in one stream, so a local
+/// call takes the same export loop: policy check, instance limit, execution limit and metrics.
+/// A process-wide registry maps `<lattice>.<component id>` to the instance serving now; a new
+/// instance (scale or in-place update) replaces the entry before the old one is stopped, and the
+/// old server's streams end once the calls queued on them were taken (as `drained_stop` does for
+/// NATS). A call goes local when the target has an entry and still serves the function, and over
+/// NATS as before otherwise (providers, components on other hosts, a component being stopped).
+/// `set_local_calls(false)` sends every call over NATS (the launcher's `--local-calls`, and its
+/// SIGUSR1/SIGUSR2 at run time); `link_calls()` counts calls by target and path.
+fn local_links(crate_dir: &Path) -> Result<()> {
+    let handler = "src/wasmbus/handler.rs";
+    replace_once(
+        crate_dir,
+        handler,
+        "    type Outgoing = <wrpc_transport_nats::Client as wrpc_transport::Invoke>::Outgoing;\n    type Incoming = <wrpc_transport_nats::Client as wrpc_transport::Invoke>::Incoming;\n",
+        "    type Outgoing = LinkStream<\n        <wrpc_transport_nats::Client as wrpc_transport::Invoke>::Outgoing,\n        wrpc_transport::frame::Outgoing,\n    >;\n    type Incoming = LinkStream<\n        <wrpc_transport_nats::Client as wrpc_transport::Invoke>::Incoming,\n        wrpc_transport::frame::Incoming,\n    >;\n",
+    )?;
+    replace_once(
+        crate_dir,
+        handler,
+        "        let nats = shared_wrpc_client(&self.nats, format!(\"{}.{id}\", &self.lattice))\n        .await\n        .map_err(Error::Handler)?;\n        let (tx, rx) = nats\n            .timeout(self.invocation_timeout)\n            .invoke(Some(headers), instance, func, params, paths)\n            .await\n            .map_err(Error::Handler)?;\n        Ok((tx, rx))\n",
+        LOCAL_FIRST_INVOKE,
+    )?;
+    append(crate_dir, handler, LOCAL_LINKS)?;
+
+    let file = "src/wasmbus/mod.rs";
+    replace_once(
+        crate_dir,
+        file,
+        "pub use self::host_config::Host as HostConfig;\n",
+        "pub use self::host_config::Host as HostConfig;\npub use self::handler::{link_calls, set_local_calls};\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "struct WrpcServer {\n    nats: wrpc_transport_nats::Client,\n",
+        "struct WrpcServer {\n    nats: wrpc_transport_nats::Client,\n    \
+         /// Serves the same exports to callers on this host, in memory.\n    \
+         local: Arc<handler::LocalServer>,\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "    type Outgoing = <wrpc_transport_nats::Client as wrpc_transport::Serve>::Outgoing;\n    type Incoming = <wrpc_transport_nats::Client as wrpc_transport::Serve>::Incoming;\n",
+        "    type Outgoing = handler::LinkStream<\n        <wrpc_transport_nats::Client as wrpc_transport::Serve>::Outgoing,\n        wrpc_transport::frame::Outgoing,\n    >;\n    type Incoming = handler::LinkStream<\n        <wrpc_transport_nats::Client as wrpc_transport::Serve>::Incoming,\n        wrpc_transport::frame::Incoming,\n    >;\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        let invocations = self.nats.serve(instance, func, paths).await?;\n",
+        SERVE_BOTH,
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        let exports = component\n            .serve_wrpc(\n",
+        "        let local = Arc::new(handler::LocalServer::new());\n        let exports = component\n            .serve_wrpc(\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "                &WrpcServer {\n                    nats: nats.clone(),\n",
+        "                &WrpcServer {\n                    nats: nats.clone(),\n                    local: Arc::clone(&local),\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "                handler.clone(),\n                events_tx.clone(),\n            )\n            .await?;\n",
+        "                handler.clone(),\n                events_tx.clone(),\n            )\n            .await?;\n        \
+         // Takes this host's calls from now on, before any older instance of it is stopped.\n        \
+         let serving_locally = Arc::downgrade(&local);\n        \
+         handler::serve_locally(format!(\"{}.{id}\", &self.host_config.lattice), local);\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "    serving: wrpc_transport_nats::Client,\n",
+        "    serving: wrpc_transport_nats::Client,\n    \
+         /// The in-memory server of `exports` (the host's registry holds it while it takes calls).\n    \
+         serving_locally: std::sync::Weak<handler::LocalServer>,\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "            serving: nats,\n",
+        "            serving: nats,\n            serving_locally,\n",
+    )?;
+    replace_once(
+        crate_dir,
+        file,
+        "        component.serving.drain_serving();\n",
+        "        handler::stop_serving_locally(\n            \
+         &format!(\"{}.{}\", self.host_config.lattice, component.id),\n            \
+         &component.serving_locally,\n        );\n        component.serving.drain_serving();\n",
+    )
+}
+
+const LOCAL_FIRST_INVOKE: &str = r####"        let prefix = format!("{}.{id}", &self.lattice);
+        let paths = paths.as_ref();
+        if let Some(local) = local_server(&prefix) {
+            // The target runs on this host: the call goes through memory, not NATS.
+            let local = tokio::time::timeout(
+                self.invocation_timeout,
+                invoke_local(&local, headers.clone(), instance, func, params.clone(), paths),
+            )
+            .await
+            .context("invocation timed out")
+            .and_then(|invoked| invoked)
+            .map_err(Error::Handler)?;
+            if let Some((tx, rx)) = local {
+                count_link_call(id, "local");
+                return Ok((LinkStream::Local(tx), LinkStream::Local(rx)));
+            }
+        }
+        let nats = shared_wrpc_client(&self.nats, prefix)
+        .await
+        .map_err(Error::Handler)?;
+        let (tx, rx) = nats
+            .timeout(self.invocation_timeout)
+            .invoke(Some(headers), instance, func, params, paths)
+            .await
+            .map_err(Error::Handler)?;
+        count_link_call(id, "nats");
+        Ok((LinkStream::Nats(tx), LinkStream::Nats(rx)))
+"####;
+
+const SERVE_BOTH: &str = r####"        let paths: Arc<[Box<[Option<usize>]>]> = paths.into();
+        let nats = self.nats.serve(instance, func, Arc::clone(&paths)).await?;
+        let local = self.local.serve(instance, func, paths).await?;
+        // One stream: calls from this host (in memory) get the same policy check, instance limit
+        // and metrics as those over NATS.
+        let invocations = stream::select(
+            nats.map_ok(|(cx, tx, rx)| {
+                (cx, handler::LinkStream::Nats(tx), handler::LinkStream::Nats(rx))
+            }),
+            local.map_ok(|(cx, tx, rx)| {
+                (cx, handler::LinkStream::Local(tx), handler::LinkStream::Local(rx))
+            }),
+        );
+"####;
+
+const LOCAL_LINKS: &str = r####"
+
+// Added by patient-management's build (local/xtask/src/patches.rs, `local_links`).
+
+/// The in-memory wRPC server of a component's exports: a call from a component on this host is
+/// framed over two in-memory pipes instead of going through NATS.
+pub type LocalServer = wrpc_transport::frame::Server<
+    Option<async_nats::HeaderMap>,
+    tokio::io::DuplexStream,
+    tokio::io::DuplexStream,
+>;
+
+/// The servers of the components this host runs, by wRPC prefix (`<lattice>.<component id>`).
+/// The registry holds the only strong reference: dropping an entry ends that server's streams.
+static LOCAL_SERVERS: std::sync::LazyLock<std::sync::RwLock<HashMap<String, Arc<LocalServer>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether calls to components on this host go through memory (on unless turned off).
+static LOCAL_CALLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Calls this host's components made over links, by (target id, "local" or "nats").
+static LINK_CALLS: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, &'static str), u64>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Bytes a pipe buffers before its writer waits (allocated only as written): a call's parameters
+/// are written before the callee's export loop starts reading them.
+const LOCAL_PIPE_CAPACITY: usize = 16 << 20;
+
+/// Turns calls through memory to components on this host on or off (off: every call goes over
+/// NATS, as without this edit).
+pub fn set_local_calls(on: bool) {
+    LOCAL_CALLS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Calls made over links since the host started: (target id, "local" or "nats", count).
+pub fn link_calls() -> Vec<(String, &'static str, u64)> {
+    let calls = LINK_CALLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    calls
+        .iter()
+        .map(|((target, path), count)| (target.clone(), *path, *count))
+        .collect()
+}
+
+fn count_link_call(target: &str, path: &'static str) {
+    let mut calls = LINK_CALLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match calls.get_mut(&(target.to_string(), path)) {
+        Some(count) => *count += 1,
+        None => {
+            calls.insert((target.to_string(), path), 1);
+        }
+    }
+}
+
+/// `server` takes this host's calls to `prefix` from now on; the server it replaces (an older
+/// instance of the component) has its export streams end once the calls it accepted are taken.
+pub fn serve_locally(prefix: String, server: Arc<LocalServer>) {
+    LOCAL_SERVERS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(prefix, server);
+}
+
+/// Stops routing this host's calls to `server`, unless a newer instance already replaced it.
+pub fn stop_serving_locally(prefix: &str, server: &std::sync::Weak<LocalServer>) {
+    let mut servers = LOCAL_SERVERS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if servers
+        .get(prefix)
+        .is_some_and(|current| core::ptr::eq(Arc::as_ptr(current), server.as_ptr()))
+    {
+        servers.remove(prefix);
+    }
+}
+
+fn local_server(prefix: &str) -> Option<Arc<LocalServer>> {
+    if !LOCAL_CALLS.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    LOCAL_SERVERS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(prefix)
+        .cloned()
+}
+
+/// Calls `instance.func` on the component `local` serves; `None` when it does not serve that
+/// function (or no longer serves at all), for NATS to decide as before.
+async fn invoke_local<P>(
+    local: &LocalServer,
+    headers: async_nats::HeaderMap,
+    instance: &str,
+    func: &str,
+    params: Bytes,
+    paths: &[P],
+) -> anyhow::Result<Option<(wrpc_transport::frame::Outgoing, wrpc_transport::frame::Incoming)>>
+where
+    P: AsRef<[Option<usize>]> + Send + Sync,
+{
+    let (caller_tx, callee_rx) = tokio::io::duplex(LOCAL_PIPE_CAPACITY);
+    let (callee_tx, caller_rx) = tokio::io::duplex(LOCAL_PIPE_CAPACITY);
+    let pipe = LocalPipe(std::sync::Mutex::new(Some((
+        Some(headers),
+        callee_tx,
+        callee_rx,
+    ))));
+    // The caller writes the header and parameters while the server reads the header.
+    let (invoked, accepted) = futures::future::join(
+        wrpc_transport::frame::invoke(caller_tx, caller_rx, instance, func, params, paths),
+        local.accept(pipe),
+    )
+    .await;
+    match accepted {
+        Ok(()) => invoked.map(Some),
+        Err(
+            wrpc_transport::frame::AcceptError::UnhandledFunction { .. }
+            | wrpc_transport::frame::AcceptError::Send(..),
+        ) => Ok(None),
+        Err(err) => Err(anyhow!("the local call was not accepted: {err}")),
+    }
+}
+
+/// One call's pipes, accepted by the frame server like a connection.
+struct LocalPipe(
+    std::sync::Mutex<
+        Option<(
+            Option<async_nats::HeaderMap>,
+            tokio::io::DuplexStream,
+            tokio::io::DuplexStream,
+        )>,
+    >,
+);
+
+impl wrpc_transport::frame::Accept for LocalPipe {
+    type Context = Option<async_nats::HeaderMap>;
+    type Outgoing = tokio::io::DuplexStream;
+    type Incoming = tokio::io::DuplexStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Context, Self::Outgoing, Self::Incoming)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| std::io::ErrorKind::NotConnected.into())
+    }
+}
+
+/// A call's byte stream: over NATS, or in memory to a component on this host.
+pub enum LinkStream<N, L> {
+    Nats(N),
+    Local(L),
+}
+
+impl<N, L> wrpc_transport::Index<Self> for LinkStream<N, L>
+where
+    N: wrpc_transport::Index<N>,
+    L: wrpc_transport::Index<L>,
+{
+    fn index(&self, path: &[usize]) -> anyhow::Result<Self> {
+        match self {
+            Self::Nats(stream) => wrpc_transport::Index::<N>::index(stream, path).map(Self::Nats),
+            Self::Local(stream) => wrpc_transport::Index::<L>::index(stream, path).map(Self::Local),
+        }
+    }
+}
+
+impl<N, L> tokio::io::AsyncRead for LinkStream<N, L>
+where
+    N: tokio::io::AsyncRead + Unpin,
+    L: tokio::io::AsyncRead + Unpin,
+{
+    fn poll_read(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> core::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Nats(stream) => core::pin::Pin::new(stream).poll_read(cx, buf),
+            Self::Local(stream) => core::pin::Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<N, L> tokio::io::AsyncWrite for LinkStream<N, L>
+where
+    N: tokio::io::AsyncWrite + Unpin,
+    L: tokio::io::AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+        buf: &[u8],
+    ) -> core::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Nats(stream) => core::pin::Pin::new(stream).poll_write(cx, buf),
+            Self::Local(stream) => core::pin::Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Nats(stream) => core::pin::Pin::new(stream).poll_flush(cx),
+            Self::Local(stream) => core::pin::Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Nats(stream) => core::pin::Pin::new(stream).poll_shutdown(cx),
+            Self::Local(stream) => core::pin::Pin::new(stream).poll_shutdown(cx),
+        }
+    }
 }
 "####;
 

@@ -90,6 +90,11 @@ struct Args {
     /// host after 20 s (local/xtask/src/stack.rs, HOST_EXPIRY_SECS).
     #[arg(long, env = "PM_HEARTBEAT_SECS", default_value_t = 5)]
     heartbeat_secs: u64,
+    /// Whether a call to a component with an instance on this host goes through memory (the
+    /// default) or, like a call to anything elsewhere, over NATS. At run time SIGUSR1 turns
+    /// local calls off and SIGUSR2 on again (for comparing the two, as the bench does).
+    #[arg(long, env = "PM_LOCAL_CALLS", default_value_t = true, action = clap::ArgAction::Set)]
+    local_calls: bool,
     /// Serve Prometheus metrics (per route, and of this host process) on this address.
     #[arg(long, env = "PM_METRICS_ADDR")]
     metrics: Option<SocketAddr>,
@@ -263,6 +268,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .enable_rpc_interface(),
         ..Default::default()
     };
+    wasmcloud_host::wasmbus::set_local_calls(args.local_calls);
+    tokio::spawn(switch_local_calls_on_signals());
     let (host, shutdown) = Host::new(config).await.with_context(|| {
         format!(
             "failed to start host on {} (lattice {})",
@@ -312,6 +319,24 @@ fn credentials(path: Option<&Path>, given: Option<(&str, &str)>) -> anyhow::Resu
     let key = nkeys::KeyPair::from_seed(block("BEGIN USER NKEY SEED")?)
         .with_context(|| format!("{} holds no valid user seed", path.display()))?;
     Ok((Some(jwt), Some(Arc::new(key))))
+}
+
+/// SIGUSR1 sends every call over NATS from now on, SIGUSR2 lets calls to components on this host
+/// go through memory again.
+async fn switch_local_calls_on_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut off), Ok(mut on)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        tracing::warn!("no SIGUSR1/SIGUSR2 handlers: local calls cannot be switched at run time");
+        return;
+    };
+    loop {
+        let local = tokio::select! { _ = off.recv() => false, _ = on.recv() => true };
+        wasmcloud_host::wasmbus::set_local_calls(local);
+        tracing::info!(local, "calls to components on this host switched");
+    }
 }
 
 async fn shutdown_signal() {

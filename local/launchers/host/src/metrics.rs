@@ -4,12 +4,15 @@
 //! - the host process itself (CPU, memory, threads, open files), from the `prometheus` crate's
 //!   process collector;
 //! - the wasmCloud host's own OpenTelemetry instruments (component invocations and their
-//!   errors, wRPC handling time, instances), through the OpenTelemetry Prometheus exporter.
+//!   errors, wRPC handling time, instances), through the OpenTelemetry Prometheus exporter;
+//! - the calls this host's components made over links, by target and path (`local`: to an
+//!   instance on this host, in memory; `nats`: over the lattice), as the host counts them.
 //!
 //! The records reach us as tracing events of the host's wasi:logging implementation, so a
 //! tracing layer reads them: no extra call on the request path.
 use std::net::SocketAddr;
 
+use prometheus::core::Collector as _;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -76,6 +79,7 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        registry.register(Box::new(LinkCalls::new()?))?;
         Ok(Self {
             registry,
             host_instruments: Registry::new_custom(Some("pm".into()), None)?,
@@ -231,5 +235,45 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"pm_http_request_duration_seconds_bucket{host="1",method="GET",route="/health",le="0.0025"} 1"#), "{text}");
+    }
+}
+
+/// `link_calls_total{target, path}`: read from the host's own counts at each scrape.
+struct LinkCalls {
+    opts: Opts,
+    desc: Vec<prometheus::core::Desc>,
+}
+
+impl LinkCalls {
+    const LABELS: [&'static str; 2] = ["target", "path"];
+
+    fn new() -> anyhow::Result<Self> {
+        let opts = Opts::new(
+            "link_calls_total",
+            "Calls this host's components made over links, by target id and path (local: in \
+             memory to an instance on this host; nats: over the lattice)",
+        );
+        let desc = IntCounterVec::new(opts.clone(), &Self::LABELS)?
+            .desc()
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok(Self { opts, desc })
+    }
+}
+
+impl prometheus::core::Collector for LinkCalls {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let Ok(counts) = IntCounterVec::new(self.opts.clone(), &Self::LABELS) else {
+            return Vec::new();
+        };
+        for (target, path, calls) in wasmcloud_host::wasmbus::link_calls() {
+            counts.with_label_values(&[&target, path]).inc_by(calls);
+        }
+        counts.collect()
     }
 }
