@@ -84,6 +84,38 @@ impl api::Guest for Billing {
         ))
     }
 
+    fn open_accounts(accounts: Vec<api::NewAccount>) -> Result<u32, BillingError> {
+        let rows = accounts
+            .iter()
+            .map(|a| {
+                Ok(serde_json::json!({
+                    "patient_id": patient_id(&a.patient_id)?,
+                    "name": a.name,
+                    "email": a.email,
+                }))
+            })
+            .collect::<Result<Vec<_>, BillingError>>()?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // One parameter for the whole batch (a JSON array), so its size does not change the
+        // statement's text and the provider's prepared statement is reused.
+        let opened = query(
+            "WITH opened AS (INSERT INTO accounts (account_id, patient_id, name, email) \
+                             SELECT gen_random_uuid(), patient_id, name, email \
+                             FROM jsonb_to_recordset($1::jsonb) AS t(patient_id uuid, name text, email text) \
+                             ON CONFLICT (patient_id) DO NOTHING RETURNING 1) \
+             SELECT count(*)::text AS opened FROM opened",
+            &[param(&serde_json::Value::Array(rows).to_string())],
+        )
+        .map_err(unavailable)?;
+        Ok(opened
+            .first()
+            .and_then(|row| text(row, "opened"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
     fn get_account(patient: String) -> Result<api::Account, BillingError> {
         let patient = patient_id(&patient)?;
         Postgres

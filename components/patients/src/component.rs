@@ -6,7 +6,7 @@ use wasmcloud_component::wasmcloud::messaging::{consumer, types::BrokerMessage};
 use crate::events::{Delivery, OutboxEntry, TOPIC};
 use crate::listing::ListQuery;
 use crate::patient::{Patient, PatientInput};
-use crate::routes::{self, Cache, Platform, Queued, Removal, Store, WriteError};
+use crate::routes::{self, Cache, Generation, Platform, Removal, Store, WriteError};
 use kit::audit::Entry;
 
 mod bindings {
@@ -25,6 +25,7 @@ mod bindings {
     });
 }
 
+use crate::outbox::CLAIM_SQL;
 use bindings::pm::platform::billing;
 use bindings::wasmcloud::postgres::query::query;
 use platform_wit::postgres_types::{PgValue, QueryError, ResultRow};
@@ -32,15 +33,22 @@ use platform_wit::sql::{self, and_audit, describe, null_or_text, param, text};
 
 /// Key-value bucket of the cache (keys get the link's prefix; values its TTL).
 const CACHE_BUCKET: &str = "patients";
+/// The counters of `routes::Generation`.
 const GENERATION_KEY: &str = "generation";
-/// Outbox rows one relay claims and delivers at once.
-const RELAY_BATCH: u32 = 50;
-/// Batches of one channel a tick relays at most, so one tick stays well inside the ticker's
-/// 30 s timeout; what is left waits for the next tick.
-const RELAY_BATCHES_PER_TICK: u32 = 10;
-/// How long a relay's claim on outbox rows lasts: rows of a relay that died mid-way are taken
-/// again after it.
-const LEASE: &str = "interval '30 seconds'";
+const LISTS_GENERATION_KEY: &str = "lists-generation";
+
+fn generation_key(generation: Generation) -> &'static str {
+    match generation {
+        Generation::Patients => GENERATION_KEY,
+        Generation::Lists => LISTS_GENERATION_KEY,
+    }
+}
+/// Outbox rows one relay claims and delivers at once. A batch's billing opens go to billing in
+/// one call; events are published one by one.
+const RELAY_BATCH: u32 = 200;
+/// Batches of one channel a tick relays at most (5,000 rows), so one tick stays well inside the
+/// ticker's 30 s timeout; what is left waits for the next tick.
+const RELAY_BATCHES_PER_TICK: u32 = 25;
 
 struct Patients;
 
@@ -48,7 +56,7 @@ bindings::export!(Patients with_types_in bindings);
 
 impl bindings::exports::pm::platform::service::Guest for Patients {
     fn handle(request: platform_wit::types::Request) -> platform_wit::types::Response {
-        let cache = || Redis.lookup(GENERATION_KEY).map(|_| ());
+        let cache = || Redis.lookup(&[], GENERATION_KEY).map(|_| ());
         platform_wit::serve(
             request,
             &[("postgres", &|| sql::answers(query)), ("cache", &cache)],
@@ -72,7 +80,7 @@ impl bindings::exports::pm::platform::ticker::Guest for Patients {
 /// creates queues, so a backlog only grew.
 fn relay_backlog(channel: &str) -> Result<(), String> {
     for _ in 0..RELAY_BATCHES_PER_TICK {
-        if relay(None, channel, RELAY_BATCH)? < RELAY_BATCH {
+        if relay(channel, RELAY_BATCH)? < RELAY_BATCH {
             break;
         }
     }
@@ -93,18 +101,6 @@ impl Platform for Wasm {
     }
     fn now_secs(&self) -> u64 {
         kit::time::now_secs()
-    }
-    /// Publishes the write's events at once; what fails is left to the ticker.
-    fn deliver(&self, queued: Queued) {
-        let result = match queued {
-            Queued::Leased(entries) => settle(entries).map(|_| ()),
-            Queued::Waiting { patient_id } => {
-                relay(Some(patient_id), "event", RELAY_BATCH).map(|_| ())
-            }
-        };
-        if let Err(e) = result {
-            eprintln!("outbox delivery after a write deferred to the ticker: {e}");
-        }
     }
 }
 
@@ -133,38 +129,13 @@ fn write_error(e: QueryError) -> WriteError {
     }
 }
 
-/// The CTE that stores a write's outbox rows, only when the write changed a patient (`p`).
-/// `leased` rows are stored claimed by this writer, `queued` ones free for any relay; params
-/// are appended to `params` from `$first` on.
-fn outbox_insert(
-    leased: &[OutboxEntry],
-    queued: &[OutboxEntry],
-    first: usize,
-    params: &mut Vec<PgValue>,
-) -> String {
-    let rows = leased
+/// The CTE that stores a write's outbox rows, only when the write changed a patient (`p`), free
+/// for the relay; params are appended to `params` from `$first` on.
+fn outbox_insert(rows: &[OutboxEntry], first: usize, params: &mut Vec<PgValue>) -> String {
+    let values: Vec<String> = rows
         .iter()
-        .map(|e| (e, true))
-        .chain(queued.iter().map(|e| (e, false)));
-    let values = outbox_values(rows, first, params);
-    format!(
-        "o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload, lease_until, attempts) \
-               SELECT id, patient_id, channel, kind, payload, \
-                      CASE WHEN leased THEN now() + {LEASE} END, CASE WHEN leased THEN 1 ELSE 0 END \
-               FROM (VALUES {values}) AS v (id, patient_id, channel, kind, payload, leased) \
-               WHERE EXISTS (SELECT 1 FROM p))"
-    )
-}
-
-/// The `VALUES` rows of `outbox_insert`: (id, patient id, channel, kind, payload, leased).
-fn outbox_values<'a>(
-    rows: impl Iterator<Item = (&'a OutboxEntry, bool)>,
-    first: usize,
-    params: &mut Vec<PgValue>,
-) -> String {
-    let rows: Vec<String> = rows
         .enumerate()
-        .map(|(i, (entry, leased))| {
+        .map(|(i, entry)| {
             let n = first + i * 5;
             params.extend([
                 param(&entry.id),
@@ -174,7 +145,7 @@ fn outbox_values<'a>(
                 param(&entry.delivery.payload_json()),
             ]);
             format!(
-                "(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb, {leased})",
+                "(${n}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb)",
                 n + 1,
                 n + 2,
                 n + 3,
@@ -182,7 +153,13 @@ fn outbox_values<'a>(
             )
         })
         .collect();
-    rows.join(", ")
+    format!(
+        "o AS (INSERT INTO outbox (id, patient_id, channel, kind, payload) \
+               SELECT id, patient_id, channel, kind, payload \
+               FROM (VALUES {}) AS v (id, patient_id, channel, kind, payload) \
+               WHERE EXISTS (SELECT 1 FROM p))",
+        values.join(", ")
+    )
 }
 
 impl Store for Postgres {
@@ -230,8 +207,7 @@ impl Store for Postgres {
     fn insert(
         &self,
         p: &Patient,
-        leased: &[OutboxEntry],
-        queued: &[OutboxEntry],
+        outbox: &[OutboxEntry],
         audit: Option<&Entry>,
     ) -> Result<(), WriteError> {
         let mut params = vec![
@@ -242,7 +218,7 @@ impl Store for Postgres {
             param(&p.date_of_birth),
             param(&p.registered_date),
         ];
-        let outbox = outbox_insert(leased, queued, 7, &mut params);
+        let outbox = outbox_insert(outbox, 7, &mut params);
         let audit = and_audit(audit, "p", "id", &mut params);
         let statement = format!(
             "WITH p AS (INSERT INTO patients (id, name, email, address, date_of_birth, registered_date) \
@@ -270,7 +246,7 @@ impl Store for Postgres {
             param(&input.date_of_birth.to_string()),
             null_or_text(registered.as_deref()),
         ];
-        let outbox = outbox_insert(&[], outbox, 7, &mut params);
+        let outbox = outbox_insert(outbox, 7, &mut params);
         let audit = and_audit(audit, "p", "id", &mut params);
         let statement = format!(
             "WITH p AS (UPDATE patients SET name = $2, email = $3, address = $4, date_of_birth = $5::date, \
@@ -317,51 +293,53 @@ fn cache_error(e: store::Error) -> String {
 }
 
 impl Cache for Redis {
-    fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String> {
+    fn lookup(
+        &self,
+        generations: &[Generation],
+        key: &str,
+    ) -> Result<(Vec<u64>, Option<Vec<u8>>), String> {
         let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
-        let found = batch::get_many(&bucket, &[GENERATION_KEY.to_string(), key.to_string()])
-            .map_err(cache_error)?;
-        let mut found = found.into_iter().map(|pair| pair.map(|(_, value)| value));
-        // The counter is Redis's decimal text; absent means no write has bumped it yet.
-        let generation = match found.next().flatten() {
-            Some(text) => std::str::from_utf8(&text)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| format!("the cache generation is not a number: {text:?}"))?,
-            None => 0,
-        };
-        Ok((generation, found.next().flatten()))
+        let keys: Vec<String> = generations
+            .iter()
+            .map(|g| generation_key(*g).to_string())
+            .chain(std::iter::once(key.to_string()))
+            .collect();
+        let mut found = batch::get_many(&bucket, &keys)
+            .map_err(cache_error)?
+            .into_iter()
+            .map(|pair| pair.map(|(_, value)| value));
+        // A counter is Redis's decimal text; absent means no write has bumped it yet.
+        let counters = generations
+            .iter()
+            .map(|_| match found.next().flatten() {
+                Some(text) => std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| format!("a cache generation is not a number: {text:?}")),
+                None => Ok(0),
+            })
+            .collect::<Result<Vec<u64>, String>>()?;
+        Ok((counters, found.next().flatten()))
     }
     fn put(&self, key: &str, value: &[u8]) {
         if let Err(e) = store::open(CACHE_BUCKET).and_then(|b| b.set(key, value)) {
             eprintln!("patients cache: not stored: {e:?}");
         }
     }
-    fn bump(&self) -> Result<(), String> {
+    fn bump(&self, generation: Generation) -> Result<(), String> {
         let bucket = store::open(CACHE_BUCKET).map_err(cache_error)?;
-        atomics::increment(&bucket, GENERATION_KEY, 1)
+        atomics::increment(&bucket, generation_key(generation), 1)
             .map(|_| ())
             .map_err(cache_error)
     }
 }
 
-/// Claims up to `limit` undelivered outbox rows of `channel` (of one patient, or any), delivers them and
-/// deletes the delivered ones. A row is claimed only when no earlier row of its patient and
-/// channel is still waiting, so one patient's events (and billing calls) go out in order; a
-/// claim is a 30 s lease, so a relay that dies mid-way leaves rows for the next one.
-fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, String> {
-    let claimed = query(
-        &format!("UPDATE outbox SET lease_until = now() + {LEASE}, attempts = attempts + 1 \
-         WHERE id IN (SELECT o.id FROM outbox o \
-                      WHERE ($1::text IS NULL OR o.patient_id = $1::uuid) AND o.channel = $3 \
-                        AND (o.lease_until IS NULL OR o.lease_until < now()) \
-                        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.patient_id = o.patient_id \
-                                        AND e.channel = o.channel AND e.seq < o.seq) \
-                      ORDER BY o.seq LIMIT $2::int8 FOR UPDATE SKIP LOCKED) \
-         RETURNING id::text AS id, patient_id::text AS patient_id, kind, payload::text AS payload, seq::text AS seq"),
-        &[null_or_text(patient_id), param(&limit.to_string()), param(channel)],
-    )
-    .map_err(describe)?;
+/// Claims up to `limit` undelivered outbox rows of `channel`, delivers them and deletes the
+/// delivered ones. A claim is a 30 s lease, so a relay that dies mid-way leaves rows for the
+/// next one (`crate::outbox`).
+fn relay(channel: &str, limit: u32) -> Result<u32, String> {
+    let claimed =
+        query(CLAIM_SQL, &[param(channel), param(&limit.to_string())]).map_err(describe)?;
     let mut rows: Vec<(u64, OutboxEntry)> = claimed
         .iter()
         .filter_map(|row| {
@@ -383,23 +361,31 @@ fn relay(patient_id: Option<&str>, channel: &str, limit: u32) -> Result<u32, Str
     settle(&entries)
 }
 
-/// Delivers claimed outbox rows in order and deletes the delivered ones. At the first failure the
-/// rest is freed for the next tick (the target is down: the others would each wait out a timeout).
+/// Delivers claimed outbox rows and deletes the delivered ones. The billing opens go first, in
+/// one call (a claimed batch holds at most one row per patient, so their order among themselves
+/// does not matter); the rest go one by one in order. At the first failure what is left is freed
+/// for the next tick (the target is down: the others would each wait out a timeout).
 fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
-    let mut entries = entries.iter();
+    let (opens, others): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = entries
+        .iter()
+        .partition(|e| matches!(e.delivery, Delivery::BillingOpen { .. }));
     let mut delivered = Vec::new();
     let mut failure = None;
-    for entry in entries.by_ref() {
-        match deliver(&entry.delivery) {
-            Ok(()) => delivered.push(entry.id.clone()),
-            Err(e) => {
-                eprintln!(
-                    "outbox {} ({}) not delivered yet: {e}",
-                    entry.id,
-                    entry.delivery.kind()
-                );
-                failure = Some((e, entry.id.clone()));
-                break;
+    if !opens.is_empty() {
+        match open_accounts(&opens) {
+            Ok(()) => delivered.extend(opens.iter().map(|e| e.id.clone())),
+            Err(e) => failure = Some((e, opens.iter().map(|e| e.id.clone()).collect())),
+        }
+    }
+    let mut others = others.into_iter();
+    if failure.is_none() {
+        for entry in others.by_ref() {
+            match deliver(&entry.delivery) {
+                Ok(()) => delivered.push(entry.id.clone()),
+                Err(e) => {
+                    failure = Some((e, vec![entry.id.clone()]));
+                    break;
+                }
             }
         }
     }
@@ -410,10 +396,16 @@ fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
         )
         .map_err(describe)?;
     }
-    if let Some((error, first)) = failure {
-        // Free the failed row and those after it for the next tick now, not when the lease ends.
-        let undelivered: Vec<String> = std::iter::once(first)
-            .chain(entries.map(|e| e.id.clone()))
+    if let Some((error, failed)) = failure {
+        eprintln!(
+            "outbox: {} row(s) not delivered yet (first {}): {error}",
+            failed.len(),
+            failed[0]
+        );
+        // Free the failed rows and those after them for the next tick now, not when the lease ends.
+        let undelivered: Vec<String> = failed
+            .into_iter()
+            .chain(others.map(|e| e.id.clone()))
             .collect();
         let _ = query(
             "UPDATE outbox SET lease_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])",
@@ -421,6 +413,28 @@ fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
         );
     }
     Ok(delivered.len() as u32)
+}
+
+/// Opens the accounts of `entries` (all `BillingOpen`) in one call to billing.
+fn open_accounts(entries: &[&OutboxEntry]) -> Result<(), String> {
+    let accounts: Vec<billing::NewAccount> = entries
+        .iter()
+        .filter_map(|entry| match &entry.delivery {
+            Delivery::BillingOpen {
+                patient_id,
+                name,
+                email,
+            } => Some(billing::NewAccount {
+                patient_id: patient_id.clone(),
+                name: name.clone(),
+                email: email.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    billing::open_accounts(&accounts)
+        .map(|_| ())
+        .map_err(billing_error)
 }
 
 /// A `uuid[]` parameter (Postgres array literal) of `ids`.

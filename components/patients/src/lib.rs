@@ -3,6 +3,7 @@
 //! codes and bodies) are plain Rust, unit-tested natively; `component` is the WIT glue and SQL.
 pub mod events;
 pub mod listing;
+pub mod outbox;
 pub mod patient;
 pub mod routes;
 

@@ -1,12 +1,14 @@
 //! Patients' answers (SPEC.md "Patients"): status codes, bodies and the order of side effects.
 //! Everything the component needs from outside is behind `Platform`, so this is tested natively.
 //!
-//! Caching: every entry is stamped with the cache *generation* read before its value was loaded,
-//! a counter in Redis that each write bumps after its commit, and counts only while the stamp is
-//! the current generation. A read that raced with a write can only store an entry stamped with
-//! the old generation, which no later read accepts, so a read after a write never sees old data,
-//! on any host. A read fetches the generation and the entry in one round trip. A write costs
-//! every cached entry; writes are rare next to reads here.
+//! Caching: every entry is stamped with the cache *generations* read before its value was loaded,
+//! counters in Redis that writes bump after their commit, and counts only while the stamp is
+//! still current. A read that raced with a write can only store an entry stamped with the old
+//! generation, which no later read accepts, so a read after a write never sees old data, on any
+//! host. A read fetches the generations and the entry in one round trip. There are two
+//! generations (`Generation`): an update or a delete bumps the one every entry is stamped with; a
+//! create bumps only the one of list pages, since a new patient is in no answer read before it
+//! but a page. So under a mix of reads and creates, a patient's cached answer stays cached.
 use http::{Request, Response, StatusCode};
 use kit::audit::{self, Context, Entry};
 use kit::collection::{Collection, Route};
@@ -34,14 +36,12 @@ pub trait Store {
     /// One page and the number of matching patients.
     fn list(&self, query: &ListQuery) -> Result<(Vec<Patient>, u64), String>;
     fn find(&self, id: &str) -> Result<Option<Patient>, String>;
-    /// `leased` rows are stored leased to this writer, which delivers them at once (`Queued::
-    /// Leased`); `queued` rows wait for the ticker.
-    /// Every write also stores `audit`, the request's audit record, when it is audited.
+    /// Stores the patient with its `outbox` rows, which the relay delivers. Every write also
+    /// stores `audit`, the request's audit record, when it is audited.
     fn insert(
         &self,
         patient: &Patient,
-        leased: &[OutboxEntry],
-        queued: &[OutboxEntry],
+        outbox: &[OutboxEntry],
         audit: Option<&Entry>,
     ) -> Result<(), WriteError>;
     /// `None` when there is no such patient. A `None` registered date keeps the stored one.
@@ -65,13 +65,26 @@ pub struct Removal {
     pub at: String,
 }
 
+/// Which cached answers a write makes stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generation {
+    /// Every answer: updates and deletes change what a cached answer may hold.
+    Patients,
+    /// List pages only: a create adds a patient to pages, and to no other answer read before it.
+    Lists,
+}
+
 /// The read cache (Redis). Failures are not errors to the client: the database answers instead.
 pub trait Cache {
-    /// The current generation and what is stored under `key`, in one round trip.
-    fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String>;
+    /// The current values of `generations` and what is stored under `key`, in one round trip.
+    fn lookup(
+        &self,
+        generations: &[Generation],
+        key: &str,
+    ) -> Result<(Vec<u64>, Option<Vec<u8>>), String>;
     fn put(&self, key: &str, value: &[u8]);
-    /// Moves to a new generation: everything cached before is stale.
-    fn bump(&self) -> Result<(), String>;
+    /// Moves `generation` on: every entry stamped with it before is stale.
+    fn bump(&self, generation: Generation) -> Result<(), String>;
 }
 
 pub trait Platform {
@@ -79,18 +92,6 @@ pub trait Platform {
     fn cache(&self) -> &dyn Cache;
     fn new_id(&self) -> String;
     fn now_secs(&self) -> u64;
-    /// Delivers what a committed write queued, now if its targets are up (else the ticker will).
-    fn deliver(&self, queued: Queued);
-}
-
-/// What a committed write hands on to be delivered at once.
-#[derive(Debug, PartialEq)]
-pub enum Queued<'a> {
-    /// A new patient's rows, stored leased to the writer: nothing of this patient can be waiting
-    /// ahead of them, so they go out without first being claimed (one database call fewer).
-    Leased(&'a [OutboxEntry]),
-    /// An existing patient's: whatever of theirs waits is claimed and goes out in order.
-    Waiting { patient_id: &'a str },
 }
 
 const PATIENTS: Collection = Collection {
@@ -129,29 +130,32 @@ fn write_error(e: WriteError, email: &str) -> Problem {
     }
 }
 
-/// What the cache holds: a value and the generation it was loaded in.
+/// What the cache holds: a value and the generations it was loaded in (an entry in the format
+/// of an earlier build does not read as this, and counts as a miss).
 #[derive(Serialize, Deserialize)]
 struct Stamped<T> {
-    generation: u64,
+    generations: Vec<u64>,
     value: T,
 }
 
-/// The answer from the cache under `key` (stamped with the current generation), else from
+/// The answer from the cache under `key` (stamped with the current `generations`), else from
 /// `load`, which is then cached. `Ok(None)` from `load` (not found) is not cached.
 fn cached<T: Serialize + for<'de> Deserialize<'de>>(
     platform: &dyn Platform,
+    generations: &[Generation],
     key: Option<String>,
     load: impl FnOnce() -> Result<Option<T>, String>,
 ) -> Result<Option<T>, Problem> {
     let cache = platform.cache();
-    // The generation before loading: an entry stored with it goes stale at the next write.
-    let generation = match key.as_deref().map(|k| cache.lookup(k)) {
-        Some(Ok((generation, entry))) => {
+    // The generations before loading: an entry stored with them goes stale at the next write
+    // that bumps one of them.
+    let generation = match key.as_deref().map(|k| cache.lookup(generations, k)) {
+        Some(Ok((current, entry))) => {
             let hit = entry.and_then(|bytes| serde_json::from_slice::<Stamped<T>>(&bytes).ok());
-            if let Some(hit) = hit.filter(|hit| hit.generation == generation) {
+            if let Some(hit) = hit.filter(|hit| hit.generations == current) {
                 return Ok(Some(hit.value));
             }
-            Some(generation)
+            Some(current)
         }
         Some(Err(e)) => {
             eprintln!("patients cache unavailable, reading the database: {e}");
@@ -160,21 +164,24 @@ fn cached<T: Serialize + for<'de> Deserialize<'de>>(
         None => None,
     };
     let value = load().map_err(unavailable)?;
-    if let (Some(key), Some(generation), Some(value)) = (key, generation, &value) {
-        if let Ok(bytes) = serde_json::to_vec(&Stamped { generation, value }) {
+    if let (Some(key), Some(generations), Some(value)) = (key, generation, &value) {
+        if let Ok(bytes) = serde_json::to_vec(&Stamped { generations, value }) {
             cache.put(&key, &bytes);
         }
     }
     Ok(value)
 }
 
-/// After a committed write: make cached reads stale, then hand on what the write queued.
-fn after_write(platform: &dyn Platform, patient_id: &str, queued: Queued) {
-    if let Err(e) = platform.cache().bump() {
+/// After a committed write: make the cached answers it changed stale. What it queued in the
+/// outbox (its event, a billing call) is the relay's to deliver, within a tick of the ticker
+/// (1 s): a write makes no call for it, two calls fewer than publishing at once (the publish and
+/// deleting its row), and appointments no longer needs the event at once (it reads a patient
+/// it lacks through from patients).
+fn after_write(platform: &dyn Platform, patient_id: &str, stale: Generation) {
+    if let Err(e) = platform.cache().bump(stale) {
         // The write is committed; entries cached before it expire with their TTL.
         eprintln!("patients cache generation not bumped after writing {patient_id}: {e}");
     }
-    platform.deliver(queued);
 }
 
 #[derive(Serialize, Deserialize, utoipa::ToSchema)]
@@ -209,7 +216,8 @@ pub struct PatientPage {
 )]
 fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>>, Problem> {
     let query = ListQuery::parse(query).map_err(Problem::validation)?;
-    let page = cached(platform, query.cache_key(), || {
+    let generations = [Generation::Patients, Generation::Lists];
+    let page = cached(platform, &generations, query.cache_key(), || {
         let (patients, total) = platform.store().list(&query)?;
         Ok(Some(PatientPage {
             patients,
@@ -235,9 +243,12 @@ fn list(platform: &dyn Platform, query: Option<&str>) -> Result<Response<Vec<u8>
     )
 )]
 fn get(platform: &dyn Platform, id: &str) -> Result<Response<Vec<u8>>, Problem> {
-    let patient = cached(platform, Some(format!("patient:{id}")), || {
-        platform.store().find(id)
-    })?;
+    let patient = cached(
+        platform,
+        &[Generation::Patients],
+        Some(format!("patient:{id}")),
+        || platform.store().find(id),
+    )?;
     match patient {
         Some(patient) => Ok(response::json(StatusCode::OK, &patient)),
         None => Err(no_patient(id)),
@@ -305,31 +316,31 @@ fn create(
         date_of_birth: input.date_of_birth.to_string(),
         registered_date: registered.to_string(),
     };
-    let created = [event(
-        platform,
-        EventType::Created,
-        &patient.id,
-        &patient.name,
-        &patient.email,
-        Some(registered),
-    )];
-    // Billing is left to the ticker: a billing that is down would fail this invocation, and
-    // with it an answer whose write is committed.
-    let open_account = [OutboxEntry {
-        id: platform.new_id(),
-        patient_id: patient.id.clone(),
-        delivery: Delivery::BillingOpen {
+    let outbox = [
+        event(
+            platform,
+            EventType::Created,
+            &patient.id,
+            &patient.name,
+            &patient.email,
+            Some(registered),
+        ),
+        OutboxEntry {
+            id: platform.new_id(),
             patient_id: patient.id.clone(),
-            name: patient.name.clone(),
-            email: patient.email.clone(),
+            delivery: Delivery::BillingOpen {
+                patient_id: patient.id.clone(),
+                name: patient.name.clone(),
+                email: patient.email.clone(),
+            },
         },
-    }];
+    ];
     let record = Context::of(request).map(|c| c.entry(201, Some(&patient.id), Some(&patient.id)));
     platform
         .store()
-        .insert(&patient, &created, &open_account, record.as_ref())
+        .insert(&patient, &outbox, record.as_ref())
         .map_err(|e| write_error(e, &patient.email))?;
-    after_write(platform, &patient.id, Queued::Leased(&created));
+    after_write(platform, &patient.id, Generation::Lists);
     Ok(audit::recorded(
         PATIENTS.created(&patient.id, &patient),
         record.as_ref(),
@@ -372,7 +383,7 @@ fn update(
         .update(id, &input, &outbox, record.as_ref())
         .map_err(|e| write_error(e, input.email.as_str()))?
         .ok_or_else(|| no_patient(id))?;
-    after_write(platform, id, Queued::Waiting { patient_id: id });
+    after_write(platform, id, Generation::Patients);
     Ok(audit::recorded(
         response::json(StatusCode::OK, &updated),
         record.as_ref(),
@@ -409,7 +420,7 @@ fn delete(
     if !deleted {
         return Err(no_patient(id));
     }
-    after_write(platform, id, Queued::Waiting { patient_id: id });
+    after_write(platform, id, Generation::Patients);
     Ok(audit::recorded(response::no_content(), record.as_ref()))
 }
 
@@ -498,8 +509,7 @@ mod tests {
         fn insert(
             &self,
             patient: &Patient,
-            leased: &[OutboxEntry],
-            queued: &[OutboxEntry],
+            outbox: &[OutboxEntry],
             audit: Option<&Entry>,
         ) -> Result<(), WriteError> {
             if self.down {
@@ -509,8 +519,7 @@ mod tests {
                 return Err(WriteError::EmailTaken);
             }
             self.patients.borrow_mut().push(patient.clone());
-            self.outbox.borrow_mut().extend_from_slice(leased);
-            self.outbox.borrow_mut().extend_from_slice(queued);
+            self.outbox.borrow_mut().extend_from_slice(outbox);
             self.audited.borrow_mut().extend(audit.cloned());
             Ok(())
         }
@@ -562,24 +571,39 @@ mod tests {
     struct MemoryCache {
         entries: RefCell<HashMap<String, Vec<u8>>>,
         generation: Cell<u64>,
+        lists_generation: Cell<u64>,
         down: bool,
     }
 
+    impl MemoryCache {
+        fn counter(&self, generation: Generation) -> &Cell<u64> {
+            match generation {
+                Generation::Patients => &self.generation,
+                Generation::Lists => &self.lists_generation,
+            }
+        }
+    }
+
     impl Cache for MemoryCache {
-        fn lookup(&self, key: &str) -> Result<(u64, Option<Vec<u8>>), String> {
+        fn lookup(
+            &self,
+            generations: &[Generation],
+            key: &str,
+        ) -> Result<(Vec<u64>, Option<Vec<u8>>), String> {
             if self.down {
                 return Err("redis unavailable".into());
             }
             Ok((
-                self.generation.get(),
+                generations.iter().map(|g| self.counter(*g).get()).collect(),
                 self.entries.borrow().get(key).cloned(),
             ))
         }
         fn put(&self, key: &str, value: &[u8]) {
             self.entries.borrow_mut().insert(key.into(), value.to_vec());
         }
-        fn bump(&self) -> Result<(), String> {
-            self.generation.set(self.generation.get() + 1);
+        fn bump(&self, generation: Generation) -> Result<(), String> {
+            let counter = self.counter(generation);
+            counter.set(counter.get() + 1);
             Ok(())
         }
     }
@@ -589,8 +613,6 @@ mod tests {
         store: Memory,
         cache: MemoryCache,
         ids: Cell<u32>,
-        /// What each write handed on, as `Queued` shows it.
-        delivered: RefCell<Vec<String>>,
     }
 
     impl Platform for Fake {
@@ -606,9 +628,6 @@ mod tests {
         }
         fn now_secs(&self) -> u64 {
             1_795_000_000 // 2026-11-18
-        }
-        fn deliver(&self, queued: Queued) {
-            self.delivered.borrow_mut().push(format!("{queued:?}"));
         }
     }
 
@@ -717,14 +736,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            *fake.delivered.borrow(),
-            [format!("{:?}", Queued::Leased(&outbox[..1]))],
-            "the event goes out at once, without a claim; billing waits for the ticker"
-        );
-        assert_eq!(
-            fake.cache.generation.get(),
-            1,
-            "the write made cached reads stale"
+            (
+                fake.cache.generation.get(),
+                fake.cache.lists_generation.get()
+            ),
+            (0, 1),
+            "the create made cached pages stale, and no other answer"
         );
     }
 
@@ -789,6 +806,31 @@ mod tests {
             .map(|e| e.delivery.kind())
             .collect();
         assert_eq!(kinds, ["event", "billing-open", "event"]);
+    }
+
+    #[test]
+    fn a_create_leaves_a_cached_patient_cached_and_makes_pages_fresh() {
+        let fake = Fake::default();
+        let id = created(&fake, ada());
+        let path = format!("/patients/{id}");
+        call(&fake, Method::GET, &path, None);
+        let (_, page) = call(&fake, Method::GET, "/patients", None);
+        assert_eq!(page["totalElements"], 1);
+        let mut grace = ada();
+        grace["name"] = json!("Grace Hopper");
+        grace["email"] = json!("grace@example.com");
+        created(&fake, grace);
+        call(&fake, Method::GET, &path, None);
+        assert_eq!(
+            fake.store.finds.get(),
+            1,
+            "the create left Ada's entry current"
+        );
+        let (_, page) = call(&fake, Method::GET, "/patients", None);
+        assert_eq!(
+            page["totalElements"], 2,
+            "the page read after the create has Grace"
+        );
     }
 
     #[test]
@@ -870,11 +912,6 @@ mod tests {
             .borrow()
             .iter()
             .any(|e| e.delivery.kind() == "billing-close"));
-        assert_eq!(
-            fake.delivered.borrow().last().unwrap(),
-            &format!("{:?}", Queued::Waiting { patient_id: &id }),
-            "an existing patient's rows are claimed in order, after any still waiting"
-        );
     }
 
     #[test]
