@@ -9,10 +9,15 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 mod console;
+mod hops;
 mod patients;
+mod relay;
+mod split;
 
 const CONCURRENCY: usize = 8;
 const CALLS: usize = 4000;
+/// Calls made before timing each case (connections, instances, caches).
+const WARM_UP: usize = 100;
 
 pub struct Report {
     name: &'static str,
@@ -29,8 +34,8 @@ pub fn measure(
     call: impl Fn() -> Result<()> + Send + Sync + 'static,
 ) -> Result<Report> {
     let call = Arc::new(call);
-    for _ in 0..100 {
-        call()?; // warm-up: connections, instances, caches
+    for _ in 0..WARM_UP {
+        call()?;
     }
     let started = Instant::now();
     let workers: Vec<_> = (0..CONCURRENCY)
@@ -308,9 +313,71 @@ fn main() -> Result<()> {
 
     crate::console::run(&gateway_url)?;
 
+    let host = hops::Host::from_stack()?;
+    hop_costs(&agent, &gateway_url, &host, &baseline, &one_hop)?;
+
+    // Before the patients cases, so that the backlog is only its own and fully drained after.
+    relay::run(&tokio::runtime::Runtime::new()?, &database)?;
+
     // Last: the patients creates leave outbox rows that the relay drains for a while after.
-    let capacity = patients::run(&agent, &gateway_url, &bearer)?;
+    let capacity = patients::run(&agent, &gateway_url, &bearer, &host)?;
     ceiling(&capacity, &baseline, &one_hop);
+    Ok(())
+}
+
+/// What each kind of hop costs (issue 22), as machine time per call: a component → component
+/// hop is the gateway's forward of `GET /` to the console (no token, rate limit or audit; a
+/// 304) minus the gateway's own `/health`, with the host's local calls on (in memory) and off
+/// (over NATS); a component → provider hop is the probe's kv get minus the probe alone.
+fn hop_costs(
+    agent: &ureq::Agent,
+    gateway: &str,
+    host: &hops::Host,
+    baseline: &Report,
+    one_hop: &Report,
+) -> Result<()> {
+    let page = agent.get(&format!("{gateway}/")).call()?;
+    let etag = page
+        .header("etag")
+        .context("the console's page has no ETag")?
+        .to_string();
+    let console = {
+        let (agent, url) = (agent.clone(), format!("{gateway}/"));
+        move || -> Result<()> {
+            let answer = agent.get(&url).set("if-none-match", &etag).call()?;
+            anyhow::ensure!(
+                answer.status() == 304,
+                "expected 304, got {}",
+                answer.status()
+            );
+            Ok(())
+        }
+    };
+    let health = {
+        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
+        measure("GET /health (the gateway alone)", move || {
+            agent.get(&url).call()?;
+            Ok(())
+        })?
+    };
+    let (local, local_calls) =
+        hops::measure_counted(host, "GET / → console, local call", console.clone())?;
+    host.local_calls(false, &console)?;
+    let remote = hops::measure_counted(host, "GET / → console, over NATS", console.clone());
+    host.local_calls(true, &console)?;
+    let (remote, remote_calls) = remote?;
+    for r in [&health, &local, &remote] {
+        row(r);
+    }
+    println!("  calls per request, local: {local_calls}");
+    println!("  calls per request, over NATS: {remote_calls}");
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "  machine time per hop: component → component local {:.0} µs, component → component over NATS {:.0} µs, component → provider (over NATS) {:.0} µs\n",
+        us(hops::hop_cost(&local, &health)),
+        us(hops::hop_cost(&remote, &health)),
+        us(hops::hop_cost(one_hop, baseline)),
+    );
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::hops::{measure_counted, Host};
 use crate::{row, Report};
 
 const SECONDS: u64 = 10;
@@ -168,6 +169,32 @@ async fn native_get(
     }
 }
 
+/// A first page of ten by name with the total, as the platform's list answers it.
+async fn native_list(State(n): State<Arc<Native>>) -> (StatusCode, Json<Value>) {
+    let rows: Result<Vec<(String, String, String, i64)>, _> = sqlx::query_as(
+        "SELECT id::text, name, email, count(*) OVER () FROM bench_native.patients ORDER BY name LIMIT 10",
+    )
+    .fetch_all(&n.pool)
+    .await;
+    match rows {
+        Ok(rows) => {
+            let total = rows.first().map_or(0, |r| r.3);
+            let patients: Vec<Value> = rows
+                .into_iter()
+                .map(|(id, name, email, _)| json!({"id": id, "name": name, "email": email}))
+                .collect();
+            (
+                StatusCode::OK,
+                Json(json!({"patients": patients, "page": 1, "size": 10, "totalElements": total})),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": 503})),
+        ),
+    }
+}
+
 fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -192,7 +219,7 @@ fn start_native(
             prefix: prefix.to_string(),
         });
         let app = Router::new()
-            .route("/api/patients", post(native_create))
+            .route("/api/patients", post(native_create).get(native_list))
             .route("/api/patients/{id}", get(native_get))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -208,94 +235,159 @@ pub struct Capacity {
     pub native_created: f64,
 }
 
+/// One system under test: where to send requests and the `Authorization` it needs.
+#[derive(Clone)]
+struct Target {
+    base: String,
+    auth: Option<String>,
+}
+
+impl Target {
+    fn request(&self, agent: &ureq::Agent, method: &str, path: &str) -> ureq::Request {
+        let request = agent.request(method, &format!("{}{path}", self.base));
+        match &self.auth {
+            Some(auth) => request.set("authorization", auth),
+            None => request,
+        }
+    }
+
+    fn create(&self, agent: &ureq::Agent, tag: String) -> impl Fn(usize) -> Result<()> {
+        let (agent, target) = (agent.clone(), self.clone());
+        move |i| {
+            target
+                .request(&agent, "POST", "/api/patients")
+                .send_json(new_patient(i, &tag))?;
+            Ok(())
+        }
+    }
+
+    fn read(&self, agent: &ureq::Agent, id: &str) -> impl Fn(usize) -> Result<()> {
+        let (agent, target, path) = (agent.clone(), self.clone(), format!("/api/patients/{id}"));
+        move |_| {
+            target.request(&agent, "GET", &path).call()?;
+            Ok(())
+        }
+    }
+
+    /// The issue's mixed load: of every ten requests, seven cached reads, two creates and a list
+    /// (the first page by name).
+    fn mixed(&self, agent: &ureq::Agent, id: &str, tag: String) -> impl Fn(usize) -> Result<()> {
+        let (read, create) = (self.read(agent, id), self.create(agent, tag));
+        let (agent, target) = (agent.clone(), self.clone());
+        move |i| match i % 10 {
+            0..=6 => read(i),
+            7 | 8 => create(i),
+            _ => {
+                target
+                    .request(&agent, "GET", "/api/patients?page=1&size=10&sortField=name")
+                    .call()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates one patient to read back, and reads it once so it is cached before timing.
+    fn one_cached(&self, agent: &ureq::Agent, tag: &str) -> Result<String> {
+        let created: Value = self
+            .request(agent, "POST", "/api/patients")
+            .send_json(new_patient(0, &format!("{tag}-read")))?
+            .into_json()?;
+        let id = created["id"].as_str().context("created id")?.to_string();
+        self.read(agent, &id)(0)?;
+        Ok(id)
+    }
+}
+
+/// Numbers the calls of a closed-loop case from a million up, so creates' emails stay unique.
+fn counted(f: impl Fn(usize) -> Result<()> + Send + Sync + 'static) -> impl Fn() -> Result<()> {
+    let next = AtomicUsize::new(1_000_000);
+    move || f(next.fetch_add(1, Ordering::Relaxed))
+}
+
+fn percent(part: &Report, whole: &Report) -> f64 {
+    100.0 * part.per_second / whole.per_second
+}
+
 /// Runs the patients cases and prints them with their ratios.
-pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<Capacity> {
+pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str, host: &Host) -> Result<Capacity> {
     let database = std::env::var("PM_DATABASE").context("PM_DATABASE")?;
     let prefix = std::env::var("PM_KEY_PREFIX").context("PM_KEY_PREFIX")?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let native = format!("http://{}", start_native(&runtime, &database, &prefix)?);
+    let native_url = format!("http://{}", start_native(&runtime, &database, &prefix)?);
+    let split = crate::split::start(&runtime, &native_url, &prefix)?;
     let tag = format!("{}", std::process::id());
-
-    let create = |base: String, tag: String, auth: Option<String>| {
-        let agent = agent.clone();
-        move |i: usize| -> Result<()> {
-            let mut request = agent.post(&format!("{base}/api/patients"));
-            if let Some(auth) = &auth {
-                request = request.set("authorization", auth);
-            }
-            request.send_json(new_patient(i, &tag))?;
-            Ok(())
-        }
+    let platform = Target {
+        base: gateway.to_string(),
+        auth: Some(bearer.to_string()),
     };
-    // One patient each side to read back, created (and cached by a first read) before timing.
-    let one = |base: &str, auth: Option<&str>| -> Result<String> {
-        let mut request = agent.post(&format!("{base}/api/patients"));
-        if let Some(auth) = auth {
-            request = request.set("authorization", auth);
-        }
-        let created: Value = request
-            .send_json(new_patient(0, &format!("{tag}-read")))?
-            .into_json()?;
-        Ok(created["id"].as_str().context("created id")?.to_string())
+    let split = Target {
+        base: split.url,
+        auth: Some(split.bearer),
     };
-    let read = |base: String, id: String, auth: Option<String>| {
-        let agent = agent.clone();
+    let native = Target {
+        base: native_url,
+        auth: None,
+    };
+    let platform_id = platform.one_cached(agent, &format!("{tag}-p"))?;
+    let split_id = split.one_cached(agent, &format!("{tag}-s"))?;
+    let native_id = native.one_cached(agent, &format!("{tag}-n"))?;
+    let health = {
+        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
         move |_: usize| -> Result<()> {
-            let mut request = agent.get(&format!("{base}/api/patients/{id}"));
-            if let Some(auth) = &auth {
-                request = request.set("authorization", auth);
-            }
-            request.call()?;
+            agent.get(&url).call()?;
             Ok(())
         }
     };
-    let platform_id = one(gateway, Some(bearer))?;
-    let native_id = one(&native, None)?;
-    read(
-        gateway.to_string(),
-        platform_id.clone(),
-        Some(bearer.to_string()),
-    )(0)?;
-    read(native.clone(), native_id.clone(), None)(0)?;
 
     const READ_RATE: u32 = 200;
     const CREATE_RATE: u32 = 50;
-    println!("patients at a fixed offered load ({READ_RATE}/s reads, {CREATE_RATE}/s creates, {SECONDS} s per case):");
+    const MIXED_RATE: u32 = 300;
+    println!("patients at a fixed offered load ({READ_RATE}/s reads, {CREATE_RATE}/s creates, {MIXED_RATE}/s mixed, {SECONDS} s per case):");
     let fixed = [
-        offered("trivial: GET /health through the host", READ_RATE, {
-            let (agent, url) = (agent.clone(), format!("{gateway}/health"));
-            move |_| {
-                agent.get(&url).call()?;
-                Ok(())
-            }
-        }),
+        offered(
+            "trivial: GET /health through the host",
+            READ_RATE,
+            health.clone(),
+        ),
         offered(
             "cached get via gateway → patients",
             READ_RATE,
-            read(
-                gateway.to_string(),
-                platform_id.clone(),
-                Some(bearer.to_string()),
-            ),
+            platform.read(agent, &platform_id),
+        ),
+        offered(
+            "cached get, split gateway → service",
+            READ_RATE,
+            split.read(agent, &split_id),
         ),
         offered(
             "cached get, native axum+redis",
             READ_RATE,
-            read(native.clone(), native_id.clone(), None),
-        ),
-        offered(
-            "create via gateway → patients",
-            CREATE_RATE,
-            create(
-                gateway.to_string(),
-                format!("{tag}-p"),
-                Some(bearer.to_string()),
-            ),
+            native.read(agent, &native_id),
         ),
         offered(
             "create, native axum+sqlx+redis",
             CREATE_RATE,
-            create(native.clone(), format!("{tag}-n"), None),
+            native.create(agent, format!("{tag}-nf")),
+        ),
+        offered(
+            "create, split gateway → service",
+            CREATE_RATE,
+            split.create(agent, format!("{tag}-sf")),
+        ),
+        offered(
+            "create via gateway → patients",
+            CREATE_RATE,
+            platform.create(agent, format!("{tag}-pf")),
+        ),
+        offered(
+            "mixed 70/20/10, split gateway → service",
+            MIXED_RATE,
+            split.mixed(agent, &split_id, format!("{tag}-sm")),
+        ),
+        offered(
+            "mixed 70/20/10 via gateway (aim p99 < 25 ms)",
+            MIXED_RATE,
+            platform.mixed(agent, &platform_id, format!("{tag}-pm")),
         ),
     ];
     for r in &fixed {
@@ -304,50 +396,78 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str) -> Result<Capacity>
 
     // Capacity: as fast as 8 callers can go (closed loop), for the ratios the issue aims at.
     println!("\npatients at capacity (closed loop):");
-    let counter = |f: Box<dyn Fn(usize) -> Result<()> + Send + Sync>| {
-        let next = AtomicUsize::new(1_000_000);
-        move || f(next.fetch_add(1, Ordering::Relaxed))
-    };
-    let trivial = crate::measure("trivial: GET /health through the host", {
-        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
-        move || {
-            agent.get(&url).call()?;
-            Ok(())
-        }
-    })?;
-    let cached = crate::measure(
+    let trivial = crate::measure("trivial: GET /health through the host", counted(health))?;
+    let (cached, cached_calls) = measure_counted(
+        host,
         "cached get via gateway → patients",
-        counter(Box::new(read(
-            gateway.to_string(),
-            platform_id,
-            Some(bearer.to_string()),
-        ))),
+        counted(platform.read(agent, &platform_id)),
+    )?;
+    let split_cached = crate::measure(
+        "cached get, split gateway → service",
+        counted(split.read(agent, &split_id)),
     )?;
     let native_cached = crate::measure(
         "cached get, native axum+redis",
-        counter(Box::new(read(native.clone(), native_id, None))),
+        counted(native.read(agent, &native_id)),
     )?;
-    // Native first: the platform's creates leave outbox rows its relay drains for a while after.
+    // Natives first: the platform's creates leave outbox rows its relay drains for a while after.
     let native_created = crate::measure(
         "create, native axum+sqlx+redis",
-        counter(Box::new(create(native, format!("{tag}-nc"), None))),
+        counted(native.create(agent, format!("{tag}-nc"))),
     )?;
-    let created = crate::measure(
+    let split_created = crate::measure(
+        "create, split gateway → service",
+        counted(split.create(agent, format!("{tag}-sc"))),
+    )?;
+    let (created, created_calls) = measure_counted(
+        host,
         "create via gateway → patients",
-        counter(Box::new(create(
-            gateway.to_string(),
-            format!("{tag}-pc"),
-            Some(bearer.to_string()),
-        ))),
+        counted(platform.create(agent, format!("{tag}-pc"))),
     )?;
-    for r in [&trivial, &cached, &native_cached, &native_created, &created] {
+    // The same two with every call over NATS, as before calls on one host went through memory.
+    let probe = platform.read(agent, &platform_id);
+    host.local_calls(false, || probe(0))?;
+    let over_nats = (|| -> Result<_> {
+        Ok((
+            crate::measure(
+                "cached get via gateway, calls over NATS",
+                counted(platform.read(agent, &platform_id)),
+            )?,
+            crate::measure(
+                "create via gateway, calls over NATS",
+                counted(platform.create(agent, format!("{tag}-pn"))),
+            )?,
+        ))
+    })();
+    host.local_calls(true, || probe(0))?;
+    let (cached_nats, created_nats) = over_nats?;
+    for r in [
+        &trivial,
+        &cached,
+        &cached_nats,
+        &split_cached,
+        &native_cached,
+        &native_created,
+        &split_created,
+        &created,
+        &created_nats,
+    ] {
         row(r);
     }
+    println!("  calls per cached get: {cached_calls}");
+    println!("  calls per create: {created_calls}");
     println!(
-        "  cached get: {:.0}% of the trivial component's throughput (aim ≥ 50%), {:.0}% of native; create: {:.0}% of native throughput (aim ≥ 50%)\n",
-        100.0 * cached.per_second / trivial.per_second,
-        100.0 * cached.per_second / native_cached.per_second,
-        100.0 * created.per_second / native_created.per_second,
+        "  cached get: {:.0}% of the split peer (aim ≥ 20%; {:.0}% with every call over NATS), {:.0}% of native, {:.0}% of the trivial request",
+        percent(&cached, &split_cached),
+        percent(&cached_nats, &split_cached),
+        percent(&cached, &native_cached),
+        percent(&cached, &trivial),
+    );
+    println!(
+        "  create: {:.0}% of the split peer (aim ≥ 12%; {:.0}% with every call over NATS), {:.0}% of native\n",
+        percent(&created, &split_created),
+        percent(&created_nats, &split_created),
+        percent(&created, &native_created),
     );
     drop(runtime);
     Ok(Capacity {
