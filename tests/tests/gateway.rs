@@ -224,3 +224,35 @@ fn metrics_count_each_route_and_logs_carry_the_request_id() {
         },
     );
 }
+
+/// Calls between components on one host go through memory (issue 22): every host of this lattice
+/// runs patients, so a read the gateway forwards to patients is a local call on the host that
+/// took it (the hosts count their components' calls by target and path). A call goes over NATS
+/// only while every local instance is busy, which other tests running beside this one may make
+/// happen now and then: so this counts the local calls, not the absence of others.
+#[test]
+fn a_forward_to_a_component_on_the_same_host_goes_through_memory() {
+    let to_patients = |path: &str| {
+        sample_sum(
+            "pm_link_calls_total",
+            &["-patients\"", &format!("path=\"{path}\"")],
+        )
+    };
+    let client = common::Client::new_user("CLINICIAN");
+    let (local, nats) = (to_patients("local"), to_patients("nats"));
+    for _ in 0..20 {
+        let (status, _, body) = client.patiently(
+            "GET",
+            "/api/patients/123e4567-e89b-12d3-a456-426614174000",
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let (local_after, nats_after) = (to_patients("local"), to_patients("nats"));
+    assert!(
+        local_after >= local + 20.0,
+        "20 reads made {} local calls to patients ({} over NATS)",
+        local_after - local,
+        nats_after - nats
+    );
+}

@@ -289,9 +289,13 @@ fn a_component_that_never_answers_is_a_503_from_the_gateway() {
     // manifest's 20, spread over two hosts), so none waits for a gateway instance first. One
     // that waited behind a full pool of hung calls would outlast the host's own 15 s budget and
     // get the host's last-resort 503 (measured: 2 of 16 when 12 met the hung host).
+    // Calls to an instance on the gateway's own host go through memory, never meeting the hung
+    // host: for the duration, every call goes over NATS, as a call to another host does.
+    let over_nats = common::CallsOverNats::start();
     let paused = common::xtask_output(&["host", "pause"]);
     let answers = at_once(10, "GET", &path, || None);
     common::xtask(&["host", "resume", &paused]);
+    drop(over_nats);
     let unanswered = answers.iter().filter(|(s, _, _)| *s == 503).count();
     common::report(&format!(
         "host {paused} hung: 10 reads {:?} (slowest {:.2} s)",

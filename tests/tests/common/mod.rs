@@ -408,3 +408,42 @@ pub fn psql(database: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+/// Turns every host's calls through memory (to component instances on the same host) on or off
+/// (SIGUSR2 / SIGUSR1 to the host launchers; see local/launchers/host): off, every call goes
+/// over NATS, for a test about what NATS does to a call. Restores on drop.
+pub struct CallsOverNats;
+
+impl CallsOverNats {
+    pub fn start() -> Self {
+        signal_hosts("-USR1");
+        Self
+    }
+}
+
+impl Drop for CallsOverNats {
+    fn drop(&mut self) {
+        signal_hosts("-USR2");
+    }
+}
+
+fn signal_hosts(signal: &str) {
+    let dir = std::env::var("PM_STACK_DIR").expect("PM_STACK_DIR");
+    let pids: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the stack's directory")
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("host-") && name.ends_with(".pid")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|pid| pid.trim().to_string())
+        .collect();
+    assert!(!pids.is_empty(), "no host pid in {dir}");
+    for pid in pids {
+        // A host that is not running (killed by a test) has nothing to switch.
+        let _ = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status();
+    }
+}
