@@ -698,6 +698,12 @@ async fn shared_wrpc_client(
 /// NATS as before otherwise (providers, components on other hosts, a component being stopped).
 /// `set_local_calls(false)` sends every call over NATS (the launcher's `--local-calls`, and its
 /// SIGUSR1/SIGUSR2 at run time); `link_calls()` counts calls by target and path.
+///
+/// Upstream's answer (wasmCloud#4637, 2025, and wasmCloud 2's wash-runtime, which links one
+/// component's imports to another's exports in the wasmtime linker: nanoseconds a call, no wRPC
+/// encoding) is a rewrite of wasmcloud-runtime's linking, not an edit; this keeps wRPC's framing
+/// and the host's export loop and removes only the trip through NATS (measured: a local hop
+/// 131-137 µs of machine time against 231-239 µs over NATS, bench/README.md).
 fn local_links(crate_dir: &Path) -> Result<()> {
     let handler = "src/wasmbus/handler.rs";
     replace_once(
