@@ -92,6 +92,15 @@ pub fn summarize(
     }
 }
 
+/// A call that GETs `url` and counts any 2xx or 3xx answer as done.
+pub fn get_ok(agent: &ureq::Agent, url: String) -> impl Fn() -> Result<()> + Clone + Send + Sync {
+    let agent = agent.clone();
+    move || {
+        agent.get(&url).call()?;
+        Ok(())
+    }
+}
+
 fn print(through: &Report, native: &Report) {
     for r in [through, native] {
         row(r);
@@ -127,13 +136,10 @@ fn gateway(agent: &ureq::Agent) -> Result<String> {
         .send_json(json!({ "email": "testuser@test.com", "password": password }))?
         .into_json()?;
     let bearer = format!("Bearer {}", login["token"].as_str().context("no token")?);
-    let health = {
-        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
-        measure("GET /health (no token, nothing behind)", move || {
-            agent.get(&url).call()?;
-            Ok(())
-        })?
-    };
+    let health = measure(
+        "GET /health (no token, nothing behind)",
+        get_ok(agent, format!("{gateway}/health")),
+    )?;
     let clinician = {
         let email = format!("bench-{}@clinic.test", std::process::id());
         let password = "bench clinician pw";
@@ -249,13 +255,10 @@ fn main() -> Result<()> {
     // Key-value get of one small value.
     let url = format!("{probe}/kv/bench-key");
     agent.put(&url).send_string("value-of-bench-key")?;
-    let through = {
-        let (agent, url) = (agent.clone(), url.clone());
-        measure("kv get via redis provider (HTTP→component)", move || {
-            agent.get(&url).call()?;
-            Ok(())
-        })?
-    };
+    let through = measure(
+        "kv get via redis provider (HTTP→component)",
+        get_ok(&agent, url.clone()),
+    )?;
     let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
     let key = format!("{prefix}probe:bench-key");
     let native = measure("kv get, native redis-rs", move || {
@@ -353,13 +356,10 @@ fn hop_costs(
             Ok(())
         }
     };
-    let health = {
-        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
-        measure("GET /health (the gateway alone)", move || {
-            agent.get(&url).call()?;
-            Ok(())
-        })?
-    };
+    let health = measure(
+        "GET /health (the gateway alone)",
+        get_ok(agent, format!("{gateway}/health")),
+    )?;
     let (local, local_calls) =
         hops::measure_counted(host, "GET / → console, local call", console.clone())?;
     host.local_calls(false, &console)?;

@@ -332,11 +332,8 @@ pub fn run(agent: &ureq::Agent, gateway: &str, bearer: &str, host: &Host) -> Res
     let split_id = split.one_cached(agent, &format!("{tag}-s"))?;
     let native_id = native.one_cached(agent, &format!("{tag}-n"))?;
     let health = {
-        let (agent, url) = (agent.clone(), format!("{gateway}/health"));
-        move |_: usize| -> Result<()> {
-            agent.get(&url).call()?;
-            Ok(())
-        }
+        let get = crate::get_ok(agent, format!("{gateway}/health"));
+        move |_: usize| get()
     };
 
     const READ_RATE: u32 = 200;

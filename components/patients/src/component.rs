@@ -43,6 +43,7 @@ fn generation_key(generation: Generation) -> &'static str {
         Generation::Lists => LISTS_GENERATION_KEY,
     }
 }
+
 /// Outbox rows one relay claims and delivers at once. A batch's billing opens go to billing in
 /// one call; events are published one by one.
 const RELAY_BATCH: u32 = 200;
@@ -366,15 +367,22 @@ fn relay(channel: &str, limit: u32) -> Result<u32, String> {
 /// does not matter); the rest go one by one in order. At the first failure what is left is freed
 /// for the next tick (the target is down: the others would each wait out a timeout).
 fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
-    let (opens, others): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = entries
-        .iter()
-        .partition(|e| matches!(e.delivery, Delivery::BillingOpen { .. }));
+    let (mut opens, mut accounts, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        match new_account(&entry.delivery) {
+            Some(account) => {
+                opens.push(entry.id.clone());
+                accounts.push(account);
+            }
+            None => others.push(entry),
+        }
+    }
     let mut delivered = Vec::new();
     let mut failure = None;
-    if !opens.is_empty() {
-        match open_accounts(&opens) {
-            Ok(()) => delivered.extend(opens.iter().map(|e| e.id.clone())),
-            Err(e) => failure = Some((e, opens.iter().map(|e| e.id.clone()).collect())),
+    if !accounts.is_empty() {
+        match open_accounts(&accounts) {
+            Ok(()) => delivered.extend(opens),
+            Err(e) => failure = Some((e, opens)),
         }
     }
     let mut others = others.into_iter();
@@ -415,24 +423,25 @@ fn settle(entries: &[OutboxEntry]) -> Result<u32, String> {
     Ok(delivered.len() as u32)
 }
 
-/// Opens the accounts of `entries` (all `BillingOpen`) in one call to billing.
-fn open_accounts(entries: &[&OutboxEntry]) -> Result<(), String> {
-    let accounts: Vec<billing::NewAccount> = entries
-        .iter()
-        .filter_map(|entry| match &entry.delivery {
-            Delivery::BillingOpen {
-                patient_id,
-                name,
-                email,
-            } => Some(billing::NewAccount {
-                patient_id: patient_id.clone(),
-                name: name.clone(),
-                email: email.clone(),
-            }),
-            _ => None,
-        })
-        .collect();
-    billing::open_accounts(&accounts)
+/// The account a `BillingOpen` row asks billing to open; `None` for any other row.
+fn new_account(delivery: &Delivery) -> Option<billing::NewAccount> {
+    match delivery {
+        Delivery::BillingOpen {
+            patient_id,
+            name,
+            email,
+        } => Some(billing::NewAccount {
+            patient_id: patient_id.clone(),
+            name: name.clone(),
+            email: email.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Opens `accounts` in one call to billing (the only way the relay opens accounts).
+fn open_accounts(accounts: &[billing::NewAccount]) -> Result<(), String> {
+    billing::open_accounts(accounts)
         .map(|_| ())
         .map_err(billing_error)
 }
@@ -449,13 +458,10 @@ fn deliver(delivery: &Delivery) -> Result<(), String> {
             body: event.to_protobuf(),
             reply_to: None,
         }),
-        Delivery::BillingOpen {
-            patient_id,
-            name,
-            email,
-        } => billing::create_account(patient_id, name, email)
-            .map(|_| ())
-            .map_err(billing_error),
+        // `settle` opens a batch's accounts together; one alone goes the same way.
+        Delivery::BillingOpen { .. } => {
+            open_accounts(&new_account(delivery).into_iter().collect::<Vec<_>>())
+        }
         Delivery::BillingClose { patient_id } => match billing::close_account(patient_id) {
             Ok(_) => Ok(()),
             // Nothing to close (never opened): there is nothing left to do either.

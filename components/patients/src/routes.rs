@@ -149,7 +149,7 @@ fn cached<T: Serialize + for<'de> Deserialize<'de>>(
     let cache = platform.cache();
     // The generations before loading: an entry stored with them goes stale at the next write
     // that bumps one of them.
-    let generation = match key.as_deref().map(|k| cache.lookup(generations, k)) {
+    let stamp = match key.as_deref().map(|k| cache.lookup(generations, k)) {
         Some(Ok((current, entry))) => {
             let hit = entry.and_then(|bytes| serde_json::from_slice::<Stamped<T>>(&bytes).ok());
             if let Some(hit) = hit.filter(|hit| hit.generations == current) {
@@ -164,7 +164,7 @@ fn cached<T: Serialize + for<'de> Deserialize<'de>>(
         None => None,
     };
     let value = load().map_err(unavailable)?;
-    if let (Some(key), Some(generations), Some(value)) = (key, generation, &value) {
+    if let (Some(key), Some(generations), Some(value)) = (key, stamp, &value) {
         if let Ok(bytes) = serde_json::to_vec(&Stamped { generations, value }) {
             cache.put(&key, &bytes);
         }
