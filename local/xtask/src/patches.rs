@@ -18,10 +18,15 @@
 //!   messages to it that are still on their way: they are dropped. A provider stopping for a
 //!   restart lost the calls NATS handed it in that instant (3 in 4,000 under load); the caller
 //!   waited 15 s for a 503. Other NATS clients (Go, C, TypeScript) send a PING after the UNSUB
-//!   and keep the subscription until its PONG: the server answers in order, so by then nearly
-//!   every message routed before the UNSUB has arrived (one routed on another connection's
-//!   thread just before it can still follow the PONG). The edit does that with two round trips
-//!   (see `confirm_drains`), and adds
+//!   and keep the subscription until its PONG: the server answers in order, so by then every
+//!   message routed before the UNSUB has arrived. nats-server (v2.14.5, client.go `deliverMsg`)
+//!   appends a message under the subscriber's lock after checking the subscription is not
+//!   closed, and the UNSUB closes it under that lock before the PING is answered; the one
+//!   exception is a publisher held in a fast-producer stall, which waits with the lock released
+//!   and checks only the connection afterwards. The edit waits for two round trips (see
+//!   `confirm_drains`) to cover that too. (The losses `confirm_drains` cites as the reason were
+//!   later found to be the drain test's own: messages published before the server had the other
+//!   queue member's SUB; the test now waits for it.) It also adds
 //!   `Client::drain_subscriptions(prefix)`, which the providers' drain (providers/support) calls
 //!   for their invocation subjects, as the wRPC transport does not hand out its subscriptions.
 //!   The host's build takes it too: see the next point.
