@@ -1,16 +1,22 @@
--- The audit trail (issue 20): one row per audited request, append-only and hash-chained.
+-- The audit trail (issue 20): one row per audited request, hash-chained. Services only append.
 --
 -- Run by `cargo xtask` as the superuser (local/xtask/src/store_roles.rs), never by a service:
 -- the schema and everything in it belong to `:owner`, a role no one logs in as, so no role a
 -- service uses owns the table (an owner could update, delete or re-grant itself the right to).
--- Services get INSERT only; the audit service SELECT and INSERT. Idempotent: every `up` runs it.
+-- Services get INSERT only; the audit service SELECT and INSERT, and it runs the chainer.
+-- Idempotent: every `up` runs it.
 --
--- The chain: a BEFORE INSERT trigger, running as the owner, takes one transaction-level lock,
--- reads the newest record's hash and sets the new record's `seq`, `at`, `prev_hash` and `hash`.
--- The lock is held until the inserting transaction ends, so records are chained in the order
--- they commit and a rolled-back insert leaves no hole (its `seq` is skipped, and nothing points
--- at it). `verify()` recomputes every hash; a changed record fails its own hash, a removed one
--- fails its successor's `prev_hash`.
+-- The chain is made in batches (issue 22). An insert takes no lock: its trigger sets `seq` and
+-- `at` and leaves the record unchained (`link` null). `chain_pending()`, run as the owner, takes
+-- the chain's one lock, reads the newest chained record and links every committed unchained
+-- record after it, oldest `seq` first, giving each its `link` (its place in the chain),
+-- `prev_hash` and `hash`. The audit service runs it every tick and before every read of the
+-- trail, and `verify()` runs it first, so whatever anyone reads is chained. Before, the trigger
+-- chained each insert and held that lock until the insert's transaction committed: audited
+-- requests took turns at every commit, about 700/s on the bench machine (bench/README.md).
+-- A rolled-back insert leaves no hole: it is never seen, so never linked. `verify()` recomputes
+-- every hash in chain order; a changed record fails its own hash, a removed one fails its
+-- successor's `prev_hash`. Until it is linked (at most a tick) a record is covered by no hash.
 CREATE SCHEMA IF NOT EXISTS audit_trail;
 ALTER SCHEMA audit_trail OWNER TO :owner;
 REVOKE ALL ON SCHEMA audit_trail FROM PUBLIC;
@@ -36,6 +42,12 @@ CREATE TABLE IF NOT EXISTS audit_trail.records (
     prev_hash      bytea NOT NULL DEFAULT '\x',
     hash           bytea NOT NULL DEFAULT '\x'
 );
+-- A record's place in the chain, null until `chain_pending()` links it. Records chained one by
+-- one by the earlier trigger were linked in `seq` order, so they take their `seq`; that update
+-- finds nothing to do on a trail made since (a record not yet linked still has no hash).
+ALTER TABLE audit_trail.records ADD COLUMN IF NOT EXISTS link bigint UNIQUE;
+UPDATE audit_trail.records SET link = seq WHERE link IS NULL AND hash <> '\x';
+CREATE INDEX IF NOT EXISTS records_unlinked ON audit_trail.records (seq) WHERE link IS NULL;
 CREATE INDEX IF NOT EXISTS records_by_patient ON audit_trail.records (patient_id, seq);
 CREATE INDEX IF NOT EXISTS records_by_actor ON audit_trail.records (actor, seq);
 CREATE INDEX IF NOT EXISTS records_by_time ON audit_trail.records (at);
@@ -51,55 +63,87 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
         r.client_address)::text, 'UTF8'))
 $$;
 
+-- What a writer gives for `seq`, `at`, the link and the hashes is replaced: they are the trail's.
 CREATE OR REPLACE FUNCTION audit_trail.chain() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    newest bytea;
 BEGIN
-    -- One chain: one writer at a time, until its transaction ends (28348: AUDIT on a phone's keys).
-    PERFORM pg_advisory_xact_lock(28348);
-    SELECT hash INTO newest FROM audit_trail.records ORDER BY seq DESC LIMIT 1;
     NEW.seq := nextval('audit_trail.record_seq');
     NEW.at := clock_timestamp();
-    NEW.prev_hash := coalesce(newest, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
-    NEW.hash := audit_trail.record_hash(NEW);
+    NEW.link := NULL;
+    NEW.prev_hash := '\x';
+    NEW.hash := '\x';
     RETURN NEW;
+END $$;
+
+-- Links the committed records not linked yet, at most `batch` of them (the oldest), after the
+-- newest linked one, and returns how many it linked. One chainer at a time (the lock ends with
+-- its transaction; 28348: AUDIT on a phone's keys), so links never fork.
+CREATE OR REPLACE FUNCTION audit_trail.chain_pending(batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    head_link bigint;
+    head_hash bytea;
+    r audit_trail.records;
+    linked bigint := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(28348);
+    SELECT link, hash INTO head_link, head_hash
+        FROM audit_trail.records WHERE link IS NOT NULL ORDER BY link DESC LIMIT 1;
+    head_link := coalesce(head_link, 0);
+    head_hash := coalesce(head_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
+    FOR r IN SELECT * FROM audit_trail.records WHERE link IS NULL ORDER BY seq LIMIT batch LOOP
+        head_link := head_link + 1;
+        r.link := head_link;
+        r.prev_hash := head_hash;
+        r.hash := audit_trail.record_hash(r);
+        UPDATE audit_trail.records SET link = r.link, prev_hash = r.prev_hash, hash = r.hash
+            WHERE seq = r.seq;
+        head_hash := r.hash;
+        linked := linked + 1;
+    END LOOP;
+    RETURN linked;
 END $$;
 
 DROP TRIGGER IF EXISTS chain ON audit_trail.records;
 CREATE TRIGGER chain BEFORE INSERT ON audit_trail.records
     FOR EACH ROW EXECUTE FUNCTION audit_trail.chain();
 
--- Checks the whole chain, oldest first. `valid` is false at the first record whose hash does
--- not match its content (`changed`) or whose `prev_hash` is not the hash of the record before
--- it (`a record before it was removed or reordered`); `head_*` name the newest record, which an
--- operator can note elsewhere: removing the newest records leaves a shorter chain that is still
--- whole, so only a head kept outside the database shows that.
+-- Links what is pending, then checks the whole chain, oldest link first. `valid` is false at
+-- the first record whose hash does not match its content (`changed`) or whose `prev_hash` is not
+-- the hash of the record linked before it (`a record before it was removed or reordered`);
+-- `head_*` name the newest record, which an operator can note elsewhere: removing the newest
+-- records leaves a shorter chain that is still whole, so only a head kept outside the database
+-- shows that. Records are named by `seq`, as everywhere else.
 CREATE OR REPLACE FUNCTION audit_trail.verify()
 RETURNS TABLE (valid boolean, checked bigint, bad_seq bigint, problem text, head_seq bigint, head_hash text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Everything, however many are pending: a check that skipped some would pass them unchecked.
+    PERFORM audit_trail.chain_pending(NULL);
+    RETURN QUERY
     WITH walked AS (
-        SELECT r.seq, r.hash,
+        SELECT r.seq, r.link, r.hash,
                r.hash = audit_trail.record_hash(r) AS hash_ok,
-               r.prev_hash = coalesce(lag(r.hash) OVER (ORDER BY r.seq),
+               r.prev_hash = coalesce(lag(r.hash) OVER (ORDER BY r.link),
                    '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) AS link_ok
         FROM audit_trail.records r
     ), first_bad AS (
-        SELECT seq, CASE WHEN NOT hash_ok THEN 'the record was changed after it was written'
-                         ELSE 'the record before it was removed or changed' END AS problem
-        FROM walked WHERE NOT (hash_ok AND link_ok) ORDER BY seq LIMIT 1
+        SELECT w.seq, CASE WHEN NOT w.hash_ok THEN 'the record was changed after it was written'
+                           ELSE 'the record before it was removed or changed' END AS problem
+        FROM walked w WHERE NOT (w.hash_ok AND w.link_ok) ORDER BY w.link LIMIT 1
     ), head AS (
-        SELECT seq, encode(hash, 'hex') AS hash FROM walked ORDER BY seq DESC LIMIT 1
+        SELECT w.seq, encode(w.hash, 'hex') AS hash FROM walked w ORDER BY w.link DESC LIMIT 1
     )
     SELECT NOT EXISTS (SELECT 1 FROM first_bad), (SELECT count(*) FROM walked),
-           (SELECT seq FROM first_bad), (SELECT problem FROM first_bad),
-           (SELECT seq FROM head), (SELECT hash FROM head)
-$$;
+           (SELECT f.seq FROM first_bad f), (SELECT f.problem FROM first_bad f),
+           (SELECT h.seq FROM head h), (SELECT h.hash FROM head h);
+END $$;
 
 ALTER TABLE audit_trail.records OWNER TO :owner;
 ALTER SEQUENCE audit_trail.record_seq OWNER TO :owner;
 ALTER FUNCTION audit_trail.record_hash(audit_trail.records) OWNER TO :owner;
 ALTER FUNCTION audit_trail.chain() OWNER TO :owner;
+ALTER FUNCTION audit_trail.chain_pending(integer) OWNER TO :owner;
 ALTER FUNCTION audit_trail.verify() OWNER TO :owner;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit_trail FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit_trail FROM PUBLIC;

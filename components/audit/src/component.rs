@@ -1,5 +1,5 @@
 //! WIT glue and SQL: `pm:platform/audit` for the gateway's records, `pm:platform/service` for
-//! reading and verifying the trail.
+//! reading and verifying the trail, `pm:platform/ticker` for linking new records into the chain.
 use crate::filter::Filter;
 use crate::routes::{self, Head, Invalid, Record, Trail, Verification};
 
@@ -39,6 +39,22 @@ impl bindings::exports::pm::platform::service::Guest for Audit {
     }
 }
 
+impl bindings::exports::pm::platform::ticker::Guest for Audit {
+    /// Links what was appended since the last tick (trail.sql, `chain_pending`), so a record is
+    /// covered by the chain within a tick even when no one reads the trail.
+    fn tick() -> Result<(), String> {
+        link_pending()
+    }
+}
+
+/// Links every committed record not linked yet into the chain; readers call it first, so what
+/// they see has its hash.
+fn link_pending() -> Result<(), String> {
+    query("SELECT audit_trail.chain_pending(NULL)", &[])
+        .map(|_| ())
+        .map_err(describe)
+}
+
 struct Postgres;
 
 fn number(row: &ResultRow, column: &str) -> Option<i64> {
@@ -65,6 +81,7 @@ fn record(row: &ResultRow) -> Option<Record> {
 
 impl Trail for Postgres {
     fn records(&self, filter: &Filter, limit: u32) -> Result<Vec<Record>, String> {
+        link_pending()?;
         // Each filter is off when its parameter is null; the newest first, by chain position.
         let statement = "SELECT seq::text AS seq, id::text AS id, \
                 to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at, \

@@ -296,7 +296,7 @@ REVOKE ALL ON SCHEMA {service} FROM PUBLIC;
     }
 
     /// The audit trail, owned by `audit_trail_owner`; the writers may insert, the audit service
-    /// may also read and verify.
+    /// may also read, verify and link pending records into the chain.
     fn audit_trail_sql(&self) -> String {
         let owner = self.audit_trail_owner();
         let mut sql = format!(
@@ -319,6 +319,7 @@ GRANT INSERT ON audit_trail.records TO {role};
         sql += &format!(
             "GRANT SELECT ON audit_trail.records TO {reader};
 GRANT EXECUTE ON FUNCTION audit_trail.verify() TO {reader};
+GRANT EXECUTE ON FUNCTION audit_trail.chain_pending(integer) TO {reader};
 "
         );
         sql
