@@ -502,7 +502,11 @@ fn records_appended_at_once_are_linked_into_one_chain_within_a_tick() {
             .flat_map(|reader| reader.join().unwrap())
             .collect()
     });
-    assert!(request_ids.len() >= 30, "{} of 40 reads answered", request_ids.len());
+    assert!(
+        request_ids.len() >= 30,
+        "{} of 40 reads answered",
+        request_ids.len()
+    );
     let listed = request_ids
         .iter()
         .map(|id| format!("'{}'", id.replace('\'', "")))

@@ -78,7 +78,10 @@ async fn server_has_subscribed(subscriber: &async_nats::Client, publisher: &asyn
         if let Ok(Some(_)) = timeout(Duration::from_millis(50), ready.next()).await {
             return;
         }
-        assert!(Instant::now() < deadline, "the server never routed to a new subscription");
+        assert!(
+            Instant::now() < deadline,
+            "the server never routed to a new subscription"
+        );
     }
 }
 
