@@ -50,8 +50,9 @@ usage: cargo xtask <command>
                                    --zones: spread every component over these `zone` labels
                                    (machines that join say theirs: docs/deploy.md)
   down                             stop everything `up` started
-  test [--only <file>]             unit tests, then end-to-end tests on a lattice of their own;
-                                   --only runs just tests/tests/<file>.rs (no unit tests)
+  test [--only <file>[,<file>...]] unit tests, then end-to-end tests on a lattice of their own;
+                                   --only runs just tests/tests/<file>.rs (no unit tests); with
+                                   several files, in name order on one lattice, as a full run does
   tools                            only install/build the tools (wash, host, wadm, NATS)
   tool-path <host|wadm|wash|nats-server|tansu>
                                    print where that cached tool is (for `wash up --host-path`)
@@ -133,8 +134,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         ),
         "test" => match rest {
             [] => test(None),
-            [flag, name] if flag == "--only" => test(Some(name)),
-            _ => bail!("usage: cargo xtask test [--only <end-to-end test file>]"),
+            [flag, names] if flag == "--only" => test(Some(names.split(',').collect())),
+            _ => bail!("usage: cargo xtask test [--only <end-to-end test file>[,<file>...]]"),
         },
         "bench" => bench(),
         "tools" => tools::ensure_all().map(|_| ()),
@@ -469,7 +470,7 @@ fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
 
 /// Unit tests, then the end-to-end suite against a lattice of its own; with `only`, just that
 /// end-to-end test file (for working on one part without the whole run).
-fn test(only: Option<&str>) -> Result<()> {
+fn test(only: Option<Vec<&str>>) -> Result<()> {
     if only.is_none() {
         step("unit tests");
         process::run_visible(Command::new("cargo").current_dir(paths::repo()).args([
@@ -505,13 +506,14 @@ fn test(only: Option<&str>) -> Result<()> {
     let files = e2e_test_files()?;
     let (on_machines, here): (Vec<String>, Vec<String>) = files
         .into_iter()
-        .filter(|file| only.is_none_or(|o| o == file))
+        .filter(|file| only.as_ref().is_none_or(|o| o.contains(&file.as_str())))
         .partition(|file| file == MACHINES_TEST);
-    if only.is_some() && on_machines.is_empty() && here.is_empty() {
-        bail!(
-            "no end-to-end test file tests/tests/{}.rs",
-            only.unwrap_or_default()
-        );
+    if let Some(unknown) = only
+        .iter()
+        .flatten()
+        .find(|o| !on_machines.contains(&o.to_string()) && !here.contains(&o.to_string()))
+    {
+        bail!("no end-to-end test file tests/tests/{unknown}.rs");
     }
     let run_files = |stack: &Stack, env: Vec<(&str, String)>, files: &[String]| {
         step(&format!(
