@@ -6,6 +6,7 @@
 mod deliver;
 mod security;
 mod settings;
+mod stall;
 mod subject;
 mod topics;
 
