@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::events::{committed_offsets, patient_events, unsettled};
+use common::events::{committed_offsets, patient_events, wait_until_settled};
 use common::load::{as_fresh_admin, Load, Outcome, Request};
 use common::summary::{counted_on, registered_on, summary, unused_day};
-use common::{eventually, xtask, Client};
+use common::{xtask, Client};
 use serde_json::Value;
 
 /// The broker keeps what it acknowledged across a restart (issue 17): with creates flowing, it is
@@ -26,21 +26,7 @@ use serde_json::Value;
 /// upstream (nisshi 0.8) needs a newer Rust than this machine has.
 #[test]
 fn a_broker_restart_under_load_loses_no_event_and_no_offset() {
-    let mut last = None;
-    eventually(
-        "analytics' consumer group to settle",
-        Duration::from_secs(180),
-        || match unsettled("analytics") {
-            None => Some(()),
-            Some(why) => {
-                if last.as_ref() != Some(&why) {
-                    eprintln!("waiting for analytics' consumer group: {why}");
-                }
-                last = Some(why);
-                None
-            }
-        },
-    );
+    wait_until_settled("analytics", Duration::from_secs(180));
     let admin = Client::seed_admin();
     let day = unused_day(3);
     let registered_before = registered_on(&summary(&admin), &day);

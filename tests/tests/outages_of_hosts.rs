@@ -8,10 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::events::unsettled;
+use common::events::wait_until_settled;
 use common::failover::lose_and_return;
 use common::load::Load;
-use common::{eventually, Client};
+use common::Client;
 
 /// A host that is not the HTTP listener dies (SIGKILL, with its providers) under load. Only the
 /// requests in flight on it may fail; wadm moves its share of every component to the survivor,
@@ -49,21 +49,7 @@ fn every_partition_is_consumed_again() {
         assert_eq!(status, 201, "{body}");
     }
     let created = Instant::now();
-    let mut last = None;
-    eventually(
-        "every partition of analytics' consumer group to be consumed",
-        Duration::from_secs(180),
-        || match unsettled("analytics") {
-            None => Some(()),
-            Some(why) => {
-                if last.as_ref() != Some(&why) {
-                    eprintln!("waiting for analytics' consumer group: {why}");
-                }
-                last = Some(why);
-                None
-            }
-        },
-    );
+    wait_until_settled("analytics", Duration::from_secs(180));
     common::report(&format!(
         "consumer groups after the host loss: every partition of `patient` consumed by analytics \
          {:.1} s after the last of 24 creates",

@@ -151,3 +151,23 @@ pub fn unsettled(group: &str) -> Option<String> {
     }
     None
 }
+
+/// Waits until consumer group `group` is settled (`unsettled`), printing each new reason it is
+/// not yet; fails after `timeout` (the last reason printed says why).
+pub fn wait_until_settled(group: &str, timeout: Duration) {
+    let mut last = None;
+    super::eventually(
+        &format!("consumer group `{group}` to settle"),
+        timeout,
+        || match unsettled(group) {
+            None => Some(()),
+            Some(why) => {
+                if last.as_ref() != Some(&why) {
+                    eprintln!("waiting for consumer group `{group}`: {why}");
+                }
+                last = Some(why);
+                None
+            }
+        },
+    );
+}
