@@ -468,9 +468,24 @@ fn deploy_platform(stack: &Stack, tools: &tools::Tools) -> Result<()> {
     })
 }
 
-/// Unit tests, then the end-to-end suite against a lattice of its own; with `only`, just that
-/// end-to-end test file (for working on one part without the whole run).
+/// Unit tests, then the end-to-end suite against a lattice of its own; with `only`, just those
+/// end-to-end test files (for working on one part without the whole run). A name that is not a
+/// test file is refused before anything is built.
 fn test(only: Option<Vec<&str>>) -> Result<()> {
+    // Every test file but the machines test runs against one lattice on this machine; the
+    // machines test gets a lattice of its own, spread over simulated machines.
+    let files = e2e_test_files()?;
+    let (on_machines, here): (Vec<String>, Vec<String>) = files
+        .into_iter()
+        .filter(|file| only.as_ref().is_none_or(|o| o.contains(&file.as_str())))
+        .partition(|file| file == MACHINES_TEST);
+    if let Some(unknown) = only
+        .iter()
+        .flatten()
+        .find(|o| !on_machines.iter().chain(&here).any(|file| file == *o))
+    {
+        bail!("no end-to-end test file tests/tests/{unknown}.rs");
+    }
     if only.is_none() {
         step("unit tests");
         process::run_visible(Command::new("cargo").current_dir(paths::repo()).args([
@@ -501,20 +516,6 @@ fn test(only: Option<Vec<&str>>) -> Result<()> {
     ])?;
     let tools = tools::ensure_all()?;
     let hot_swap_dir = build::hot_swap_builds(&tools)?;
-    // Every test file but the machines test runs against one lattice on this machine; the
-    // machines test gets a lattice of its own, spread over simulated machines.
-    let files = e2e_test_files()?;
-    let (on_machines, here): (Vec<String>, Vec<String>) = files
-        .into_iter()
-        .filter(|file| only.as_ref().is_none_or(|o| o.contains(&file.as_str())))
-        .partition(|file| file == MACHINES_TEST);
-    if let Some(unknown) = only
-        .iter()
-        .flatten()
-        .find(|o| !on_machines.contains(&o.to_string()) && !here.contains(&o.to_string()))
-    {
-        bail!("no end-to-end test file tests/tests/{unknown}.rs");
-    }
     let run_files = |stack: &Stack, env: Vec<(&str, String)>, files: &[String]| {
         step(&format!(
             "end-to-end tests against lattice `{}`",
