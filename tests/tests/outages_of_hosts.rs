@@ -15,7 +15,7 @@ use common::Client;
 
 /// A host that is not the HTTP listener dies (SIGKILL, with its providers) under load. Only the
 /// requests in flight on it may fail; wadm moves its share of every component to the survivor,
-/// and spreads again when the host comes back; then every consumer group consumes all its
+/// and spreads again when the host comes back; then analytics' consumer group consumes all its
 /// partitions again.
 #[test]
 fn losing_a_host_fails_only_requests_in_flight() {

@@ -45,24 +45,21 @@ impl Watch {
     /// description of one that has had records waiting at the same committed offset for
     /// `STALL_AFTER` or longer, if any.
     pub fn observe(&mut self, partitions: &[Partition], now: Instant) -> Option<String> {
-        let waiting: HashMap<(String, i32), (i64, Instant)> = partitions
-            .iter()
-            .filter(|p| p.committed < p.end)
-            .map(|p| {
-                let key = (p.topic.clone(), p.partition);
-                let since = match self.waiting.get(&key) {
-                    Some(&(offset, since)) if offset == p.committed => since,
-                    _ => now,
-                };
-                (key, (p.committed, since))
-            })
-            .collect();
+        let mut waiting = HashMap::new();
+        let mut stalled = None;
+        for p in partitions.iter().filter(|p| p.committed < p.end) {
+            let key = (p.topic.clone(), p.partition);
+            let since = match self.waiting.get(&key) {
+                Some(&(offset, since)) if offset == p.committed => since,
+                _ => now,
+            };
+            if stalled.is_none() && now.duration_since(since) >= STALL_AFTER {
+                stalled = Some(p);
+            }
+            waiting.insert(key, (p.committed, since));
+        }
         self.waiting = waiting;
-        let stalled = partitions.iter().find(|p| {
-            self.waiting
-                .get(&(p.topic.clone(), p.partition))
-                .is_some_and(|&(_, since)| now.duration_since(since) >= STALL_AFTER)
-        })?;
+        let stalled = stalled?;
         Some(format!(
             "partition {} of topic {} has stayed at offset {} of {} for {} s",
             stalled.partition,
